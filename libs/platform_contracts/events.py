@@ -1,0 +1,160 @@
+"""The event catalogue (CONTRACT.md "Events"): every type, its source, and the model of its
+`data`. Publishers validate against these before an event enters the outbox; consumers
+validate on receipt. Data models allow extra fields so that adding a field is not a break."""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .envelope import CloudEvent
+from .organization import CoverageFigures, Instructor, Organization, Unit
+
+
+class EventData(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class UnitEvent(Unit):
+    model_config = ConfigDict(extra="allow")
+
+
+class OrganizationEvent(Organization):
+    model_config = ConfigDict(extra="allow")
+
+
+class UnitAttachment(EventData):
+    organization_id: str
+    unit_id: str
+
+
+class InstructorAssignment(EventData):
+    instructor_id: str
+    unit_id: str
+
+
+class InstructorEvent(Instructor):
+    model_config = ConfigDict(extra="allow")
+
+
+class CoverageScope(EventData):
+    division: str | None
+    industry: str | None = None
+    type: str | None = None
+    before: CoverageFigures
+    after: CoverageFigures
+
+
+class CoverageChanged(EventData):
+    division: str
+    before: CoverageFigures
+    after: CoverageFigures
+    scopes: list[CoverageScope] = []
+    cause: str | None = None
+
+
+class CoverageAlert(EventData):
+    unit_id: str
+    unit_name: str
+    division: str
+    full_members: int
+    reason: str
+
+
+class MemberRegistered(EventData):
+    member_id: str
+    organization_id: str
+    unit_id: str | None = None
+    stage: str
+    category: str | None = None  # "full" | "probationary" once admitted
+
+
+class MemberPromoted(EventData):
+    member_id: str
+    organization_id: str
+    unit_id: str | None = None
+    from_stage: str
+    to_stage: str
+    category: str | None = None
+
+
+class TransferCompleted(EventData):
+    transfer_id: str
+    member_id: str
+    from_organization_id: str
+    to_organization_id: str
+    from_unit_id: str | None = None
+    to_unit_id: str | None = None
+    category: str | None = None
+
+
+# type -> (source service, data model). Types without a dedicated model take any object.
+CATALOGUE: dict[str, tuple[str, type[BaseModel]]] = {
+    "unit.registered": ("organization", UnitEvent),
+    "unit.updated": ("organization", UnitEvent),
+    "unit.deregistered": ("organization", UnitEvent),
+    "organization.created": ("organization", OrganizationEvent),
+    "organization.updated": ("organization", OrganizationEvent),
+    "organization.unit_attached": ("organization", UnitAttachment),
+    "organization.unit_detached": ("organization", UnitAttachment),
+    "organization.dissolved": ("organization", OrganizationEvent),
+    "instructor.created": ("organization", InstructorEvent),
+    "instructor.assigned": ("organization", InstructorAssignment),
+    "instructor.unassigned": ("organization", InstructorAssignment),
+    "coverage.changed": ("organization", CoverageChanged),
+    "coverage.alert_raised": ("organization", CoverageAlert),
+    "coverage.alert_cleared": ("organization", CoverageAlert),
+    "member.registered": ("member", MemberRegistered),
+    "member.updated": ("member", EventData),
+    "member.promoted": ("member", MemberPromoted),
+    "member.checked_in": ("member", EventData),
+    "transfer.requested": ("member", EventData),
+    "transfer.approved": ("member", EventData),
+    "transfer.received": ("member", EventData),
+    "transfer.completed": ("member", TransferCompleted),
+    "transfer.rejected": ("member", EventData),
+    "transfer.cancelled": ("member", EventData),
+    "transfer.expired": ("member", EventData),
+    "station.registered": ("service-station", EventData),
+    "station.updated": ("service-station", EventData),
+    "station.closed": ("service-station", EventData),
+    "station.supply_low": ("service-station", EventData),
+    "station.visited": ("service-station", EventData),
+    "station.activity_scheduled": ("service-station", EventData),
+    "appeal.submitted": ("appeal", EventData),
+    "appeal.accepted": ("appeal", EventData),
+    "appeal.assigned": ("appeal", EventData),
+    "appeal.resolved": ("appeal", EventData),
+    "appeal.rated": ("appeal", EventData),
+    "appeal.reopened": ("appeal", EventData),
+    "appeal.rejected": ("appeal", EventData),
+    "appeal.closed": ("appeal", EventData),
+    "appeal.overdue": ("appeal", EventData),
+    "notification.created": ("gateway", EventData),
+}
+
+SOURCES = sorted({source for source, _ in CATALOGUE.values()})
+
+
+def exchange_for(source: str) -> str:
+    """The topic exchange a service publishes on; nameko's @event_handler binds to it."""
+    return f"{source}.events"
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def validate_event(envelope: dict[str, Any] | CloudEvent) -> CloudEvent:
+    """Validate the envelope and its data against the catalogue; raises ValueError."""
+    event = envelope if isinstance(envelope, CloudEvent) else CloudEvent.model_validate(envelope)
+    if event.type not in CATALOGUE:
+        raise UnknownEventType(f"unknown event type {event.type!r}")
+    source, model = CATALOGUE[event.type]
+    if event.source != source:
+        raise ValueError(f"{event.type} must come from {source}, not {event.source}")
+    model.model_validate(event.data)
+    return event
+
+
+def data_of(event: CloudEvent, model: type[BaseModel]) -> Any:
+    return model.model_validate(event.data)

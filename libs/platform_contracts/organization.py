@@ -1,0 +1,255 @@
+"""Commands, queries and resources of the organization service (CONTRACT.md: units,
+organizations, instructors, coverage). Field names and enumeration values are fixed."""
+
+import re
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from .codes import normalize_credit_code, normalize_division_code, normalize_division_prefix
+
+CreditCode = Annotated[str, AfterValidator(normalize_credit_code)]
+DivisionCode = Annotated[str, AfterValidator(normalize_division_code)]
+DivisionPrefix = Annotated[str, AfterValidator(normalize_division_prefix)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Industry is a label operators report by (GB/T 4754 section or a local name such as 快递).
+# "|" and "*" are reserved by the coverage counter keys.
+Industry = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^|*]+$")
+]
+MobilePhone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^1[3-9]\d{9}$")]
+EntityId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _no_duplicates(ids: list[str]) -> list[str]:
+    if len(set(ids)) != len(ids):
+        raise ValueError("a unit is listed more than once")
+    return ids
+
+
+class UnitType(StrEnum):
+    enterprise = "enterprise"
+    social_organization = "social_organization"
+    industry_association = "industry_association"
+    platform_company = "platform_company"
+    building = "building"
+    park = "park"
+    business_district = "business_district"
+    market = "market"
+
+
+class CoverageStatus(StrEnum):
+    organization = "organization"
+    work = "work"
+    none = "none"
+
+
+class UnitStatus(StrEnum):
+    active = "active"
+    deregistered = "deregistered"
+
+
+class OrganizationKind(StrEnum):
+    industry_committee = "industry_committee"
+    comprehensive_committee = "comprehensive_committee"
+    committee = "committee"
+    general_branch = "general_branch"
+    branch = "branch"
+    joint_branch = "joint_branch"
+    group = "group"
+
+
+class Formation(StrEnum):
+    standalone = "standalone"
+    joint = "joint"
+    attached = "attached"
+    anchor_led = "anchor_led"
+    area = "area"
+    industry = "industry"
+
+
+class OrganizationStatus(StrEnum):
+    active = "active"
+    dissolved = "dissolved"
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- units -------------------------------------------------------------------------------
+
+class RegisterUnit(Command):
+    credit_code: CreditCode
+    name: Name
+    type: UnitType
+    industry: Industry
+    division: DivisionCode
+    employees: int = Field(0, ge=0, le=10_000_000)
+    above_scale: bool = Field(False, description="规上: above designated size")
+    address: str | None = Field(None, max_length=500)
+
+
+class UpdateUnit(Command):
+    name: Name | None = None
+    type: UnitType | None = None
+    industry: Industry | None = None
+    division: DivisionCode | None = None
+    employees: int | None = Field(None, ge=0, le=10_000_000)
+    above_scale: bool | None = None
+    address: str | None = Field(None, max_length=500)
+
+
+class Unit(BaseModel):
+    id: str
+    credit_code: str
+    name: str
+    type: UnitType
+    industry: str
+    division: str
+    employees: int
+    above_scale: bool = False
+    address: str | None = None
+    full_members: int = 0
+    probationary_members: int = 0
+    coverage: CoverageStatus
+    organization_ids: list[str] = []
+    standalone: bool = Field(False, description="has a standalone organization of its own")
+    instructor_id: str | None = None
+    should_establish: bool
+    status: UnitStatus
+    registered_at: datetime
+    updated_at: datetime
+
+
+class UnitFilter(Command):
+    division: DivisionPrefix | None = None
+    industry: Industry | None = None
+    type: UnitType | None = None
+    coverage: CoverageStatus | None = None
+    status: UnitStatus | None = UnitStatus.active
+
+
+# ---- organizations -------------------------------------------------------------------------
+
+class CreateOrganization(Command):
+    name: Name
+    kind: OrganizationKind
+    formation: Formation
+    division: DivisionCode
+    parent_id: EntityId | None = None
+    unit_ids: Annotated[list[EntityId], AfterValidator(_no_duplicates)] = Field(default_factory=list, max_length=500)
+    secretary: Name | None = None
+    established_on: date | None = None
+    online: bool = Field(False, description="云端支部: an online branch for members on the move")
+    star_rating: int | None = Field(None, ge=1, le=5)
+
+
+class UpdateOrganization(Command):
+    name: Name | None = None
+    kind: OrganizationKind | None = None
+    parent_id: EntityId | None = None
+    secretary: Name | None = None
+    online: bool | None = None
+    star_rating: int | None = Field(None, ge=1, le=5)
+
+
+class AttachUnit(Command):
+    unit_id: EntityId
+
+
+class Organization(BaseModel):
+    id: str
+    name: str
+    kind: OrganizationKind
+    formation: Formation
+    division: str
+    parent_id: str | None = None
+    unit_ids: list[str] = []
+    secretary: str | None = None
+    established_on: date
+    online: bool = False
+    star_rating: int | None = None
+    status: OrganizationStatus
+    dissolved_on: date | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrganizationFilter(Command):
+    division: DivisionPrefix | None = None
+    kind: OrganizationKind | None = None
+    status: OrganizationStatus | None = OrganizationStatus.active
+
+
+# ---- instructors ---------------------------------------------------------------------------
+
+class CreateInstructor(Command):
+    name: Name
+    phone: MobilePhone
+    division: DivisionCode
+
+
+class AssignInstructor(Command):
+    instructor_id: EntityId
+
+
+class Instructor(BaseModel):
+    id: str
+    name: str
+    phone: str = Field(description="masked, e.g. 138****5678")
+    division: str
+    unit_ids: list[str] = []
+    created_at: datetime
+
+
+class InstructorFilter(Command):
+    division: DivisionPrefix | None = None
+
+
+# ---- divisions -----------------------------------------------------------------------------
+
+class RegisterDivision(Command):
+    code: DivisionCode
+    name: Name
+
+
+class Division(BaseModel):
+    code: str
+    name: str
+    level: str
+
+
+# ---- coverage ------------------------------------------------------------------------------
+
+class CoverageQuery(Command):
+    division: DivisionPrefix | None = None
+    industry: Industry | None = None
+    type: UnitType | None = None
+
+
+class BreakdownQuery(Command):
+    by: Annotated[str, StringConstraints(pattern=r"^(division|industry|type)$")]
+    division: DivisionPrefix | None = None
+
+
+class CoverageFigures(BaseModel):
+    division: str | None = None
+    industry: str | None = None
+    type: str | None = None
+    units: int
+    organization_covered: int
+    work_covered: int
+    uncovered: int
+    organization_rate: float
+    work_rate: float
+    standalone_units: int
+    standalone_rate: float
+    should_establish: int
+    as_of: datetime | None = None
+
+
+def is_safe_label(value: str) -> bool:
+    return bool(re.fullmatch(r"[^|*]+", value))

@@ -1,0 +1,44 @@
+"""Who is asking, as services see it: the gateway authenticates the user and passes an
+`actor` ({username, role, scope}) with every RPC; services enforce scope on the entities
+themselves, so a check cannot be skipped by a route that forgets it."""
+
+from platform_contracts.problems import Rejected
+
+ADMIN = "admin"
+OPERATOR = "operator"
+DIVISION_ROLES = {ADMIN, OPERATOR}
+
+
+def require_admin(actor: dict | None) -> None:
+    if not actor or actor.get("role") != ADMIN:
+        raise Rejected.forbidden("only an admin may do this")
+
+
+def division_scope(actor: dict | None) -> str | None:
+    """The division prefix an actor is limited to; None means everywhere (admin)."""
+    if not actor or actor.get("role") not in DIVISION_ROLES:
+        raise Rejected.forbidden("this role has no access to division-scoped records")
+    if actor["role"] == ADMIN:
+        return None
+    scope = actor.get("scope")
+    if not isinstance(scope, str) or not scope:
+        raise Rejected.forbidden("operator account has no division scope")
+    return scope
+
+
+def ensure_in_scope(actor: dict | None, division: str) -> None:
+    scope = division_scope(actor)
+    if scope is not None and not division.startswith(scope):
+        raise Rejected.forbidden(f"division {division} is outside your scope {scope}")
+
+
+def narrow_division_filter(actor: dict | None, requested: str | None) -> str | None:
+    """The division filter to apply: the request's, which must lie inside the actor's scope."""
+    scope = division_scope(actor)
+    if scope is None:
+        return requested
+    if requested is None:
+        return scope
+    if not requested.startswith(scope):
+        raise Rejected.forbidden(f"division {requested} is outside your scope {scope}")
+    return requested

@@ -1,0 +1,41 @@
+"""Service configuration from environment variables, as the nameko config dict.
+
+Every key a service or the kit reads is listed here with its default, so the README's
+configuration table and the Kubernetes ConfigMap have one place to agree with."""
+
+import os
+
+DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+
+COMMON_DEFAULTS = {
+    "AMQP_URI": DEFAULT_AMQP_URI,
+    "LOG_LEVEL": "INFO",
+    "EVENT_MAX_ATTEMPTS": "5",
+    "EVENT_RETRY_DELAYS_SECONDS": "1,5,30,120",
+    "OUTBOX_POLL_SECONDS": "1.0",
+    "MAX_WORKERS": "10",
+}
+
+
+def env_config(service_name: str, default_http_port: int, **service_defaults: str) -> dict:
+    """Build a nameko config dict for `service_name` from the environment."""
+    values = {**COMMON_DEFAULTS, **service_defaults}
+    config = {key: os.environ.get(key, default) for key, default in values.items()}
+    mongodb_uri = os.environ.get("MONGODB_URI")
+    if not mongodb_uri:
+        raise SystemExit("MONGODB_URI is not set: point it at MongoDB (make run starts SecantusDB)")
+    config["MONGODB_URI"] = mongodb_uri
+    config["MONGODB_DATABASE"] = os.environ.get(f"MONGODB_{service_name.upper()}_DB", service_name)
+    http_port = int(os.environ.get("HTTP_PORT", default_http_port))
+    config["WEB_SERVER_ADDRESS"] = f"{os.environ.get('HTTP_HOST', '0.0.0.0')}:{http_port}"
+    config["max_workers"] = int(config.pop("MAX_WORKERS"))
+    config["serializer"] = "json"
+    return config
+
+
+def retry_delays(config: dict) -> list[int]:
+    return [int(d) for d in str(config.get("EVENT_RETRY_DELAYS_SECONDS", "1,5,30,120")).split(",") if d]
+
+
+def max_attempts(config: dict) -> int:
+    return int(config.get("EVENT_MAX_ATTEMPTS", 5))

@@ -1,0 +1,102 @@
+"""`integration_event_handler`: nameko's @event_handler made safe for state changes.
+
+nameko 2.14 acknowledges a message whose handler raised, so the event is lost. This entrypoint
+validates the CloudEvent, passes it to the handler, and on failure republishes it to a delay
+queue (see topology.py) with backoff; after the last attempt it goes to the dead-letter queue.
+The original is acknowledged only after the copy is confirmed by the broker, so a crash at
+any point leaves the event in RabbitMQ (at least once; the inbox makes applying it once)."""
+
+import logging
+import traceback
+from datetime import datetime, timezone
+
+from kombu import Exchange
+from nameko.amqp.publish import Publisher
+from nameko.events import EventHandler
+from pydantic import ValidationError
+
+from platform_contracts.events import validate_event
+
+from . import topology
+from .config import max_attempts, retry_delays
+from .metrics import DEAD_LETTERS, HANDLER_RETRIES
+
+log = logging.getLogger(__name__)
+
+
+class InvalidEvent(Exception):
+    """The message is not a valid event of the catalogue: retrying cannot help."""
+
+
+class IntegrationEventHandler(EventHandler):
+    def setup(self):
+        super().setup()
+        config = self.container.config
+        self.delays = retry_delays(config)
+        self.max_attempts = max_attempts(config)
+        self.publisher = Publisher(config["AMQP_URI"], use_confirms=True, serializer="json")
+
+    def handle_message(self, body, message):
+        try:
+            event = validate_event(body)
+        except (ValidationError, ValueError) as exc:
+            self._dead_letter(message, f"invalid event: {exc}", attempt=self._attempt(message))
+            return
+        super().handle_message(event, message)
+
+    def handle_message_processed(self, message, result=None, exc_info=None):
+        if exc_info is None:
+            self.queue_consumer.ack_message(message)
+            return
+        attempt = self._attempt(message)
+        error = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()
+        if attempt < self.max_attempts:
+            delay = self.delays[min(attempt - 1, len(self.delays) - 1)]
+            self._republish(
+                message, Exchange(topology.retry_exchange_name(self.container.service_name, delay)),
+                routing_key=self.queue.name, attempt=attempt + 1, error=error,
+            )
+            HANDLER_RETRIES.labels(self.container.service_name, self.method_name).inc()
+            log.warning("%s failed on %s (attempt %d/%d), retrying in %ds: %s", self.method_name,
+                        self._message_id(message), attempt, self.max_attempts, delay, error)
+        else:
+            self._dead_letter(message, error, attempt)
+
+    def _dead_letter(self, message, error: str, attempt: int) -> None:
+        service = self.container.service_name
+        self._republish(
+            message, Exchange(""), routing_key=topology.dead_letter_queue_name(service),
+            attempt=attempt, error=error[:2000],
+            extra={"x-dead-lettered-at": datetime.now(timezone.utc).isoformat()},
+        )
+        DEAD_LETTERS.labels(service, self.method_name).inc()
+        log.error("%s gave up on %s after %d attempt(s); dead-lettered: %s",
+                  self.method_name, self._message_id(message), attempt, error)
+
+    def _republish(self, message, exchange, routing_key, attempt, error, extra=None):
+        headers = dict(message.headers or {})
+        headers.update({
+            topology.ATTEMPT_HEADER: attempt,
+            topology.ORIGINAL_QUEUE_HEADER: self.queue.name,
+            "x-error": error,
+            **(extra or {}),
+        })
+        headers.pop("x-death", None)
+        self.publisher.publish(
+            message.body, exchange=exchange, routing_key=routing_key, headers=headers,
+            serializer=None, content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            message_id=self._message_id(message),
+        )
+        self.queue_consumer.ack_message(message)
+
+    @staticmethod
+    def _attempt(message) -> int:
+        return int((message.headers or {}).get(topology.ATTEMPT_HEADER, 1))
+
+    @staticmethod
+    def _message_id(message) -> str | None:
+        return message.properties.get("message_id")
+
+
+integration_event_handler = IntegrationEventHandler.decorator

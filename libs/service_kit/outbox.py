@@ -1,0 +1,111 @@
+"""The outbox relay: publishes committed outbox events to `<service>.events` with publisher
+confirms, then marks them published.
+
+It wakes as soon as a transaction that emitted events commits, and also polls, so events
+left behind by a crash (or by another replica) go out on the next pass. Delivery is at
+least once: a crash between the broker's confirm and the mark publishes an event again,
+which consumers' inboxes and the gateway's event log absorb by event id."""
+
+import logging
+import time
+from datetime import timedelta
+
+import eventlet
+from eventlet.event import Event
+from kombu import Exchange
+from nameko.amqp.publish import Publisher
+
+from platform_contracts.events import exchange_for
+
+from . import topology
+from .metrics import (
+    DEAD_LETTER_QUEUE, OUTBOX_OLDEST_AGE, OUTBOX_PENDING, OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED,
+)
+from .store import utc_now
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+PUBLISHED_RETENTION_SECONDS = 24 * 3600
+GAUGE_REFRESH_SECONDS = 5.0
+
+
+class OutboxRelay:
+    def __init__(self, container, config):
+        self.container = container
+        self.service = container.service_name
+        self.config = config
+        self.poll_seconds = float(config.get("OUTBOX_POLL_SECONDS", 1.0))
+        self.exchange = Exchange(exchange_for(self.service), type="topic", durable=True)
+        self.publisher = Publisher(
+            config["AMQP_URI"], use_confirms=True, serializer="json", declare=[self.exchange]
+        )
+        self.store = None  # set by StoreProvider
+        self._wakeup = Event()
+        self._running = False
+        self._thread = None
+        self._gauges_at = 0.0
+
+    def wake(self) -> None:
+        if not self._wakeup.ready():
+            self._wakeup.send(True)
+
+    def start(self) -> None:
+        self._running = True
+        self._thread = self.container.spawn_managed_thread(self._run, identifier="outbox_relay")
+
+    def stop(self) -> None:
+        self._running = False
+        self.wake()
+        if self._thread is not None:
+            self._thread.wait()
+            self._thread = None
+
+    def _run(self) -> None:
+        while self._running:
+            try:
+                while self.publish_pending() == BATCH:
+                    pass
+                self._refresh_gauges()
+            except Exception:  # broker or database away: keep the events, try again shortly
+                OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
+                log.exception("outbox relay pass failed; retrying")
+                eventlet.sleep(min(self.poll_seconds, 1.0))
+            self._wakeup = Event()
+            with eventlet.Timeout(self.poll_seconds, False):
+                self._wakeup.wait()
+
+    def publish_pending(self) -> int:
+        pending = list(
+            self.store.db.outbox.find({"published_at": None}).sort("_id", 1).limit(BATCH)
+        )
+        for record in pending:
+            envelope = record["envelope"]
+            self.publisher.publish(
+                envelope,
+                exchange=self.exchange,
+                routing_key=record["type"],
+                message_id=envelope["id"],
+                type=record["type"],
+            )
+            # Mark each as soon as it is confirmed, so a crash repeats at most one event.
+            self.store.db.outbox.update_one({"_id": record["_id"]}, {"$set": {"published_at": utc_now()}})
+            OUTBOX_PUBLISHED.labels(self.service).inc()
+        return len(pending)
+
+    def _refresh_gauges(self) -> None:
+        now = time.monotonic()
+        if now - self._gauges_at < GAUGE_REFRESH_SECONDS:
+            return
+        self._gauges_at = now
+        outbox = self.store.db.outbox
+        OUTBOX_PENDING.labels(self.service).set(outbox.count_documents({"published_at": None}))
+        oldest = outbox.find_one({"published_at": None}, sort=[("_id", 1)])
+        age = (utc_now() - oldest["created_at"]).total_seconds() if oldest else 0.0
+        OUTBOX_OLDEST_AGE.labels(self.service).set(max(age, 0.0))
+        cutoff = utc_now() - timedelta(seconds=PUBLISHED_RETENTION_SECONDS)
+        outbox.delete_many({"published_at": {"$lt": cutoff}})
+        DEAD_LETTER_QUEUE.labels(self.service).set(
+            topology.dead_letter_count(self.config["AMQP_URI"], self.service)
+        )
+

@@ -1,0 +1,174 @@
+"""MongoDB access for a nameko service, built around one rule: a state change, the events it
+causes, and the record of the command or event that caused it commit in one transaction.
+
+- `outbox`: events waiting for the relay (see outbox.py) to publish them.
+- `commands`: results of commands already executed, by command id, so a repeated command
+  (a client's Idempotency-Key, or an RPC redelivered after a crash) returns the first result.
+- `inbox`: ids of integration events already applied, per handler, so a redelivered event
+  changes nothing.
+"""
+
+import logging
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import pymongo
+from bson import ObjectId
+from nameko.extensions import DependencyProvider
+from pymongo.errors import DuplicateKeyError
+
+from platform_contracts.envelope import CloudEvent
+from platform_contracts.events import validate_event
+
+from .metrics import INBOX_DUPLICATES
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    """Now, to the millisecond: what BSON stores, so a returned record equals a re-read one."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+class AlreadyApplied(Exception):
+    """Raised inside a transaction to abort it when the inbox already holds the event."""
+
+
+class UnitOfWork:
+    """What one transaction sees: the database bound to its session, and the events it emits."""
+
+    def __init__(self, db, session, source: str, correlationid: str | None, causationid: str | None):
+        self.db = db
+        self.session = session
+        self.source = source
+        self.correlationid = correlationid
+        self.causationid = causationid
+        self.events: list[CloudEvent] = []
+        self.on_commit: list[Callable[[], None]] = []
+        self.now = utc_now()
+
+    def emit(self, type: str, *, subject: str | None, data: dict, division: str | None = None) -> CloudEvent:
+        event = validate_event(CloudEvent(
+            source=self.source, type=type, subject=subject, data=data, division=division,
+            correlationid=self.correlationid, causationid=self.causationid, time=self.now,
+        ))
+        self.events.append(event)
+        return event
+
+    def _write_outbox(self) -> None:
+        if self.events:
+            self.db.outbox.insert_many(
+                [{"_id": ObjectId(), "type": e.type, "envelope": e.to_json_dict(),
+                  "created_at": self.now, "published_at": None} for e in self.events],
+                session=self.session,
+            )
+
+
+class Store:
+    """The service's database plus its transactional helpers; thread- and greenlet-safe."""
+
+    def __init__(self, uri: str, database: str, source: str, after_commit: Callable[[], None] = lambda: None):
+        self.client = pymongo.MongoClient(uri, tz_aware=True)
+        self.db = self.client[database]
+        self.source = source
+        self._after_commit = after_commit
+
+    def ensure_indexes(self) -> None:
+        self.db.outbox.create_index([("published_at", 1), ("_id", 1)])
+        self.db.inbox.create_index("applied_at")
+        self.db.commands.create_index("executed_at")
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _transaction(self, work: Callable[[UnitOfWork], Any], correlationid, causationid) -> tuple[Any, UnitOfWork]:
+        holder: dict[str, UnitOfWork] = {}
+
+        def attempt(session):
+            # with_transaction may call this again after a transient error: start clean.
+            uow = holder["uow"] = UnitOfWork(self.db, session, self.source, correlationid, causationid)
+            result = work(uow)
+            uow._write_outbox()
+            return result
+
+        with self.client.start_session() as session:
+            result = session.with_transaction(attempt)
+        uow = holder["uow"]
+        if uow.events:
+            self._after_commit()
+        for callback in uow.on_commit:
+            callback()
+        return result, uow
+
+    def transaction(self, work: Callable[[UnitOfWork], Any], correlationid: str | None = None) -> Any:
+        return self._transaction(work, correlationid, correlationid)[0]
+
+    def execute_command(self, command_id: str, work: Callable[[UnitOfWork], dict]) -> dict:
+        """Run `work` once per command id; a repeat returns the stored result unchanged."""
+        def once(uow: UnitOfWork):
+            done = self.db.commands.find_one({"_id": command_id}, session=uow.session)
+            if done is not None:
+                return done["result"]
+            result = work(uow)
+            uow.db.commands.insert_one(
+                {"_id": command_id, "result": result, "executed_at": uow.now}, session=uow.session
+            )
+            return result
+
+        try:
+            return self._transaction(once, command_id, command_id)[0]
+        except DuplicateKeyError as exc:
+            # Two deliveries of the same command raced; the winner's result is the answer.
+            done = self.db.commands.find_one({"_id": command_id})
+            if done is None:
+                raise exc
+            return done["result"]
+
+    def apply_event(self, handler: str, event: CloudEvent, work: Callable[[UnitOfWork], None]) -> bool:
+        """Apply an integration event once per handler; False if it had been applied before."""
+        def once(uow: UnitOfWork):
+            try:
+                uow.db.inbox.insert_one(
+                    {"_id": f"{handler}:{event.id}", "type": event.type, "applied_at": uow.now},
+                    session=uow.session,
+                )
+            except DuplicateKeyError:
+                raise AlreadyApplied()
+            work(uow)
+
+        try:
+            self._transaction(once, event.correlationid or event.id, event.id)
+            return True
+        except AlreadyApplied:
+            INBOX_DUPLICATES.labels(self.source, handler).inc()
+            log.info("event %s (%s) already applied by %s: skipped", event.id, event.type, handler)
+            return False
+
+
+class StoreProvider(DependencyProvider):
+    """Gives workers the service's `Store`; starts the outbox relay beside it."""
+
+    def setup(self):
+        from .outbox import OutboxRelay  # the relay needs the store; the store signals the relay
+
+        config = self.container.config
+        self.relay = OutboxRelay(self.container, config)
+        self.store = Store(
+            config["MONGODB_URI"], config["MONGODB_DATABASE"], self.container.service_name,
+            after_commit=self.relay.wake,
+        )
+        self.relay.store = self.store
+
+    def start(self):
+        self.store.ensure_indexes()
+        self.relay.start()
+
+    def stop(self):
+        self.relay.stop()
+
+    def kill(self):
+        self.relay.stop()
+
+    def get_dependency(self, worker_ctx):
+        return self.store

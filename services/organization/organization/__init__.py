@@ -1,0 +1,1 @@
+"""Organization service: units, party organizations, instructors and the two coverages."""

@@ -1,0 +1,302 @@
+"""Use cases of the organization service. Each runs inside one transaction (a UnitOfWork):
+load, apply the domain rules, save, emit events, move the coverage counters."""
+
+import copy
+import logging
+
+from platform_contracts.organization import (
+    AssignInstructor, CreateInstructor, CreateOrganization, OrganizationStatus, RegisterDivision,
+    RegisterUnit, UnitStatus, UpdateOrganization, UpdateUnit,
+)
+from platform_contracts.problems import Rejected
+from service_kit.auth import ensure_in_scope
+
+from . import coverage, domain
+from .repository import Repository, as_resource, new_id
+
+log = logging.getLogger(__name__)
+
+
+class Commands:
+    def __init__(self, joint_cap: int):
+        self.joint_cap = joint_cap
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _repo(uow) -> Repository:
+        return Repository(uow.db, uow.session)
+
+    @staticmethod
+    def _require_known_division(repo: Repository, division: str, field: str = "division") -> None:
+        if repo.division(division[:6]) is None:
+            raise Rejected.invalid(
+                field, f"unknown division: district {division[:6]} is not registered on this platform"
+            )
+
+    @staticmethod
+    def _emit_unit(uow, type_: str, unit: dict) -> None:
+        uow.emit(type_, subject=unit["_id"], division=unit["division"], data=as_resource(unit))
+
+    @staticmethod
+    def _emit_organization(uow, type_: str, organization: dict) -> None:
+        uow.emit(type_, subject=organization["_id"], division=organization["division"],
+                 data=as_resource(organization))
+
+    # ---- divisions ---------------------------------------------------------------------------
+
+    def register_division(self, uow, command: RegisterDivision) -> dict:
+        return self._repo(uow).add_division(command.code, command.name)
+
+    # ---- units -------------------------------------------------------------------------------
+
+    def register_unit(self, uow, command: RegisterUnit, actor: dict) -> dict:
+        ensure_in_scope(actor, command.division)
+        repo = self._repo(uow)
+        self._require_known_division(repo, command.division)
+        unit = domain.refresh_unit({
+            "_id": new_id(), **command.model_dump(mode="json"),
+            "full_members": 0, "probationary_members": 0,
+            "organization_ids": [], "standalone_organization_ids": [], "instructor_id": None,
+            "status": UnitStatus.active.value, "registered_at": uow.now, "updated_at": uow.now,
+        })
+        repo.insert_unit(unit)
+        self._emit_unit(uow, "unit.registered", unit)
+        coverage.apply_unit_changes(uow, repo, [(None, unit)], "unit.registered")
+        return as_resource(unit)
+
+    def update_unit(self, uow, unit_id: str, changes: UpdateUnit, actor: dict) -> dict:
+        repo = self._repo(uow)
+        before = repo.unit(unit_id)
+        ensure_in_scope(actor, before["division"])
+        fields = changes.model_dump(mode="json", exclude_unset=True)
+        if fields.get("division"):
+            ensure_in_scope(actor, fields["division"])
+            self._require_known_division(repo, fields["division"])
+        unit = domain.refresh_unit({**copy.deepcopy(before), **fields, "updated_at": uow.now})
+        repo.save_unit(unit)
+        self._emit_unit(uow, "unit.updated", unit)
+        coverage.apply_unit_changes(uow, repo, [(before, unit)], "unit.updated")
+        return as_resource(unit)
+
+    def deregister_unit(self, uow, unit_id: str, actor: dict) -> dict:
+        repo = self._repo(uow)
+        before = repo.unit(unit_id)
+        ensure_in_scope(actor, before["division"])
+        domain.check_unit_active(before, ["path", "unit_id"])
+        unit = copy.deepcopy(before)
+        # A deregistered unit leaves its organizations and its instructor, freeing their places.
+        for organization_id in list(unit["organization_ids"]):
+            organization = repo.organization(organization_id)
+            organization["unit_ids"] = [u for u in organization["unit_ids"] if u != unit_id]
+            organization["updated_at"] = uow.now
+            repo.save_organization(organization)
+            unit = domain.detach(unit, organization_id)
+            uow.emit("organization.unit_detached", subject=organization_id, division=organization["division"],
+                     data={"organization_id": organization_id, "unit_id": unit_id})
+        if unit.get("instructor_id"):
+            self._release_instructor(uow, repo, unit)
+        unit.update(status=UnitStatus.deregistered.value, updated_at=uow.now)
+        domain.refresh_unit(unit)
+        repo.save_unit(unit)
+        self._emit_unit(uow, "unit.deregistered", unit)
+        coverage.apply_unit_changes(uow, repo, [(before, unit)], "unit.deregistered")
+        return as_resource(unit)
+
+    # ---- organizations -----------------------------------------------------------------------
+
+    def create_organization(self, uow, command: CreateOrganization, actor: dict) -> dict:
+        ensure_in_scope(actor, command.division)
+        repo = self._repo(uow)
+        self._require_known_division(repo, command.division)
+        if command.parent_id:
+            parent = repo.organization(command.parent_id, ["body", "parent_id"])
+            if parent["status"] != OrganizationStatus.active:
+                raise Rejected.invalid("parent_id", f"parent organization {command.parent_id} is dissolved")
+        domain.check_unit_count(command.kind, command.formation, len(command.unit_ids), self.joint_cap)
+        organization = {
+            "_id": new_id(), **command.model_dump(mode="json"),
+            "established_on": (command.established_on or uow.now.date()).isoformat(),
+            "status": OrganizationStatus.active.value, "dissolved_on": None,
+            "created_at": uow.now, "updated_at": uow.now,
+        }
+        units = []
+        for index, unit_id in enumerate(command.unit_ids):
+            unit = repo.unit(unit_id, ["body", "unit_ids", index])
+            ensure_in_scope(actor, unit["division"])
+            domain.check_unit_active(unit, ["body", "unit_ids", index])
+            units.append(unit)
+        repo.insert_organization(organization)
+        changes = []
+        for before in units:
+            after = domain.attach(copy.deepcopy(before), organization)
+            after["updated_at"] = uow.now
+            repo.save_unit(after)
+            changes.append((before, after))
+        self._emit_organization(uow, "organization.created", organization)
+        coverage.apply_unit_changes(uow, repo, changes, "organization.created")
+        return as_resource(organization)
+
+    def update_organization(self, uow, organization_id: str, changes: UpdateOrganization, actor: dict) -> dict:
+        repo = self._repo(uow)
+        organization = repo.organization(organization_id)
+        ensure_in_scope(actor, organization["division"])
+        domain.check_organization_active(organization)
+        fields = changes.model_dump(mode="json", exclude_unset=True)
+        if fields.get("parent_id"):
+            if fields["parent_id"] == organization_id:
+                raise Rejected.invalid("parent_id", "an organization cannot be its own parent")
+            repo.organization(fields["parent_id"], ["body", "parent_id"])
+        organization.update(fields, updated_at=uow.now)
+        domain.check_unit_count(organization["kind"], organization["formation"],
+                                len(organization["unit_ids"]), self.joint_cap)
+        repo.save_organization(organization)
+        self._emit_organization(uow, "organization.updated", organization)
+        return as_resource(organization)
+
+    def attach_unit(self, uow, organization_id: str, unit_id: str, actor: dict) -> dict:
+        repo = self._repo(uow)
+        organization = repo.organization(organization_id)
+        ensure_in_scope(actor, organization["division"])
+        domain.check_organization_active(organization)
+        before = repo.unit(unit_id, ["body", "unit_id"])
+        ensure_in_scope(actor, before["division"])
+        domain.check_unit_active(before, ["body", "unit_id"])
+        if unit_id in organization["unit_ids"]:
+            raise Rejected.make(409, f"unit {unit_id} is already covered by organization {organization_id}",
+                                [{"loc": ["body", "unit_id"], "msg": "already attached"}])
+        domain.check_unit_count(organization["kind"], organization["formation"],
+                                len(organization["unit_ids"]) + 1, self.joint_cap)
+        organization["unit_ids"].append(unit_id)
+        organization["updated_at"] = uow.now
+        repo.save_organization(organization)
+        after = domain.attach(copy.deepcopy(before), organization)
+        after["updated_at"] = uow.now
+        repo.save_unit(after)
+        uow.emit("organization.unit_attached", subject=organization_id, division=organization["division"],
+                 data={"organization_id": organization_id, "unit_id": unit_id})
+        coverage.apply_unit_changes(uow, repo, [(before, after)], "organization.unit_attached")
+        return as_resource(organization)
+
+    def detach_unit(self, uow, organization_id: str, unit_id: str, actor: dict) -> dict:
+        repo = self._repo(uow)
+        organization = repo.organization(organization_id)
+        ensure_in_scope(actor, organization["division"])
+        domain.check_organization_active(organization)
+        if unit_id not in organization["unit_ids"]:
+            raise Rejected.not_found(f"unit in organization {organization_id}:", unit_id)
+        before = repo.unit(unit_id)
+        organization["unit_ids"].remove(unit_id)
+        organization["updated_at"] = uow.now
+        repo.save_organization(organization)
+        after = domain.detach(copy.deepcopy(before), organization_id)
+        after["updated_at"] = uow.now
+        repo.save_unit(after)
+        uow.emit("organization.unit_detached", subject=organization_id, division=organization["division"],
+                 data={"organization_id": organization_id, "unit_id": unit_id})
+        coverage.apply_unit_changes(uow, repo, [(before, after)], "organization.unit_detached")
+        return as_resource(organization)
+
+    def dissolve_organization(self, uow, organization_id: str, actor: dict) -> dict:
+        repo = self._repo(uow)
+        organization = repo.organization(organization_id)
+        ensure_in_scope(actor, organization["division"])
+        domain.check_organization_active(organization)
+        changes = []
+        for unit_id in organization["unit_ids"]:
+            before = repo.unit(unit_id)
+            after = domain.detach(copy.deepcopy(before), organization_id)
+            after["updated_at"] = uow.now
+            repo.save_unit(after)
+            changes.append((before, after))
+        organization.update(status=OrganizationStatus.dissolved.value, dissolved_on=uow.now.date().isoformat(),
+                            updated_at=uow.now)
+        repo.save_organization(organization)
+        self._emit_organization(uow, "organization.dissolved", organization)
+        coverage.apply_unit_changes(uow, repo, changes, "organization.dissolved")
+        return as_resource(organization)
+
+    # ---- instructors -------------------------------------------------------------------------
+
+    def create_instructor(self, uow, command: CreateInstructor, actor: dict) -> dict:
+        ensure_in_scope(actor, command.division)
+        repo = self._repo(uow)
+        self._require_known_division(repo, command.division)
+        instructor = {"_id": new_id(), **command.model_dump(mode="json"), "unit_ids": [], "created_at": uow.now}
+        repo.insert_instructor(instructor)
+        resource = as_resource(instructor)
+        uow.emit("instructor.created", subject=instructor["_id"], division=instructor["division"], data=resource)
+        return resource
+
+    def assign_instructor(self, uow, unit_id: str, command: AssignInstructor, actor: dict) -> dict:
+        repo = self._repo(uow)
+        before = repo.unit(unit_id)
+        ensure_in_scope(actor, before["division"])
+        domain.check_unit_active(before, ["path", "unit_id"])
+        instructor = repo.instructor(command.instructor_id, ["body", "instructor_id"])
+        if before.get("instructor_id") == instructor["_id"]:
+            return as_resource(before)
+        unit = copy.deepcopy(before)
+        if unit.get("instructor_id"):
+            self._release_instructor(uow, repo, unit)
+        instructor["unit_ids"] = sorted({*instructor["unit_ids"], unit_id})
+        repo.save_instructor(instructor)
+        unit.update(instructor_id=instructor["_id"], updated_at=uow.now)
+        domain.refresh_unit(unit)
+        repo.save_unit(unit)
+        uow.emit("instructor.assigned", subject=unit_id, division=unit["division"],
+                 data={"instructor_id": instructor["_id"], "unit_id": unit_id})
+        coverage.apply_unit_changes(uow, repo, [(before, unit)], "instructor.assigned")
+        return as_resource(unit)
+
+    def unassign_instructor(self, uow, unit_id: str, actor: dict) -> dict:
+        repo = self._repo(uow)
+        before = repo.unit(unit_id)
+        ensure_in_scope(actor, before["division"])
+        if not before.get("instructor_id"):
+            raise Rejected.conflict(f"unit {unit_id} has no instructor")
+        unit = copy.deepcopy(before)
+        self._release_instructor(uow, repo, unit)
+        unit["updated_at"] = uow.now
+        domain.refresh_unit(unit)
+        repo.save_unit(unit)
+        coverage.apply_unit_changes(uow, repo, [(before, unit)], "instructor.unassigned")
+        return as_resource(unit)
+
+    @staticmethod
+    def _release_instructor(uow, repo: Repository, unit: dict) -> None:
+        instructor_id = unit["instructor_id"]
+        instructor = repo.instructor(instructor_id)
+        instructor["unit_ids"] = [u for u in instructor["unit_ids"] if u != unit["_id"]]
+        repo.save_instructor(instructor)
+        unit["instructor_id"] = None
+        domain.refresh_unit(unit)
+        uow.emit("instructor.unassigned", subject=unit["_id"], division=unit["division"],
+                 data={"instructor_id": instructor_id, "unit_id": unit["_id"]})
+
+    # ---- member counts (from the member service's events) -----------------------------------
+
+    def move_member_counts(self, uow, increments: list[tuple[str | None, str | None, int]], cause: str) -> None:
+        """Apply (unit_id, category, +1/-1) increments to units' member counts."""
+        repo = self._repo(uow)
+        changed: dict[str, tuple[dict, dict]] = {}
+        for unit_id, category, step in increments:
+            field = domain.member_count_field(category)
+            if not unit_id or not field:
+                continue
+            if unit_id not in changed:
+                unit = repo.db.units.find_one({"_id": unit_id}, session=uow.session)
+                if unit is None:
+                    # A unit this deployment does not hold (another district's platform).
+                    log.info("%s names unit %s, which is not registered here: ignored", cause, unit_id)
+                    continue
+                changed[unit_id] = (unit, copy.deepcopy(unit))
+            after = changed[unit_id][1]
+            after[field] = after.get(field, 0) + step
+        for before, after in changed.values():
+            after["updated_at"] = uow.now
+            domain.refresh_unit(after)
+            repo.save_unit(after)
+            self._emit_unit(uow, "unit.updated", after)
+        if changed:
+            coverage.apply_unit_changes(uow, repo, list(changed.values()), cause)

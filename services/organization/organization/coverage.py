@@ -1,0 +1,178 @@
+"""The coverage projection: every change to units moves the counters in the same transaction,
+and announces itself as coverage.changed (and should-establish alerts)."""
+
+import logging
+import time
+from collections import defaultdict
+
+from prometheus_client import Counter, Gauge
+
+from platform_contracts.organization import UnitStatus
+
+from . import domain
+from .domain import ALL, COUNT_FIELDS, CounterKey
+from .repository import Repository
+
+log = logging.getLogger(__name__)
+
+UNITS = Gauge("coverage_units", "Active units", ["district"])
+ORGANIZATION_RATE = Gauge("coverage_organization_rate", "Organizational coverage rate (0-1)", ["district"])
+WORK_RATE = Gauge("coverage_work_rate", "Work coverage rate (0-1)", ["district"])
+STANDALONE_RATE = Gauge("coverage_standalone_rate", "Standalone establishment rate (0-1)", ["district"])
+SHOULD_ESTABLISH = Gauge("coverage_should_establish_units", "Units that should form an organization", ["district"])
+RECONCILIATION_DRIFT = Gauge(
+    "coverage_reconciliation_drift", "Counters and units the last reconciliation found wrong (and repaired); 0 when consistent"
+)
+RECONCILIATION_RUNS = Counter("coverage_reconciliation_runs", "Coverage reconciliations run")
+
+
+def publish_gauges(district: str, counts: dict) -> None:
+    figures = domain.figures(counts, CounterKey(district, ALL, ALL), None)
+    UNITS.labels(district).set(figures.units)
+    ORGANIZATION_RATE.labels(district).set(figures.organization_rate)
+    WORK_RATE.labels(district).set(figures.work_rate)
+    STANDALONE_RATE.labels(district).set(figures.standalone_rate)
+    SHOULD_ESTABLISH.labels(district).set(figures.should_establish)
+
+
+def load_gauges(repo: Repository) -> None:
+    for document in repo.district_counters():
+        publish_gauges(document["division"], document)
+
+
+def _split(before: dict | None, after: dict | None) -> list[tuple[str, dict | None, dict | None]]:
+    """A change keyed by the division it is reported under; a move reports on both sides."""
+    if before and after and before["division"] != after["division"]:
+        return [(before["division"], before, None), (after["division"], None, after)]
+    return [((after or before)["division"], before, after)]
+
+
+def apply_unit_changes(uow, repo: Repository, changes: list[tuple[dict | None, dict | None]], cause: str) -> None:
+    """Move the counters for `changes` (unit before, unit after) and emit what they mean."""
+    groups: dict[str, list] = defaultdict(list)
+    for before, after in changes:
+        for division, b, a in _split(before, after):
+            groups[division].append((b, a))
+
+    deltas = {division: domain.merge_deltas([domain.counter_delta(b, a) for b, a in pairs])
+              for division, pairs in groups.items()}
+    reported = {division: _reported_keys(division, pairs) for division, pairs in groups.items()}
+    touched = {k for d in deltas.values() for k in d} | {k.id for keys in reported.values() for k in keys}
+    counts = {k: {f: v.get(f, 0) for f in COUNT_FIELDS} for k, v in repo.counters(touched).items()}
+
+    for division in sorted(groups):
+        delta = deltas[division]
+        if not delta:
+            continue
+        before_figures = {k.id: domain.figures(counts.get(k.id), k, uow.now) for k in reported[division]}
+        for key_id, increments in delta.items():
+            row = counts.setdefault(key_id, dict.fromkeys(COUNT_FIELDS, 0))
+            for field, value in increments.items():
+                row[field] += value
+        scopes = [
+            {"division": before_figures[k.id].division, "industry": before_figures[k.id].industry,
+             "type": before_figures[k.id].type, "before": before_figures[k.id].model_dump(mode="json"),
+             "after": domain.figures(counts.get(k.id), k, uow.now).model_dump(mode="json")}
+            for k in reported[division]
+        ]
+        own = next(s for s in scopes if s["division"] == division and s["industry"] is None and s["type"] is None)
+        uow.emit("coverage.changed", subject=division, division=division, data={
+            "division": division, "before": own["before"], "after": own["after"], "scopes": scopes, "cause": cause,
+        })
+
+    repo.increment_counters(domain.merge_deltas(list(deltas.values())), uow.now)
+    _emit_alerts(uow, changes)
+
+    districts = {d[:6] for d in groups}
+    snapshot = {d: dict(counts.get(CounterKey(d, ALL, ALL).id, {})) for d in districts}
+    uow.on_commit.append(lambda: [publish_gauges(d, c) for d, c in snapshot.items()])
+
+
+def _reported_keys(division: str, pairs) -> list[CounterKey]:
+    keys: dict[str, CounterKey] = {}
+    for before, after in pairs:
+        unit = after or before
+        for key in domain.scopes_reported(division, unit["industry"], unit["type"]):
+            keys[key.id] = key
+    return list(keys.values())
+
+
+def _emit_alerts(uow, changes) -> None:
+    for before, after in changes:
+        was = bool(before and before.get("should_establish"))
+        now = bool(after and after.get("should_establish"))
+        if was == now:
+            continue
+        unit = after or before
+        if now:
+            reason = (f"{unit['full_members']} full members and no standalone organization: "
+                      "should establish one (应建尽建)")
+        elif unit["status"] != UnitStatus.active:
+            reason = "unit deregistered"
+        elif unit.get("standalone"):
+            reason = "standalone organization established"
+        else:
+            reason = f"full members fell to {unit['full_members']}"
+        uow.emit("coverage.alert_raised" if now else "coverage.alert_cleared", subject=unit["_id"],
+                 division=unit["division"], data={
+                     "unit_id": unit["_id"], "unit_name": unit["name"], "division": unit["division"],
+                     "full_members": unit.get("full_members", 0), "reason": reason,
+                 })
+
+
+def reconcile(uow, repo: Repository, repair: bool = True) -> dict:
+    """Recount every counter and every unit's derived fields from the facts; with `repair`,
+    overwrite what drifted.
+
+    Runs in one transaction (a snapshot), so commands committed meanwhile are either wholly
+    in the recount or wholly after it."""
+    started = time.monotonic()
+    organizations = list(repo.active_organizations())
+    covering: dict[str, list[dict]] = defaultdict(list)
+    for organization in organizations:
+        for unit_id in organization.get("unit_ids", []):
+            covering[unit_id].append(organization)
+
+    repaired_units = 0  # units whose derived fields disagreed with the organizations
+    units = []
+    for unit in repo.all_units(None):
+        stored = {k: unit.get(k) for k in ("organization_ids", "standalone_organization_ids", "coverage",
+                                           "should_establish", "standalone")}
+        orgs = covering.get(unit["_id"], [])
+        unit["organization_ids"] = sorted(o["_id"] for o in orgs)
+        unit["standalone_organization_ids"] = sorted(o["_id"] for o in orgs if o["formation"] == "standalone")
+        domain.refresh_unit(unit)
+        if any(unit.get(k) != v for k, v in stored.items()):
+            repaired_units += 1
+            if repair:
+                repo.save_unit(unit)
+        units.append({k: unit[k] for k in ("status", "coverage", "standalone", "should_establish",
+                                            "division", "industry", "type")})
+
+    expected = domain.expected_counters(units)
+    drift = domain.counter_drift(expected, repo.all_counters())
+    if repair:
+        repo.overwrite_counters(drift, uow.now)
+    report = {
+        "units": len(units),
+        "drifted_counters": len(drift),
+        "drifted_units": repaired_units,
+        "repaired": repair,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    drift_size = len(drift) + repaired_units
+
+    def after_commit():
+        RECONCILIATION_RUNS.inc()
+        RECONCILIATION_DRIFT.set(drift_size)
+        for key_id, counts in expected.items():
+            key = CounterKey.parse(key_id)
+            if len(key.division) == 6 and key.industry == ALL and key.type == ALL:
+                publish_gauges(key.division, counts)
+        if drift_size:
+            log.warning("coverage reconciliation found drift and repaired it: %s", report)
+        else:
+            log.info("coverage reconciliation: counters consistent (%s)", report)
+
+    uow.on_commit.append(after_commit)
+    return report

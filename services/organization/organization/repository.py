@@ -1,0 +1,226 @@
+"""MongoDB persistence of the organization service: the one place that knows collections,
+indexes and queries. Every method runs in the session it was given (a transaction)."""
+
+import base64
+import re
+
+from bson import ObjectId
+from pymongo import ASCENDING, UpdateOne
+from pymongo.errors import DuplicateKeyError
+
+from platform_contracts.codes import division_level, mask_phone
+from platform_contracts.problems import Rejected
+
+from .domain import ALL, COUNT_FIELDS, CounterKey
+
+INTERNAL_FIELDS = ("standalone_organization_ids", "command_id")
+
+
+def new_id() -> str:
+    return str(ObjectId())
+
+
+def as_resource(document: dict | None) -> dict | None:
+    """A stored document as the contract's resource: `id`, no internal fields, JSON types."""
+    if document is None:
+        return None
+    resource = {"id": document["_id"], **{k: v for k, v in document.items() if k != "_id" and k not in INTERNAL_FIELDS}}
+    for key, value in resource.items():
+        if hasattr(value, "isoformat"):
+            resource[key] = value.isoformat()
+    if "phone" in resource:
+        resource["phone"] = mask_phone(resource["phone"])
+    return resource
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise Rejected.invalid(["query", "cursor"], "not a cursor this service issued")
+
+
+def ensure_indexes(db) -> None:
+    db.units.create_index("credit_code", unique=True)
+    db.units.create_index([("division", ASCENDING), ("_id", ASCENDING)])
+    db.units.create_index([("should_establish", ASCENDING), ("division", ASCENDING), ("_id", ASCENDING)])
+    db.organizations.create_index([("division", ASCENDING), ("_id", ASCENDING)])
+    db.instructors.create_index([("division", ASCENDING), ("_id", ASCENDING)])
+    db.coverage_counters.create_index([("parent", ASCENDING), ("industry", ASCENDING), ("type", ASCENDING)])
+    db.coverage_counters.create_index([("division", ASCENDING), ("industry", ASCENDING), ("type", ASCENDING)])
+
+
+class Repository:
+    def __init__(self, db, session=None):
+        self.db = db
+        self.session = session
+
+    # ---- generic -------------------------------------------------------------------------
+
+    def _get(self, collection: str, ident: str) -> dict | None:
+        return self.db[collection].find_one({"_id": ident}, session=self.session)
+
+    def _require(self, collection: str, kind: str, ident: str, loc: list | None = None) -> dict:
+        document = self._get(collection, ident)
+        if document is None:
+            if loc:  # a reference in the request body: the request is what is wrong
+                raise Rejected.invalid(loc, f"{kind} {ident} does not exist")
+            raise Rejected.not_found(kind, ident)
+        return document
+
+    def _save(self, collection: str, document: dict) -> None:
+        self.db[collection].replace_one({"_id": document["_id"]}, document, session=self.session)
+
+    def _page(self, collection: str, query: dict, limit: int, cursor: str | None) -> dict:
+        after = decode_cursor(cursor)
+        if after:
+            query = {**query, "_id": {"$gt": after}}
+        documents = list(
+            self.db[collection].find(query, session=self.session).sort("_id", ASCENDING).limit(limit + 1)
+        )
+        next_cursor = encode_cursor(documents[limit - 1]["_id"]) if len(documents) > limit else None
+        return {"items": [as_resource(d) for d in documents[:limit]], "next_cursor": next_cursor}
+
+    @staticmethod
+    def _division_query(prefix: str | None) -> dict:
+        # An anchored prefix regex is answered from the division index.
+        return {"division": {"$regex": f"^{re.escape(prefix)}"}} if prefix else {}
+
+    # ---- divisions -----------------------------------------------------------------------
+
+    def division(self, code: str) -> dict | None:
+        return self._get("divisions", code)
+
+    def add_division(self, code: str, name: str) -> dict:
+        document = {"_id": code, "name": name, "level": division_level(code)}
+        self.db.divisions.replace_one({"_id": code}, document, upsert=True, session=self.session)
+        return {"code": code, "name": name, "level": document["level"]}
+
+    def divisions(self) -> list[dict]:
+        return [{"code": d["_id"], "name": d["name"], "level": d["level"]}
+                for d in self.db.divisions.find({}, session=self.session).sort("_id", ASCENDING)]
+
+    # ---- units ---------------------------------------------------------------------------
+
+    def unit(self, unit_id: str, loc: list | None = None) -> dict:
+        return self._require("units", "unit", unit_id, loc)
+
+    def insert_unit(self, unit: dict) -> None:
+        try:
+            self.db.units.insert_one(unit, session=self.session)
+        except DuplicateKeyError:
+            raise Rejected.make(
+                409, f"a unit with credit code {unit['credit_code']} is already registered",
+                [{"loc": ["body", "credit_code"], "msg": "already registered"}],
+            )
+
+    def save_unit(self, unit: dict) -> None:
+        self._save("units", unit)
+
+    def units(self, filters: dict, limit: int, cursor: str | None) -> dict:
+        query = self._division_query(filters.get("division"))
+        for field in ("industry", "type", "coverage", "status"):
+            if filters.get(field):
+                query[field] = filters[field]
+        return self._page("units", query, limit, cursor)
+
+    def alert_units(self, division: str | None, limit: int, cursor: str | None) -> dict:
+        query = {"should_establish": True, **self._division_query(division)}
+        return self._page("units", query, limit, cursor)
+
+    def all_units(self, projection: dict):
+        return self.db.units.find({}, projection, session=self.session)
+
+    # ---- organizations -------------------------------------------------------------------
+
+    def organization(self, organization_id: str, loc: list | None = None) -> dict:
+        return self._require("organizations", "organization", organization_id, loc)
+
+    def insert_organization(self, organization: dict) -> None:
+        self.db.organizations.insert_one(organization, session=self.session)
+
+    def save_organization(self, organization: dict) -> None:
+        self._save("organizations", organization)
+
+    def organizations(self, filters: dict, limit: int, cursor: str | None) -> dict:
+        query = self._division_query(filters.get("division"))
+        for field in ("kind", "status"):
+            if filters.get(field):
+                query[field] = filters[field]
+        return self._page("organizations", query, limit, cursor)
+
+    def active_organizations(self):
+        return self.db.organizations.find({"status": "active"}, session=self.session)
+
+    # ---- instructors ---------------------------------------------------------------------
+
+    def instructor(self, instructor_id: str, loc: list | None = None) -> dict:
+        return self._require("instructors", "instructor", instructor_id, loc)
+
+    def insert_instructor(self, instructor: dict) -> None:
+        self.db.instructors.insert_one(instructor, session=self.session)
+
+    def save_instructor(self, instructor: dict) -> None:
+        self._save("instructors", instructor)
+
+    def instructors(self, filters: dict, limit: int, cursor: str | None) -> dict:
+        return self._page("instructors", self._division_query(filters.get("division")), limit, cursor)
+
+    # ---- coverage counters ---------------------------------------------------------------
+
+    def counters(self, key_ids) -> dict[str, dict]:
+        documents = self.db.coverage_counters.find({"_id": {"$in": list(key_ids)}}, session=self.session)
+        return {d["_id"]: d for d in documents}
+
+    def counter(self, key: CounterKey) -> dict | None:
+        return self._get("coverage_counters", key.id)
+
+    def counters_where(self, query: dict) -> list[dict]:
+        return list(self.db.coverage_counters.find(query, session=self.session).sort("_id", ASCENDING))
+
+    def district_counters(self) -> list[dict]:
+        return self.counters_where({"level": 6, "industry": ALL, "type": ALL})
+
+    def increment_counters(self, delta: dict[str, dict[str, int]], now) -> None:
+        if not delta:
+            return
+        self.db.coverage_counters.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": key_id},
+                    {"$inc": counts, "$set": {"updated_at": now},
+                     "$setOnInsert": CounterKey.parse(key_id).document_fields()},
+                    upsert=True,
+                )
+                for key_id, counts in sorted(delta.items())  # a fixed order avoids needless conflicts
+            ],
+            ordered=True, session=self.session,
+        )
+
+    def overwrite_counters(self, values: dict[str, dict[str, int]], now) -> None:
+        if not values:
+            return
+        self.db.coverage_counters.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": key_id},
+                    {"$set": {**{f: counts[f] for f in COUNT_FIELDS}, "updated_at": now},
+                     "$setOnInsert": CounterKey.parse(key_id).document_fields()},
+                    upsert=True,
+                )
+                for key_id, counts in sorted(values.items())
+            ],
+            ordered=True, session=self.session,
+        )
+
+    def all_counters(self) -> dict[str, dict[str, int]]:
+        return {
+            d["_id"]: {f: d.get(f, 0) for f in COUNT_FIELDS}
+            for d in self.db.coverage_counters.find({}, session=self.session)
+        }

@@ -1,0 +1,245 @@
+"""The nameko service: entrypoints only. Each validates its input against the contract,
+then calls a use case inside a transaction (commands) or the repository (queries)."""
+
+import os
+
+from nameko.dependency_providers import Config
+from nameko.rpc import rpc
+from nameko.timer import timer
+
+from platform_contracts.events import MemberPromoted, MemberRegistered, TransferCompleted
+from platform_contracts.organization import (
+    AssignInstructor, BreakdownQuery, CoverageQuery, CreateInstructor, CreateOrganization,
+    InstructorFilter, OrganizationFilter, RegisterDivision, RegisterUnit, UnitFilter,
+    UpdateOrganization, UpdateUnit,
+)
+from platform_contracts.problems import Rejected, check_page_limit, parse_or_reject
+from service_kit.auth import ensure_in_scope, narrow_division_filter, require_admin
+from service_kit.consumer import integration_event_handler
+from service_kit.metrics import EntrypointMetrics
+from service_kit.operations import OperationsMixin
+from service_kit.store import StoreProvider
+
+from . import coverage, domain
+from .application import Commands
+from .domain import ALL, CounterKey
+from .repository import Repository, as_resource
+
+RECONCILE_INTERVAL_SECONDS = float(os.environ.get("RECONCILE_INTERVAL_SECONDS", 600))
+GAUGE_REFRESH_SECONDS = 30
+SYSTEM_ACTOR = {"username": "system", "role": "admin", "scope": None}
+
+
+def _command_id(command_id) -> str:
+    if not isinstance(command_id, str) or not 1 <= len(command_id) <= 200:
+        raise Rejected.invalid(["header", "Idempotency-Key"], "must be a string of 1 to 200 characters")
+    return command_id
+
+
+class OrganizationService(OperationsMixin):
+    name = "organization"
+
+    store = StoreProvider()
+    metrics = EntrypointMetrics()
+    config = Config()
+
+    @property
+    def commands(self) -> Commands:
+        return Commands(int(self.config.get("JOINT_ORGANIZATION_MAX_UNITS", 5)))
+
+    @property
+    def repo(self) -> Repository:
+        return Repository(self.store.db)
+
+    def _execute(self, command_id, work):
+        return self.store.execute_command(_command_id(command_id), work)
+
+    # ---- divisions -----------------------------------------------------------------------
+
+    @rpc
+    def register_division(self, command, actor=None, command_id=None):
+        require_admin(actor)
+        parsed = parse_or_reject(RegisterDivision, command)
+        return self._execute(command_id, lambda uow: self.commands.register_division(uow, parsed))
+
+    @rpc
+    def list_divisions(self, actor=None):
+        return {"items": self.repo.divisions()}
+
+    # ---- units ---------------------------------------------------------------------------
+
+    @rpc
+    def register_unit(self, command, actor=None, command_id=None):
+        parsed = parse_or_reject(RegisterUnit, command)
+        return self._execute(command_id, lambda uow: self.commands.register_unit(uow, parsed, actor))
+
+    @rpc
+    def update_unit(self, unit_id, changes, actor=None, command_id=None):
+        parsed = parse_or_reject(UpdateUnit, changes)
+        return self._execute(command_id, lambda uow: self.commands.update_unit(uow, unit_id, parsed, actor))
+
+    @rpc
+    def deregister_unit(self, unit_id, actor=None, command_id=None):
+        return self._execute(command_id, lambda uow: self.commands.deregister_unit(uow, unit_id, actor))
+
+    @rpc
+    def get_unit(self, unit_id, actor=None):
+        unit = self.repo.unit(unit_id)
+        ensure_in_scope(actor, unit["division"])
+        return as_resource(unit)
+
+    @rpc
+    def list_units(self, filters=None, limit=50, cursor=None, actor=None):
+        parsed = parse_or_reject(UnitFilter, filters or {}, "query")
+        query = {**parsed.model_dump(mode="json"), "division": narrow_division_filter(actor, parsed.division)}
+        return self.repo.units(query, check_page_limit(limit), cursor)
+
+    # ---- organizations -------------------------------------------------------------------
+
+    @rpc
+    def create_organization(self, command, actor=None, command_id=None):
+        parsed = parse_or_reject(CreateOrganization, command)
+        return self._execute(command_id, lambda uow: self.commands.create_organization(uow, parsed, actor))
+
+    @rpc
+    def update_organization(self, organization_id, changes, actor=None, command_id=None):
+        parsed = parse_or_reject(UpdateOrganization, changes)
+        return self._execute(
+            command_id, lambda uow: self.commands.update_organization(uow, organization_id, parsed, actor)
+        )
+
+    @rpc
+    def get_organization(self, organization_id, actor=None):
+        organization = self.repo.organization(organization_id)
+        ensure_in_scope(actor, organization["division"])
+        return as_resource(organization)
+
+    @rpc
+    def list_organizations(self, filters=None, limit=50, cursor=None, actor=None):
+        parsed = parse_or_reject(OrganizationFilter, filters or {}, "query")
+        query = {**parsed.model_dump(mode="json"), "division": narrow_division_filter(actor, parsed.division)}
+        return self.repo.organizations(query, check_page_limit(limit), cursor)
+
+    @rpc
+    def attach_unit(self, organization_id, unit_id, actor=None, command_id=None):
+        if not isinstance(unit_id, str) or not unit_id:
+            raise Rejected.invalid("unit_id", "must be a unit id")
+        return self._execute(
+            command_id, lambda uow: self.commands.attach_unit(uow, organization_id, unit_id, actor)
+        )
+
+    @rpc
+    def detach_unit(self, organization_id, unit_id, actor=None, command_id=None):
+        return self._execute(
+            command_id, lambda uow: self.commands.detach_unit(uow, organization_id, unit_id, actor)
+        )
+
+    @rpc
+    def dissolve_organization(self, organization_id, actor=None, command_id=None):
+        return self._execute(
+            command_id, lambda uow: self.commands.dissolve_organization(uow, organization_id, actor)
+        )
+
+    # ---- instructors ---------------------------------------------------------------------
+
+    @rpc
+    def create_instructor(self, command, actor=None, command_id=None):
+        parsed = parse_or_reject(CreateInstructor, command)
+        return self._execute(command_id, lambda uow: self.commands.create_instructor(uow, parsed, actor))
+
+    @rpc
+    def get_instructor(self, instructor_id, actor=None):
+        instructor = self.repo.instructor(instructor_id)
+        ensure_in_scope(actor, instructor["division"])
+        return as_resource(instructor)
+
+    @rpc
+    def list_instructors(self, filters=None, limit=50, cursor=None, actor=None):
+        parsed = parse_or_reject(InstructorFilter, filters or {}, "query")
+        query = {"division": narrow_division_filter(actor, parsed.division)}
+        return self.repo.instructors(query, check_page_limit(limit), cursor)
+
+    @rpc
+    def assign_instructor(self, unit_id, instructor_id, actor=None, command_id=None):
+        parsed = parse_or_reject(AssignInstructor, {"instructor_id": instructor_id})
+        return self._execute(
+            command_id, lambda uow: self.commands.assign_instructor(uow, unit_id, parsed, actor)
+        )
+
+    @rpc
+    def unassign_instructor(self, unit_id, actor=None, command_id=None):
+        return self._execute(command_id, lambda uow: self.commands.unassign_instructor(uow, unit_id, actor))
+
+    # ---- coverage ------------------------------------------------------------------------
+
+    @rpc
+    def get_coverage(self, query=None, actor=None):
+        parsed = parse_or_reject(CoverageQuery, query or {}, "query")
+        division = narrow_division_filter(actor, parsed.division)
+        key = CounterKey(division or ALL, parsed.industry or ALL, parsed.type or ALL)
+        document = self.repo.counter(key)
+        as_of = document.get("updated_at") if document else None
+        return domain.figures(document, key, as_of).model_dump(mode="json")
+
+    @rpc
+    def coverage_breakdown(self, query=None, actor=None):
+        parsed = parse_or_reject(BreakdownQuery, query or {}, "query")
+        division = narrow_division_filter(actor, parsed.division)
+        if parsed.by == "division":
+            where = {"parent": division or ALL, "industry": ALL, "type": ALL}
+        else:
+            other = "type" if parsed.by == "industry" else "industry"
+            where = {"division": division, parsed.by: {"$ne": ALL}, other: ALL}
+        items = [
+            domain.figures(d, CounterKey.parse(d["_id"]), d.get("updated_at")).model_dump(mode="json")
+            for d in self.repo.counters_where(where)
+        ]
+        return {"by": parsed.by, "division": division, "items": items}
+
+    @rpc
+    def coverage_alerts(self, division=None, limit=50, cursor=None, actor=None):
+        parsed = parse_or_reject(CoverageQuery, {"division": division} if division else {}, "query")
+        return self.repo.alert_units(narrow_division_filter(actor, parsed.division), check_page_limit(limit), cursor)
+
+    @rpc
+    def reconcile_coverage(self, actor=None, repair=True):
+        require_admin(actor)
+        return self._reconcile(repair=bool(repair))
+
+    @timer(interval=RECONCILE_INTERVAL_SECONDS)
+    def reconcile_periodically(self):
+        self._reconcile(repair=True)
+
+    def _reconcile(self, repair: bool) -> dict:
+        return self.store.transaction(
+            lambda uow: coverage.reconcile(uow, Repository(uow.db, uow.session), repair=repair)
+        )
+
+    @timer(interval=GAUGE_REFRESH_SECONDS, eager=True)
+    def refresh_coverage_gauges(self):
+        # Other replicas move the counters too; the gauges follow the stored figures.
+        coverage.load_gauges(self.repo)
+
+    # ---- the member service's events -----------------------------------------------------
+
+    @integration_event_handler("member", "member.registered")
+    def on_member_registered(self, event):
+        data = MemberRegistered.model_validate(event.data)
+        category = data.category or domain.member_category(data.stage)
+        self.store.apply_event("on_member_registered", event, lambda uow: self.commands.move_member_counts(
+            uow, [(data.unit_id, category, +1)], "member.registered"))
+
+    @integration_event_handler("member", "member.promoted")
+    def on_member_promoted(self, event):
+        data = MemberPromoted.model_validate(event.data)
+        moves = [(data.unit_id, domain.member_category(data.from_stage), -1),
+                 (data.unit_id, domain.member_category(data.to_stage), +1)]
+        self.store.apply_event("on_member_promoted", event, lambda uow: self.commands.move_member_counts(
+            uow, moves, "member.promoted"))
+
+    @integration_event_handler("member", "transfer.completed")
+    def on_transfer_completed(self, event):
+        data = TransferCompleted.model_validate(event.data)
+        moves = [(data.from_unit_id, data.category, -1), (data.to_unit_id, data.category, +1)]
+        self.store.apply_event("on_transfer_completed", event, lambda uow: self.commands.move_member_counts(
+            uow, moves, "transfer.completed"))

@@ -1,0 +1,142 @@
+"""Unit tests of the coverage rules and counters (pure: no database, no broker)."""
+
+import random
+
+import pytest
+
+from organization import domain
+from organization.domain import ALL, CounterKey
+from platform_contracts.problems import Rejected
+
+
+def unit(**fields):
+    base = {"_id": "u1", "division": "370113001002", "industry": "express", "type": "enterprise",
+            "status": "active", "full_members": 0, "organization_ids": [], "standalone_organization_ids": [],
+            "instructor_id": None}
+    return domain.refresh_unit({**base, **fields})
+
+
+def test_organization_coverage_takes_precedence_over_an_instructor():
+    assert unit(organization_ids=["o1"], instructor_id="i1")["coverage"] == "organization"
+    assert unit(instructor_id="i1")["coverage"] == "work"
+    assert unit()["coverage"] == "none"
+
+
+@pytest.mark.parametrize("full, standalone, status, expected", [
+    (3, False, "active", True),
+    (2, False, "active", False),
+    (5, True, "active", False),
+    (4, False, "deregistered", False),
+])
+def test_should_establish(full, standalone, status, expected):
+    u = unit(full_members=full, standalone_organization_ids=["o1"] if standalone else [],
+             organization_ids=["o1"] if standalone else [], status=status)
+    assert u["should_establish"] is expected
+
+
+def test_joint_membership_does_not_make_a_unit_standalone():
+    u = domain.attach(unit(full_members=3), {"_id": "j1", "formation": "joint"})
+    assert u["coverage"] == "organization" and not u["standalone"] and u["should_establish"]
+    u = domain.attach(u, {"_id": "s1", "formation": "standalone"})
+    assert u["standalone"] and not u["should_establish"]
+    u = domain.detach(u, "s1")
+    assert not u["standalone"] and u["should_establish"] and u["organization_ids"] == ["j1"]
+
+
+def test_a_unit_counts_in_24_counters():
+    keys = domain.counter_keys("370113001002", "express", "enterprise")
+    assert len(keys) == 24 and len({k.id for k in keys}) == 24
+    assert CounterKey(ALL, ALL, ALL) in keys
+    assert CounterKey("3701", "express", ALL) in keys
+
+
+def test_delta_of_a_coverage_change_moves_between_partitions():
+    before = unit()
+    after = domain.attach(dict(before), {"_id": "o1", "formation": "standalone"})
+    delta = domain.counter_delta(before, after)
+    district = delta[CounterKey("370113", ALL, ALL).id]
+    assert district == {"units": 0, "organization_covered": 1, "work_covered": 0, "uncovered": -1,
+                        "standalone_units": 1, "should_establish": 0}
+
+
+def test_a_division_move_leaves_the_old_chain_and_joins_the_new():
+    before = unit()
+    after = unit(division="370112001")
+    delta = domain.counter_delta(before, after)
+    assert delta[CounterKey("370113", ALL, ALL).id]["units"] == -1
+    assert delta[CounterKey("370112", ALL, ALL).id]["units"] == 1
+    assert CounterKey("37", ALL, ALL).id not in delta  # same province: nothing moves there
+
+
+def test_deregistered_units_count_nowhere():
+    assert domain.contribution(unit(status="deregistered")) == {}
+
+
+def test_incremental_counters_equal_a_recount():
+    """Apply random changes one delta at a time; the totals must equal a recount."""
+    rng = random.Random(7)
+    units = {}
+    counters = {}
+    for step in range(400):
+        uid = f"u{rng.randrange(40)}"
+        before = units.get(uid)
+        if before is None:
+            after = unit(_id=uid, division=rng.choice(["370113001", "370113002001", "370112"]),
+                         industry=rng.choice(["express", "food"]), type=rng.choice(["enterprise", "park"]))
+        else:
+            after = dict(before)
+            action = rng.choice(["attach", "detach", "instructor", "members", "deregister"])
+            if action == "attach":
+                after = domain.attach(after, {"_id": f"o{step}", "formation": rng.choice(["standalone", "joint"])})
+            elif action == "detach" and after["organization_ids"]:
+                after = domain.detach(after, after["organization_ids"][0])
+            elif action == "instructor":
+                after = domain.refresh_unit({**after, "instructor_id": rng.choice([None, "i1"])})
+            elif action == "members":
+                after = domain.refresh_unit({**after, "full_members": rng.randrange(6)})
+            elif action == "deregister":
+                after = domain.refresh_unit({**after, "status": "deregistered"})
+        for key_id, counts in domain.counter_delta(before, after).items():
+            row = counters.setdefault(key_id, dict.fromkeys(domain.COUNT_FIELDS, 0))
+            for field, value in counts.items():
+                row[field] += value
+        units[uid] = after
+    assert domain.counter_drift(domain.expected_counters(units.values()), counters) == {}
+    total = counters[CounterKey(ALL, ALL, ALL).id]
+    assert total["organization_covered"] + total["work_covered"] + total["uncovered"] == total["units"]
+
+
+def test_drift_reports_the_values_to_restore():
+    expected = {"a|*|*": {**dict.fromkeys(domain.COUNT_FIELDS, 0), "units": 2}}
+    stored = {"a|*|*": {**dict.fromkeys(domain.COUNT_FIELDS, 0), "units": 3},
+              "b|*|*": {**dict.fromkeys(domain.COUNT_FIELDS, 0), "units": 1}}
+    drift = domain.counter_drift(expected, stored)
+    assert drift["a|*|*"]["units"] == 2 and drift["b|*|*"]["units"] == 0
+
+
+def test_figures_and_rates():
+    counts = {"units": 4, "organization_covered": 1, "work_covered": 2, "uncovered": 1,
+              "standalone_units": 1, "should_establish": 1}
+    figures = domain.figures(counts, CounterKey("370113", ALL, ALL), None)
+    assert figures.organization_rate == 0.25 and figures.work_rate == 0.5 and figures.standalone_rate == 0.25
+    empty = domain.figures(None, CounterKey(ALL, ALL, ALL), None)
+    assert empty.units == 0 and empty.organization_rate == 0.0 and empty.division is None
+
+
+def test_joint_cap_and_standalone_single_unit():
+    domain.check_unit_count("joint_branch", "joint", 5, joint_cap=5)
+    with pytest.raises(Rejected) as caught:
+        domain.check_unit_count("branch", "joint", 6, joint_cap=5)
+    assert caught.value.problem["errors"][0]["loc"] == ["body", "unit_ids"]
+    with pytest.raises(Rejected):
+        domain.check_unit_count("joint_branch", "area", 6, joint_cap=5)  # a joint branch by kind
+    with pytest.raises(Rejected):
+        domain.check_unit_count("branch", "standalone", 2, joint_cap=5)
+    domain.check_unit_count("comprehensive_committee", "area", 40, joint_cap=5)
+
+
+def test_member_categories():
+    assert domain.member_category("probationary") == "probationary"
+    assert domain.member_category("candidate") is None
+    assert domain.member_count_field("full") == "full_members"
+    assert domain.member_count_field(None) is None

@@ -1,0 +1,248 @@
+"""Integration tests: the organization service as a process, over real RabbitMQ and SecantusDB."""
+
+import uuid
+
+import pytest
+
+from platform_contracts.problems import Rejected
+from service_kit.testing import credit_code, metric_value, wait_for
+
+ADMIN = {"username": "admin", "role": "admin", "scope": None}
+OPERATOR = {"username": "op", "role": "operator", "scope": "370113"}
+
+
+def cid() -> str:
+    return uuid.uuid4().hex
+
+
+def new_unit(rpc, division="370113001", **fields):
+    command = {"credit_code": credit_code(division), "name": f"unit {uuid.uuid4().hex[:6]}", "type": "enterprise",
+               "industry": "express", "division": division, **fields}
+    return rpc.register_unit(command, actor=ADMIN, command_id=cid())
+
+
+def rejected(call, *args, **kwargs) -> dict:
+    with pytest.raises(Rejected) as caught:
+        call(*args, **kwargs)
+    return caught.value.problem
+
+
+def fields_named(problem) -> set:
+    return {tuple(e["loc"]) for e in problem.get("errors", [])}
+
+
+def snapshot(database) -> dict:
+    return {name: database[name].count_documents({}) for name in
+            ("units", "organizations", "instructors", "outbox", "commands")} | {
+        "counters": sorted((d["_id"], d.get("units"), d.get("organization_covered"))
+                           for d in database.coverage_counters.find())}
+
+
+def test_register_and_read_a_unit(rpc, tap):
+    unit = new_unit(rpc, "370113001002")
+    assert unit["coverage"] == "none" and unit["should_establish"] is False and unit["status"] == "active"
+    assert rpc.get_unit(unit["id"], actor=ADMIN) == unit
+    registered = tap.wait_for(lambda e: e["type"] == "unit.registered" and e["subject"] == unit["id"])
+    assert registered[0]["division"] == "370113001002" and registered[0]["source"] == "organization"
+    changed = tap.wait_for(lambda e: e["type"] == "coverage.changed" and e["subject"] == "370113001002")
+    scopes = {s["division"] for s in changed[0]["data"]["scopes"]}
+    assert {"37", "3701", "370113", "370113001", "370113001002", None} <= scopes
+
+
+def test_repeated_command_id_returns_the_first_result(rpc, database):
+    command = {"credit_code": credit_code(), "name": "顺丰", "type": "platform_company", "industry": "express",
+               "division": "370113"}
+    key = cid()
+    first = rpc.register_unit(command, actor=ADMIN, command_id=key)
+    second = rpc.register_unit(command, actor=ADMIN, command_id=key)
+    assert first == second
+    assert database.units.count_documents({"credit_code": command["credit_code"]}) == 1
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"credit_code": "91350100M000100Y44"}, "credit_code"),
+    ({"division": "370199"}, "division"),  # well-formed but not a registered district
+    ({"division": "3701"}, "division"),
+    ({"type": "shop"}, "type"),
+    ({"employees": -1}, "employees"),
+    ({"employees": "many"}, "employees"),
+])
+def test_bad_unit_fields_are_named_and_nothing_is_written(rpc, database, bad, field):
+    before = snapshot(database)
+    command = {"credit_code": credit_code(), "name": "x", "type": "enterprise", "industry": "express",
+               "division": "370113", **bad}
+    problem = rejected(rpc.register_unit, command, actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422 and ("body", field) in fields_named(problem)
+    assert snapshot(database) == before
+
+
+def test_duplicate_credit_code_is_a_conflict(rpc, database):
+    unit = new_unit(rpc)
+    before = snapshot(database)
+    command = {"credit_code": unit["credit_code"], "name": "copy", "type": "enterprise", "industry": "x",
+               "division": "370113"}
+    problem = rejected(rpc.register_unit, command, actor=ADMIN, command_id=cid())
+    assert problem["status"] == 409 and ("body", "credit_code") in fields_named(problem)
+    assert snapshot(database) == before
+
+
+def test_coverage_follows_organizations_and_instructors(rpc):
+    division = "370113005"
+    units = [new_unit(rpc, division) for _ in range(3)]
+    coverage = rpc.get_coverage({"division": division}, actor=ADMIN)
+    assert (coverage["units"], coverage["uncovered"]) == (3, 3)
+
+    joint = rpc.create_organization({"name": "联合支部", "kind": "joint_branch", "formation": "joint",
+                                     "division": division, "unit_ids": [units[0]["id"], units[1]["id"]]},
+                                    actor=ADMIN, command_id=cid())
+    instructor = rpc.create_instructor({"name": "张老师", "phone": "13812345678", "division": division},
+                                       actor=ADMIN, command_id=cid())
+    assert instructor["phone"] == "138****5678"
+    unit = rpc.assign_instructor(units[2]["id"], instructor["id"], actor=ADMIN, command_id=cid())
+    assert unit["coverage"] == "work"
+
+    coverage = rpc.get_coverage({"division": division}, actor=ADMIN)
+    assert (coverage["organization_covered"], coverage["work_covered"], coverage["uncovered"]) == (2, 1, 0)
+    assert coverage["organization_rate"] == pytest.approx(2 / 3, abs=1e-6)
+    assert coverage["standalone_units"] == 0
+
+    standalone = rpc.create_organization({"name": "自建支部", "kind": "branch", "formation": "standalone",
+                                          "division": division, "unit_ids": [units[2]["id"]]},
+                                         actor=ADMIN, command_id=cid())
+    coverage = rpc.get_coverage({"division": division}, actor=ADMIN)
+    assert (coverage["organization_covered"], coverage["work_covered"], coverage["standalone_units"]) == (3, 0, 1)
+
+    rpc.dissolve_organization(joint["id"], actor=ADMIN, command_id=cid())
+    coverage = rpc.get_coverage({"division": division}, actor=ADMIN)
+    assert (coverage["organization_covered"], coverage["uncovered"]) == (1, 2)
+    assert rpc.get_unit(units[0]["id"], actor=ADMIN)["organization_ids"] == []
+
+    by_type = rpc.coverage_breakdown({"by": "type", "division": division}, actor=ADMIN)
+    assert [(i["type"], i["units"]) for i in by_type["items"]] == [("enterprise", 3)]
+    by_division = rpc.coverage_breakdown({"by": "division", "division": "370113"}, actor=ADMIN)
+    assert division in {i["division"] for i in by_division["items"]}
+    assert rpc.get_organization(standalone["id"], actor=ADMIN)["unit_ids"] == [units[2]["id"]]
+
+
+def test_joint_cap_and_dissolved_organizations_are_refused_without_writes(rpc, database):
+    division = "370113006"
+    units = [new_unit(rpc, division) for _ in range(4)]
+    before = snapshot(database)
+    problem = rejected(rpc.create_organization, {"name": "大联合", "kind": "joint_branch", "formation": "joint",
+                                                 "division": division, "unit_ids": [u["id"] for u in units]},
+                       actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422 and ("body", "unit_ids") in fields_named(problem)
+    assert snapshot(database) == before
+
+    joint = rpc.create_organization({"name": "联合", "kind": "joint_branch", "formation": "joint",
+                                     "division": division, "unit_ids": [u["id"] for u in units[:3]]},
+                                    actor=ADMIN, command_id=cid())
+    problem = rejected(rpc.attach_unit, joint["id"], units[3]["id"], actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422
+
+    rpc.dissolve_organization(joint["id"], actor=ADMIN, command_id=cid())
+    before = snapshot(database)
+    problem = rejected(rpc.attach_unit, joint["id"], units[3]["id"], actor=ADMIN, command_id=cid())
+    assert problem["status"] == 409 and ("path", "organization_id") in fields_named(problem)
+    problem = rejected(rpc.dissolve_organization, joint["id"], actor=ADMIN, command_id=cid())
+    assert problem["status"] == 409
+    assert snapshot(database) == before
+
+
+def test_operator_scope_is_enforced(rpc):
+    mine = new_unit(rpc, "370113007")
+    theirs = new_unit(rpc, "370112001")
+    assert rpc.get_unit(mine["id"], actor=OPERATOR)["id"] == mine["id"]
+    assert rejected(rpc.get_unit, theirs["id"], actor=OPERATOR)["status"] == 403
+    listed = rpc.list_units({}, 500, None, actor=OPERATOR)["items"]
+    assert listed and all(u["division"].startswith("370113") for u in listed)
+    assert rejected(rpc.list_units, {"division": "3701"}, 50, None, actor=OPERATOR)["status"] == 403
+    command = {"credit_code": credit_code("370112"), "name": "x", "type": "enterprise", "industry": "x",
+               "division": "370112001"}
+    assert rejected(rpc.register_unit, command, actor=OPERATOR, command_id=cid())["status"] == 403
+    assert rejected(rpc.get_coverage, {"division": "370112"}, actor=OPERATOR)["status"] == 403
+    assert rejected(rpc.reconcile_coverage, actor=OPERATOR)["status"] == 403
+
+
+def test_paging_with_cursor(rpc):
+    division = "370113008"
+    created = {new_unit(rpc, division)["id"] for _ in range(5)}
+    seen, cursor = [], None
+    while True:
+        page = rpc.list_units({"division": division}, 2, cursor, actor=ADMIN)
+        seen += [u["id"] for u in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(created) and len(seen) == len(set(seen))
+    assert rejected(rpc.list_units, {}, 501, None, actor=ADMIN)["status"] == 422
+
+
+def test_member_events_move_counts_once_and_raise_alerts(rpc, member_events, tap, organization_service):
+    division = "370113009"
+    unit = new_unit(rpc, division)
+    other = new_unit(rpc, division)
+    ids = [member_events("member.registered", {"member_id": f"m{i}", "organization_id": "o", "unit_id": unit["id"],
+                                               "stage": "full", "category": "full"}) for i in range(3)]
+    member_events("member.registered", {"member_id": "m0", "organization_id": "o", "unit_id": unit["id"],
+                                        "stage": "full", "category": "full"}, event_id=ids[0])  # redelivery
+    wait_for(lambda: rpc.get_unit(unit["id"], actor=ADMIN)["full_members"] == 3, what="3 full members")
+    raised = tap.wait_for(lambda e: e["type"] == "coverage.alert_raised" and e["subject"] == unit["id"])
+    assert raised[0]["data"]["full_members"] == 3
+    alerts = rpc.coverage_alerts(division, 50, None, actor=ADMIN)["items"]
+    assert [a["id"] for a in alerts] == [unit["id"]]
+
+    member_events("transfer.completed", {"transfer_id": "t1", "member_id": "m1", "from_organization_id": "o",
+                                         "to_organization_id": "o2", "from_unit_id": unit["id"],
+                                         "to_unit_id": other["id"], "category": "full"})
+    tap.wait_for(lambda e: e["type"] == "coverage.alert_cleared" and e["subject"] == unit["id"])
+    assert rpc.get_unit(other["id"], actor=ADMIN)["full_members"] == 1
+    assert rpc.get_unit(unit["id"], actor=ADMIN)["full_members"] == 2
+
+    member_events("member.registered", {"member_id": "m9", "organization_id": "o", "unit_id": other["id"],
+                                        "stage": "candidate"})
+    member_events("member.promoted", {"member_id": "m9", "organization_id": "o", "unit_id": other["id"],
+                                      "from_stage": "candidate", "to_stage": "probationary"})
+    wait_for(lambda: rpc.get_unit(other["id"], actor=ADMIN)["probationary_members"] == 1, what="probationary")
+    text = organization_service.metrics()
+    assert metric_value(text, "inbox_duplicates_total", handler="on_member_registered") >= 1
+    assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 0
+
+
+def test_reconciliation_repairs_drift(rpc, database, organization_service):
+    division = "370113010"
+    new_unit(rpc, division)
+    assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 0
+    database.coverage_counters.update_one({"_id": f"{division}|*|*"}, {"$inc": {"units": 5}})
+    report = rpc.reconcile_coverage(actor=ADMIN)
+    assert report["drifted_counters"] == 1 and report["repaired"] is True
+    assert metric_value(organization_service.metrics(), "coverage_reconciliation_drift") == 1
+    assert rpc.get_coverage({"division": division}, actor=ADMIN)["units"] == 1
+    assert rpc.reconcile_coverage(actor=ADMIN)["drifted_counters"] == 0
+    assert metric_value(organization_service.metrics(), "coverage_reconciliation_drift") == 0
+
+
+def test_poison_event_is_dead_lettered_and_replayable(rpc, member_events, amqp_uri):
+    # A member.registered without the fields the catalogue requires cannot be applied.
+    from kombu import Connection, Exchange, Producer
+
+    with Connection(amqp_uri) as connection:
+        Producer(connection.default_channel, exchange=Exchange("member.events", "topic", durable=True)).publish(
+            '{"type": "member.registered", "source": "member"}', routing_key="member.registered",
+            content_type="application/json", message_id="poison-1")
+    letters = wait_for(lambda: [d for d in rpc.list_dead_letters(100, actor=ADMIN)["items"]
+                                if d["message_id"] == "poison-1"], what="dead letter")
+    assert "invalid event" in letters[0]["error"]
+    assert letters[0]["queue"] == "evt-member-member.registered--organization.on_member_registered"
+    assert rpc.replay_dead_letters(["poison-1"], actor=ADMIN) == {"replayed": 1}
+    # Replayed, it fails the same way and comes back: nothing is lost on the way.
+    wait_for(lambda: [d for d in rpc.list_dead_letters(100, actor=ADMIN)["items"]
+                      if d["message_id"] == "poison-1"], what="dead letter again")
+
+
+def test_metrics_and_health(organization_service):
+    text = organization_service.metrics()
+    for name in ("service_entrypoint_requests_total", "outbox_pending_events", "coverage_organization_rate",
+                 "dead_letter_queue_messages"):
+        assert name in text
+    assert metric_value(text, "service_entrypoint_requests_total", entrypoint="register_unit", outcome="success") > 0
