@@ -105,14 +105,15 @@ def rabbit_vhost():
 class ServiceProcess:
     """A service started the way production starts it (`python -m <module>`), in a subprocess."""
 
-    def __init__(self, module: str, env: dict, http_port: int, log_path: str):
+    def __init__(self, module: str, env: dict, http_port: int, log_path: str, script: str | None = None):
         self.module, self.env, self.http_port, self.log_path = module, env, http_port, log_path
+        self.argv = [sys.executable, script] if script else [sys.executable, "-m", module]
         self.process: subprocess.Popen | None = None
 
     def start(self, wait: bool = True) -> "ServiceProcess":
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module],
+            self.argv,
             env={**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning", **self.env},
             stdout=log, stderr=subprocess.STDOUT,
         )

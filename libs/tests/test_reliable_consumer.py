@@ -1,0 +1,94 @@
+"""The kit's event consumption against real RabbitMQ and SecantusDB: a failing handler is
+retried with backoff, then dead-lettered; an operator replays it; nothing is applied twice."""
+
+import json
+import uuid
+from pathlib import Path
+
+import pymongo
+import pytest
+from kombu import Connection, Exchange, Producer
+from nameko.exceptions import get_module_path, registry
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from platform_contracts.problems import Rejected
+from service_kit.testing import ServiceProcess, free_port, metric_value, mongodb_server, rabbit_vhost, wait_for
+
+registry[get_module_path(Rejected)] = Rejected
+ADMIN = {"username": "admin", "role": "admin", "scope": None}
+RETRY_DELAYS = [1, 2]
+
+
+@pytest.fixture(scope="module")
+def flaky(tmp_path_factory):
+    with mongodb_server() as mongodb_uri, rabbit_vhost() as amqp_uri:
+        database = f"flaky_{uuid.uuid4().hex[:6]}"
+        port = free_port()
+        service = ServiceProcess("flaky", {
+            "MONGODB_URI": mongodb_uri, "MONGODB_FLAKY_DB": database, "AMQP_URI": amqp_uri,
+            "HTTP_PORT": str(port), "EVENT_MAX_ATTEMPTS": "3",
+            "EVENT_RETRY_DELAYS_SECONDS": ",".join(map(str, RETRY_DELAYS)),
+        }, port, str(tmp_path_factory.mktemp("logs") / "flaky.log"),
+            script=str(Path(__file__).with_name("flaky_service.py")))
+        service.start()
+        client = pymongo.MongoClient(mongodb_uri, tz_aware=True)
+        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=30) as proxy:
+            yield service, client[database], amqp_uri, proxy.flaky
+        client.close()
+        service.stop()
+
+
+def publish(amqp_uri, fail_times: int) -> str:
+    event_id = uuid.uuid4().hex
+    envelope = {"specversion": "1.0", "id": event_id, "source": "member", "type": "member.updated",
+                "time": "2026-11-22T08:00:00+00:00", "data": {"fail_times": fail_times}}
+    with Connection(amqp_uri) as connection:
+        exchange = Exchange("member.events", "topic", durable=True)
+        Producer(connection.default_channel, exchange=exchange).publish(
+            json.dumps(envelope), routing_key="member.updated", content_type="application/json",
+            message_id=event_id, declare=[exchange])
+    return event_id
+
+
+def attempts_of(database, event_id) -> list:
+    document = database.attempts.find_one({"_id": event_id})
+    return document["at"] if document else []
+
+
+def test_transient_failures_are_retried_with_backoff(flaky):
+    service, database, amqp_uri, _ = flaky
+    event_id = publish(amqp_uri, fail_times=2)
+    wait_for(lambda: database.applied.find_one({"_id": event_id}), timeout=30, what="event applied")
+    at = attempts_of(database, event_id)
+    assert len(at) == 3
+    gaps = [(b - a).total_seconds() for a, b in zip(at, at[1:])]
+    assert gaps[0] >= RETRY_DELAYS[0] * 0.9 and gaps[1] >= RETRY_DELAYS[1] * 0.9
+    assert database.applied.find_one({"_id": event_id})["times"] == 1
+    assert metric_value(service.metrics(), "event_handler_retries_total", handler="on_member_updated") >= 2
+
+
+def test_exhausted_events_are_dead_lettered_then_replayed_once(flaky):
+    service, database, amqp_uri, rpc = flaky
+    event_id = publish(amqp_uri, fail_times=3)
+    letters = wait_for(lambda: [d for d in rpc.list_dead_letters(100, actor=ADMIN)["items"]
+                                if d["message_id"] == event_id], timeout=30, what="dead letter")
+    assert letters[0]["attempts"] == 3 and "deliberate failure 3" in letters[0]["error"]
+    assert database.applied.find_one({"_id": event_id}) is None
+    # Listing does not consume: the letter is still there for the operator.
+    assert any(d["message_id"] == event_id for d in rpc.list_dead_letters(100, actor=ADMIN)["items"])
+    wait_for(lambda: metric_value(service.metrics(), "dead_letter_queue_messages", service="flaky") >= 1,
+             timeout=15, what="dead-letter gauge")
+
+    assert rpc.replay_dead_letters([event_id], actor=ADMIN) == {"replayed": 1}
+    wait_for(lambda: database.applied.find_one({"_id": event_id}), timeout=15, what="replayed event applied")
+    assert not any(d["message_id"] == event_id for d in rpc.list_dead_letters(100, actor=ADMIN)["items"])
+
+    assert rpc.replay_dead_letters(None, actor=ADMIN) == {"replayed": 0}
+    assert database.applied.find_one({"_id": event_id})["times"] == 1
+
+
+def test_replay_is_for_admins_only(flaky):
+    _, _, _, rpc = flaky
+    with pytest.raises(Rejected) as caught:
+        rpc.replay_dead_letters(None, actor={"username": "o", "role": "operator", "scope": "37"})
+    assert caught.value.status == 403
