@@ -65,6 +65,26 @@ class Commands:
         coverage.apply_unit_changes(uow, repo, [(None, unit)], "unit.registered")
         return as_resource(unit)
 
+    def register_units(self, uow, commands: list[RegisterUnit], actor: dict) -> list[dict]:
+        """A ledger import (台账): all of the units or none; one counter update for the batch."""
+        repo = self._repo(uow)
+        for index, command in enumerate(commands):
+            ensure_in_scope(actor, command.division)
+            if repo.division(command.division[:6]) is None:
+                raise Rejected.invalid(["body", "units", index, "division"],
+                                       f"unknown division: district {command.division[:6]} is not registered")
+        units = [domain.refresh_unit({
+            "_id": new_id(), **command.model_dump(mode="json"),
+            "full_members": 0, "probationary_members": 0,
+            "organization_ids": [], "standalone_organization_ids": [], "instructor_id": None,
+            "status": UnitStatus.active.value, "registered_at": uow.now, "updated_at": uow.now,
+        }) for command in commands]
+        repo.insert_units(units)
+        for unit in units:
+            self._emit_unit(uow, "unit.registered", unit)
+        coverage.apply_unit_changes(uow, repo, [(None, unit) for unit in units], "unit.registered")
+        return [as_resource(unit) for unit in units]
+
     def update_unit(self, uow, unit_id: str, changes: UpdateUnit, actor: dict) -> dict:
         repo = self._repo(uow)
         before = repo.unit(unit_id)

@@ -120,6 +120,22 @@ class Repository:
                 [{"loc": ["body", "credit_code"], "msg": "already registered"}],
             )
 
+    def insert_units(self, units: list[dict]) -> None:
+        codes = [u["credit_code"] for u in units]
+        seen: dict[str, int] = {}
+        for index, code in enumerate(codes):
+            if code in seen:
+                raise Rejected.invalid(["body", "units", index, "credit_code"],
+                                       f"same credit code as units[{seen[code]}]")
+            seen[code] = index
+        taken = {d["credit_code"] for d in self.db.units.find({"credit_code": {"$in": codes}}, {"credit_code": 1},
+                                                               session=self.session)}
+        if taken:
+            raise Rejected.make(409, f"{len(taken)} of these credit codes are already registered",
+                                [{"loc": ["body", "units", i, "credit_code"], "msg": "already registered"}
+                                 for i, code in enumerate(codes) if code in taken])
+        self.db.units.insert_many(units, ordered=True, session=self.session)
+
     def save_unit(self, unit: dict) -> None:
         self._save("units", unit)
 

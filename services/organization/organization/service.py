@@ -27,13 +27,26 @@ from .repository import Repository, as_resource
 
 RECONCILE_INTERVAL_SECONDS = float(os.environ.get("RECONCILE_INTERVAL_SECONDS", 600))
 GAUGE_REFRESH_SECONDS = 30
-SYSTEM_ACTOR = {"username": "system", "role": "admin", "scope": None}
+BULK_MAX_UNITS = 1000
 
 
 def _command_id(command_id) -> str:
     if not isinstance(command_id, str) or not 1 <= len(command_id) <= 200:
         raise Rejected.invalid(["header", "Idempotency-Key"], "must be a string of 1 to 200 characters")
     return command_id
+
+
+def _parse_each(commands: list) -> list[RegisterUnit]:
+    parsed, errors = [], []
+    for index, command in enumerate(commands):
+        try:
+            parsed.append(parse_or_reject(RegisterUnit, command))
+        except Rejected as rejected:
+            errors += [{"loc": ["body", "units", index, *e["loc"][1:]], "msg": e["msg"]}
+                       for e in rejected.problem.get("errors", [])]
+    if errors:
+        raise Rejected.make(422, f"{len(errors)} invalid value(s) in the batch; nothing was registered", errors)
+    return parsed
 
 
 class OrganizationService(OperationsMixin):
@@ -72,6 +85,14 @@ class OrganizationService(OperationsMixin):
     def register_unit(self, command, actor=None, command_id=None):
         parsed = parse_or_reject(RegisterUnit, command)
         return self._execute(command_id, lambda uow: self.commands.register_unit(uow, parsed, actor))
+
+    @rpc
+    def register_units(self, commands, actor=None, command_id=None):
+        if not isinstance(commands, list) or not 1 <= len(commands) <= BULK_MAX_UNITS:
+            raise Rejected.invalid(["body", "units"], f"must be a list of 1 to {BULK_MAX_UNITS} units")
+        parsed = _parse_each(commands)
+        return {"items": self._execute(
+            command_id, lambda uow: self.commands.register_units(uow, parsed, actor))}
 
     @rpc
     def update_unit(self, unit_id, changes, actor=None, command_id=None):

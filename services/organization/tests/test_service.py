@@ -246,3 +246,26 @@ def test_metrics_and_health(organization_service):
                  "dead_letter_queue_messages"):
         assert name in text
     assert metric_value(text, "service_entrypoint_requests_total", entrypoint="register_unit", outcome="success") > 0
+
+
+def test_bulk_registration_is_all_or_nothing(rpc, database):
+    division = "370113011"
+    batch = [{"credit_code": credit_code(division), "name": f"台账{i}", "type": "market", "industry": "retail",
+              "division": f"{division}{i % 4:03d}"} for i in range(50)]
+    before = snapshot(database)
+    bad = [*batch[:10], {**batch[10], "type": "shop"}, *batch[11:]]
+    problem = rejected(rpc.register_units, bad, actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422 and ("body", "units", 10, "type") in fields_named(problem)
+    assert snapshot(database) == before
+
+    result = rpc.register_units(batch, actor=ADMIN, command_id=cid())
+    assert len(result["items"]) == 50
+    assert rpc.get_coverage({"division": division, "type": "market"}, actor=ADMIN)["units"] == 50
+
+    before = snapshot(database)
+    again = [{**batch[3], "name": "重复"}, {"credit_code": credit_code(division), "name": "新", "type": "market",
+                                          "industry": "retail", "division": division}]
+    problem = rejected(rpc.register_units, again, actor=ADMIN, command_id=cid())
+    assert problem["status"] == 409 and ("body", "units", 0, "credit_code") in fields_named(problem)
+    assert snapshot(database) == before
+    assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 0
