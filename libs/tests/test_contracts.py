@@ -127,3 +127,15 @@ def test_extensions_survive_a_round_trip():
     event = CloudEvent(source="organization", type="unit.updated", division="370113", correlationid="c1")
     again = CloudEvent.model_validate(event.to_json_dict())
     assert again.division == "370113" and again.correlationid == "c1"
+
+
+def test_committed_asyncapi_document_is_generated_from_the_models():
+    import json
+    from pathlib import Path
+
+    from platform_contracts.asyncapi import document
+
+    committed = json.loads((Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json").read_text())
+    assert committed == json.loads(json.dumps(document())), \
+        "docs/asyncapi.json is stale: python -m platform_contracts.asyncapi > docs/asyncapi.json"
+    assert set(CATALOGUE) == {m["name"] for m in committed["components"]["messages"].values()}

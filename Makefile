@@ -1,0 +1,30 @@
+# Two commands: `make run` starts the platform, `make test` runs every test.
+# Both create the virtual environment and install the pinned dependencies on first use.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PACKAGES := -e libs -e services/organization -e services/gateway
+
+.PHONY: run test bench install clean-data
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt libs/pyproject.toml services/organization/pyproject.toml services/gateway/pyproject.toml
+	bash scripts/bootstrap.sh $(PYTHON) $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt $(PACKAGES)
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python scripts/run_platform.py
+
+test: $(STAMP)
+	bash scripts/ensure_deploy_tools.sh
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean-data:
+	rm -rf .data

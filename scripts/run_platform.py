@@ -1,0 +1,206 @@
+"""`make run`: the whole platform on one machine, on embedded defaults.
+
+Starts SecantusDB (unless MONGODB_URI names a MongoDB), makes sure RabbitMQ answers at
+AMQP_URI (starting the local rabbitmq-server if it is installed), then runs every service and
+the gateway, restarting any that dies, until Ctrl-C or SIGTERM stops them all."""
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("PLATFORM_DATA_DIR", ROOT / ".data"))
+PYTHON = sys.executable
+DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+STOP_GRACE_SECONDS = 30
+
+
+def say(message: str) -> None:
+    print(f"[platform] {message}", flush=True)
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_until(check, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"[platform] {what} did not come up within {seconds:.0f}s")
+
+
+def secret_file(name: str, env: str, nbytes: int = 18) -> str:
+    """A value from the environment, else one generated once and kept in the data directory."""
+    if os.environ.get(env):
+        return os.environ[env]
+    path = DATA / name
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(nbytes))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class Platform:
+    def __init__(self):
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.commands: dict[str, tuple[list[str], dict]] = {}
+        self.secantus: subprocess.Popen | None = None
+        self.stopping = False
+
+    # ---- infrastructure ------------------------------------------------------------------
+
+    def mongodb_uri(self) -> str:
+        if os.environ.get("MONGODB_URI"):
+            say(f"using MongoDB at MONGODB_URI")
+            return os.environ["MONGODB_URI"]
+        port = int(os.environ.get("SECANTUS_PORT", 27117))
+        uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+        if port_open("127.0.0.1", port):
+            raise SystemExit(f"[platform] port {port} is taken: set SECANTUS_PORT or MONGODB_URI")
+        storage = DATA / "secantus"
+        storage.mkdir(parents=True, exist_ok=True)
+        log = open(DATA / "secantus.log", "ab")
+        self.secantus = subprocess.Popen(
+            [PYTHON, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
+             "--storage-path", str(storage), "--log-level", "WARNING"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_until(lambda: port_open("127.0.0.1", port), 60, "SecantusDB")
+        say(f"SecantusDB on 127.0.0.1:{port}, data in {storage}")
+        return uri
+
+    def ensure_rabbitmq(self, amqp_uri: str) -> None:
+        parts = urlsplit(amqp_uri)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 5672
+        if port_open(host, port):
+            return
+        if host not in ("127.0.0.1", "localhost"):
+            raise SystemExit(f"[platform] RabbitMQ at {host}:{port} does not answer (AMQP_URI)")
+        if subprocess.run(["which", "rabbitmq-server"], capture_output=True).returncode != 0:
+            raise SystemExit(
+                "[platform] RabbitMQ is not running and not installed.\n"
+                "           Install it with: sudo apt-get install rabbitmq-server\n"
+                "           or point AMQP_URI at a running broker."
+            )
+        say("RabbitMQ is not running: starting rabbitmq-server -detached")
+        subprocess.run(["rabbitmq-server", "-detached"], check=False)
+        wait_until(lambda: port_open(host, port), 90, "RabbitMQ")
+
+    # ---- processes -----------------------------------------------------------------------
+
+    def start(self, name: str, argv: list[str], env: dict) -> None:
+        self.commands[name] = (argv, env)
+        log_path = DATA / "logs" / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")
+        process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = process
+        (DATA / "pids").mkdir(exist_ok=True)
+        (DATA / "pids" / name).write_text(str(process.pid))
+        say(f"{name} started (pid {process.pid}, log {log_path})")
+
+    def supervise(self) -> None:
+        while not self.stopping:
+            for name, process in list(self.processes.items()):
+                code = process.poll()
+                if code is not None and not self.stopping:
+                    say(f"{name} exited with {code}: restarting")
+                    self.start(name, *self.commands[name])
+            time.sleep(0.5)
+
+    def stop(self, *_):
+        if self.stopping:
+            return
+        self.stopping = True
+        say("stopping")
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for name, process in self.processes.items():
+            try:
+                process.wait(max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                say(f"{name} did not stop in {STOP_GRACE_SECONDS}s: killing it")
+                process.kill()
+        if self.secantus is not None:
+            self.secantus.terminate()
+            try:
+                self.secantus.wait(15)
+            except subprocess.TimeoutExpired:
+                self.secantus.kill()
+        say("stopped")
+
+
+def http_ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            return sock.recv(64).split(b" ")[1] == b"200"
+    except (OSError, IndexError):
+        return False
+
+
+def main() -> None:
+    DATA.mkdir(parents=True, exist_ok=True)
+    platform = Platform()
+    signal.signal(signal.SIGINT, platform.stop)
+    signal.signal(signal.SIGTERM, platform.stop)
+
+    amqp_uri = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
+    platform.ensure_rabbitmq(amqp_uri)
+    try:
+        mongodb_uri = platform.mongodb_uri()
+        admin_password = secret_file("admin_password", "ADMIN_PASSWORD")
+        env = {
+            **os.environ,
+            "AMQP_URI": amqp_uri,
+            "MONGODB_URI": mongodb_uri,
+            "ADMIN_PASSWORD": admin_password,
+            "JWT_SECRET": secret_file("jwt_secret", "JWT_SECRET", 32),
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONWARNINGS": "ignore::DeprecationWarning",
+        }
+        gateway_port = int(os.environ.get("GATEWAY_PORT", 8080))
+        organization_port = int(os.environ.get("ORGANIZATION_HTTP_PORT", 8081))
+        for port in (gateway_port, organization_port):
+            if port_open("127.0.0.1", port):
+                raise SystemExit(f"[platform] port {port} is taken: set GATEWAY_PORT / ORGANIZATION_HTTP_PORT")
+        platform.start("organization", [PYTHON, "-m", "organization"],
+                       {**env, "HTTP_PORT": str(organization_port), "HTTP_HOST": "127.0.0.1"})
+        platform.start("gateway", [PYTHON, "-m", "gateway"], {**env, "GATEWAY_PORT": str(gateway_port)})
+        for name, port in (("organization", organization_port), ("gateway", gateway_port)):
+            wait_until(lambda: http_ready(port) or platform.stopping, 90, name)
+        if platform.stopping:
+            return
+        say("platform ready")
+        print(
+            f"\n  API            http://127.0.0.1:{gateway_port}/api/v1\n"
+            f"  OpenAPI docs   http://127.0.0.1:{gateway_port}/docs\n"
+            f"  Live events    http://127.0.0.1:{gateway_port}/api/v1/events/stream  (SSE)\n"
+            f"                 ws://127.0.0.1:{gateway_port}/api/v1/events/ws\n"
+            f"  Metrics        http://127.0.0.1:{gateway_port}/metrics, "
+            f"http://127.0.0.1:{organization_port}/metrics\n"
+            f"  Sign in        admin / {admin_password}"
+            f"{'' if os.environ.get('ADMIN_PASSWORD') else f'  (kept in {DATA / 'admin_password'})'}\n"
+            f"  Logs           {DATA / 'logs'}\n\n  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        platform.supervise()
+    finally:
+        platform.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Fixtures for the cross-service tests: the platform started as `make run` starts it, on
+free ports, an isolated RabbitMQ vhost and a temporary data directory."""
+
+import pytest
+
+from service_kit.testing import rabbit_vhost
+from tests.harness import RunningPlatform, SseListener
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory):
+    with rabbit_vhost() as amqp_uri:
+        running = RunningPlatform(tmp_path_factory.mktemp("platform"), amqp_uri)
+        yield running
+        running.stop()
+        assert any("stopped" in line for line in running.output), "".join(running.output[-20:])
+
+
+@pytest.fixture
+def sse(platform):
+    listeners = []
+
+    def listen(params: dict | None = None, last_event_id: str | None = None, token: str | None = None):
+        listener = SseListener(platform, params or {}, last_event_id, token)
+        listeners.append(listener)
+        return listener
+
+    yield listen
+    for listener in listeners:
+        listener.close()

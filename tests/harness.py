@@ -1,0 +1,158 @@
+"""Drives the platform as a user would: started by scripts/run_platform.py (what `make run`
+runs), then spoken to over HTTP and the event stream. Used by the end-to-end, fault and
+monitoring tests and by the benchmarks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from service_kit.testing import free_port, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class RunningPlatform:
+    def __init__(self, data_dir: Path, amqp_uri: str, extra_env: dict | None = None):
+        self.data_dir = data_dir
+        self.admin_password = "e2e-" + uuid.uuid4().hex[:12]
+        self.amqp_uri = amqp_uri
+        self.secantus_port = free_port()
+        self.gateway_port = free_port()
+        self.organization_port = free_port()
+        self.gateway_url = f"http://127.0.0.1:{self.gateway_port}"
+        self.metrics_targets = {
+            "gateway": f"127.0.0.1:{self.gateway_port}",
+            "organization": f"127.0.0.1:{self.organization_port}",
+        }
+        self.output: list[str] = []
+        self._token: str | None = None
+        env = {k: v for k, v in os.environ.items() if k not in ("ADMIN_PASSWORD", "JWT_SECRET")}
+        if env.get("MONGODB_URI"):  # a shared MongoDB: keep this run's databases apart
+            suffix = uuid.uuid4().hex[:6]
+            env.update(MONGODB_ORGANIZATION_DB=f"organization_{suffix}", MONGODB_GATEWAY_DB=f"gateway_{suffix}")
+        env.update(
+            PLATFORM_DATA_DIR=str(data_dir), AMQP_URI=amqp_uri, ADMIN_PASSWORD=self.admin_password,
+            SECANTUS_PORT=str(self.secantus_port), GATEWAY_PORT=str(self.gateway_port),
+            ORGANIZATION_HTTP_PORT=str(self.organization_port), RPC_TIMEOUT_SECONDS="5",
+            RECONCILE_INTERVAL_SECONDS="86400", JOINT_ORGANIZATION_MAX_UNITS="3",
+        )
+        env.update(extra_env or {})
+        self.organization_database = env.get("MONGODB_ORGANIZATION_DB", "organization")
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "run_platform.py")], env=env, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        threading.Thread(target=self._read_output, daemon=True).start()
+        try:
+            wait_for(lambda: any("platform ready" in line for line in self.output) or self._exited(),
+                     timeout=120, interval=0.2, what="platform ready")
+        except TimeoutError:
+            self.stop()
+            raise
+        if self._exited():
+            raise RuntimeError("run_platform.py exited:\n" + "".join(self.output) + self.logs())
+
+    def _read_output(self):
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    def _exited(self) -> bool:
+        return self.process.poll() is not None
+
+    def logs(self) -> str:
+        text = []
+        for log in sorted((self.data_dir / "logs").glob("*.log")):
+            text.append(f"\n--- {log.name} (tail) ---\n" + "".join(log.read_text(errors="replace").splitlines(True)[-40:]))
+        return "".join(text)
+
+    def admin_token(self) -> str:
+        if self._token is None:
+            self._token = self.token("admin", self.admin_password)
+        return self._token
+
+    def token(self, username: str, password: str) -> str:
+        response = httpx.post(f"{self.gateway_url}/api/v1/auth/token",
+                              json={"username": username, "password": password}, timeout=10)
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token or self.admin_token()}"}
+        return httpx.Client(base_url=f"{self.gateway_url}/api/v1", headers=headers, timeout=15)
+
+    def pid(self, name: str) -> int:
+        return int((self.data_dir / "pids" / name).read_text())
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process; the launcher restarts it, as a process supervisor would."""
+        old = self.pid(name)
+        os.kill(old, signal.SIGKILL)
+        wait_for(lambda: self.pid(name) != old, timeout=30, what=f"{name} restarted")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+class SseListener:
+    """Reads the gateway's event stream in a thread and keeps every event it receives."""
+
+    def __init__(self, platform: RunningPlatform, params: dict, last_event_id: str | None = None,
+                 token: str | None = None):
+        self.events: list[dict] = []  # {"id", "event", "data"}
+        self.received_at: dict[str, float] = {}
+        self.error: Exception | None = None
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        headers = {"Authorization": f"Bearer {token or platform.admin_token()}", "Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = last_event_id
+        self._request = (f"{platform.gateway_url}/api/v1/events/stream", params, headers)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._connected.wait(15):
+            raise TimeoutError(f"SSE stream did not connect: {self.error!r}")
+
+    def _run(self):
+        from httpx_sse import connect_sse
+
+        url, params, headers = self._request
+        try:
+            with httpx.Client(timeout=httpx.Timeout(10, read=None)) as client:
+                with connect_sse(client, "GET", url, params=params, headers=headers) as source:
+                    source.response.raise_for_status()
+                    self._connected.set()
+                    for sse in source.iter_sse():
+                        if self._stop.is_set():
+                            return
+                        if not sse.data:
+                            continue
+                        event = json.loads(sse.data)
+                        self.received_at[event["id"]] = time.perf_counter()
+                        self.events.append({"id": sse.id, "event": sse.event, "data": event})
+        except Exception as exc:  # surfaced through .error and the waits below
+            self.error = exc
+            self._connected.set()
+
+    def wait_for(self, predicate, timeout: float = 20) -> list[dict]:
+        def found():
+            if self.error:
+                raise self.error
+            return [e for e in list(self.events) if predicate(e["data"])]
+        return wait_for(found, timeout=timeout, what="events on the SSE stream")
+
+    def close(self):
+        self._stop.set()
