@@ -4,6 +4,7 @@ Starts SecantusDB (unless MONGODB_URI names a MongoDB), makes sure RabbitMQ answ
 AMQP_URI (starting the local rabbitmq-server if it is installed), then runs every service and
 the gateway, restarting any that dies, until Ctrl-C or SIGTERM stops them all."""
 
+import base64
 import os
 import secrets
 import signal
@@ -19,6 +20,8 @@ DATA = Path(os.environ.get("PLATFORM_DATA_DIR", ROOT / ".data"))
 PYTHON = sys.executable
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 STOP_GRACE_SECONDS = 30
+# (name, environment variable naming its HTTP port, default port): started in this order.
+SERVICES = [("organization", "ORGANIZATION_HTTP_PORT", 8081)]
 
 
 def say(message: str) -> None:
@@ -40,13 +43,13 @@ def wait_until(check, seconds: float, what: str) -> None:
     raise SystemExit(f"[platform] {what} did not come up within {seconds:.0f}s")
 
 
-def secret_file(name: str, env: str, nbytes: int = 18) -> str:
+def secret_file(name: str, env: str, generate=lambda: secrets.token_urlsafe(18)) -> str:
     """A value from the environment, else one generated once and kept in the data directory."""
     if os.environ.get(env):
         return os.environ[env]
     path = DATA / name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(nbytes))
+        path.write_text(generate())
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -168,32 +171,36 @@ def main() -> None:
             "AMQP_URI": amqp_uri,
             "MONGODB_URI": mongodb_uri,
             "ADMIN_PASSWORD": admin_password,
-            "JWT_SECRET": secret_file("jwt_secret", "JWT_SECRET", 32),
+            "JWT_SECRET": secret_file("jwt_secret", "JWT_SECRET", lambda: secrets.token_urlsafe(32)),
+            "FIELD_ENCRYPTION_KEY": secret_file("field_encryption_key", "FIELD_ENCRYPTION_KEY",
+                                                lambda: base64.b64encode(os.urandom(32)).decode()),
             "PYTHONUNBUFFERED": "1",
             "PYTHONWARNINGS": "ignore::DeprecationWarning",
         }
-        gateway_port = int(os.environ.get("GATEWAY_PORT", 8080))
-        organization_port = int(os.environ.get("ORGANIZATION_HTTP_PORT", 8081))
-        for port in (gateway_port, organization_port):
+        ports = {name: int(os.environ.get(variable, default)) for name, variable, default in SERVICES}
+        ports["gateway"] = int(os.environ.get("GATEWAY_PORT", 8080))
+        for name, port in ports.items():
             if port_open("127.0.0.1", port):
-                raise SystemExit(f"[platform] port {port} is taken: set GATEWAY_PORT / ORGANIZATION_HTTP_PORT")
-        platform.start("organization", [PYTHON, "-m", "organization"],
-                       {**env, "HTTP_PORT": str(organization_port), "HTTP_HOST": "127.0.0.1"})
-        platform.start("gateway", [PYTHON, "-m", "gateway"], {**env, "GATEWAY_PORT": str(gateway_port)})
-        for name, port in (("organization", organization_port), ("gateway", gateway_port)):
+                raise SystemExit(f"[platform] port {port} for {name} is taken: see README, Configuration")
+        for name, _, _ in SERVICES:
+            platform.start(name, [PYTHON, "-m", name],
+                           {**env, "HTTP_PORT": str(ports[name]), "HTTP_HOST": "127.0.0.1"})
+        platform.start("gateway", [PYTHON, "-m", "gateway"], {**env, "GATEWAY_PORT": str(ports["gateway"])})
+        for name, port in ports.items():
             wait_until(lambda: http_ready(port) or platform.stopping, 90, name)
         if platform.stopping:
             return
         say("platform ready")
+        gateway_port = ports["gateway"]
+        metrics = ", ".join(f"http://127.0.0.1:{port}/metrics" for port in ports.values())
+        kept = "" if os.environ.get("ADMIN_PASSWORD") else f"  (kept in {DATA / 'admin_password'})"
         print(
             f"\n  API            http://127.0.0.1:{gateway_port}/api/v1\n"
             f"  OpenAPI docs   http://127.0.0.1:{gateway_port}/docs\n"
             f"  Live events    http://127.0.0.1:{gateway_port}/api/v1/events/stream  (SSE)\n"
             f"                 ws://127.0.0.1:{gateway_port}/api/v1/events/ws\n"
-            f"  Metrics        http://127.0.0.1:{gateway_port}/metrics, "
-            f"http://127.0.0.1:{organization_port}/metrics\n"
-            f"  Sign in        admin / {admin_password}"
-            f"{'' if os.environ.get('ADMIN_PASSWORD') else f'  (kept in {DATA / 'admin_password'})'}\n"
+            f"  Metrics        {metrics}\n"
+            f"  Sign in        admin / {admin_password}{kept}\n"
             f"  Logs           {DATA / 'logs'}\n\n  Ctrl-C stops everything.\n",
             flush=True,
         )
