@@ -1,0 +1,187 @@
+"""Helpers shared by the deployment and monitoring tests (fixtures are in conftest.py).
+
+Everything here works offline: kubectl renders the kustomizations, kubernetes-validate
+carries the Kubernetes schemas, the CRDs are in deploy/crds, promtool and prometheus
+come from the Debian package "prometheus".
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+K8S = DEPLOY / "k8s"
+OVERLAYS = ("dev", "prod")
+MONITORING = DEPLOY / "monitoring"
+CRDS = DEPLOY / "crds"
+PROMETHEUS_RULE = MONITORING / "prometheusrule.yaml"
+DASHBOARD = MONITORING / "dashboards" / "partybuilding-overview.json"
+README = DEPLOY / "README.md"
+
+ENSURE = "run scripts/ensure_deploy_tools.sh (it installs kubectl, promtool and prometheus)"
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        pytest.fail(f"`{name}` is not on PATH: {ENSURE}", pytrace=False)
+    return path
+
+
+def kustomize(kubectl: str, path: Path) -> list[dict]:
+    proc = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"kubectl kustomize {path} failed:\n{proc.stderr}"
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def render_all(kubectl: str) -> dict[str, list[dict]]:
+    """Rendered objects of each overlay, and of deploy/monitoring on its own."""
+    out = {name: kustomize(kubectl, K8S / "overlays" / name) for name in OVERLAYS}
+    out["monitoring"] = kustomize(kubectl, MONITORING)
+    return out
+
+
+def by_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def find(objects: list[dict], kind: str, name: str) -> dict:
+    matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert matches, f"no {kind}/{name} in the rendered output"
+    return matches[0]
+
+
+# --------------------------------------------------------------------------- CRDs
+
+def strict_schema(schema: dict) -> dict:
+    """Kubernetes semantics for a CRD's openAPIV3Schema, in JSON Schema terms.
+
+    The API server drops (and with field validation "Strict", kubectl's default since
+    1.27, rejects) fields a structural schema does not declare, unless the node says
+    x-kubernetes-preserve-unknown-fields. JSON Schema allows unknown properties by
+    default, so declare additionalProperties: false wherever Kubernetes would reject.
+    """
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    # metadata is validated by the API server itself, not by the CRD schema.
+    schema.get("properties", {}).get("metadata", {}).pop("additionalProperties", None)
+    return schema
+
+
+def load_crd_schemas() -> dict[tuple[str, str], dict]:
+    """(apiVersion, kind) -> strict JSON schema, from every CRD file in deploy/crds."""
+    schemas = {}
+    for path in sorted(CRDS.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            for version in spec["versions"]:
+                key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
+                schemas[key] = strict_schema(version["schema"]["openAPIV3Schema"])
+    return schemas
+
+
+# ---------------------------------------------------------------------- monitoring
+
+def prometheus_rules() -> dict:
+    """The plain Prometheus rules file: spec of the PrometheusRule (one source of truth)."""
+    doc = yaml.safe_load(PROMETHEUS_RULE.read_text())
+    assert doc["kind"] == "PrometheusRule"
+    return doc["spec"]
+
+
+def write_rules_dir(directory: Path) -> Path:
+    """A directory with partybuilding.rules.yaml (extracted) and the promtool tests."""
+    (directory / "partybuilding.rules.yaml").write_text(yaml.safe_dump(prometheus_rules(), sort_keys=False))
+    for test_file in (MONITORING / "tests").glob("*.yaml"):
+        shutil.copy(test_file, directory / test_file.name)
+    return directory
+
+
+def all_alerts() -> list[dict]:
+    return [rule for group in prometheus_rules()["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def dashboard_exprs() -> list[str]:
+    exprs = []
+
+    def walk(panels):
+        for panel in panels:
+            exprs.extend(t["expr"] for t in panel.get("targets", []) if t.get("expr"))
+            walk(panel.get("panels", []))
+
+    walk(dashboard()["panels"])
+    return exprs
+
+
+# Grafana variables replaced by values Prometheus accepts, to check dashboard queries.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$service": ".*", "$district": ".*"}
+
+
+def grafana_to_promql(expr: str) -> str:
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
+_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "inf", "nan"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression reads (a small tokenizer, enough for ours)."""
+    expr = grafana_to_promql(expr)
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    expr = re.sub(r"\{[^}]*\}", " ", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", " ", expr)  # range selectors
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    names = set()
+    for match in re.finditer(r"[A-Za-z_:][A-Za-z0-9_:]*", expr):
+        token = match.group(0)
+        rest = expr[match.end():].lstrip()
+        if rest.startswith("("):  # a function or aggregation
+            continue
+        if token.lower() in _KEYWORDS:
+            continue
+        if re.fullmatch(r"\d+[smhdwy]", token):
+            continue
+        names.add(token)
+    return names
+
+
+def rules_and_dashboard_metric_names() -> set[str]:
+    """Every metric the alert rules and the dashboard read."""
+    names = set()
+    for alert in all_alerts():
+        names |= metric_names(alert["expr"])
+    for expr in dashboard_exprs():
+        names |= metric_names(expr)
+    return names

@@ -1,0 +1,119 @@
+"""Both overlays render with `kubectl kustomize`, and contain what each environment needs."""
+
+from collections import Counter
+
+import pytest
+
+from deploy_helpers import OVERLAYS, by_kind, find
+
+SERVICES = ("organization", "gateway")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_renders_every_service(rendered, overlay):
+    objects = rendered[overlay]
+    assert objects, f"{overlay} rendered nothing"
+    for name in SERVICES:
+        for kind in ("Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "ServiceAccount"):
+            find(objects, kind, name)
+        find(objects, "Job", f"{name}-migrate")
+    find(objects, "Ingress", "gateway")
+    find(objects, "Ingress", "gateway-events")
+    # Everything lives in the platform namespace (except the Namespace itself).
+    for obj in objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"].get("namespace") == "partybuilding", f"{obj['kind']}/{obj['metadata']['name']}"
+    names = Counter((o["kind"], o["metadata"]["name"]) for o in objects)
+    assert not [k for k, n in names.items() if n > 1], "duplicate objects"
+
+
+def test_dev_is_single_replica_with_plain_data_stores(rendered):
+    objects = rendered["dev"]
+    for deployment in by_kind(objects, "Deployment"):
+        assert deployment["spec"]["replicas"] == 1, deployment["metadata"]["name"]
+    assert find(objects, "StatefulSet", "rabbitmq")["spec"]["replicas"] == 1
+    assert find(objects, "StatefulSet", "mongodb")["spec"]["replicas"] == 1
+    # A laptop cluster needs no operator: no KEDA or operator custom resources.
+    builtin_groups = ("v1", "apps/", "batch/", "policy/", "networking.k8s.io/")
+    for obj in objects:
+        assert obj["apiVersion"].startswith(builtin_groups), f"dev needs no CRD, found {obj['kind']}"
+
+
+def test_dev_secrets_are_generated_and_marked_dev_only(rendered):
+    secrets = {s["metadata"]["name"]: s for s in by_kind(rendered["dev"], "Secret")}
+    assert {"partybuilding-secrets", "rabbitmq-credentials", "mongodb-credentials"} <= set(secrets)
+    keys = set(secrets["partybuilding-secrets"]["data"])
+    assert keys == {"AMQP_URI", "MONGODB_URI", "JWT_SECRET", "FIELD_ENCRYPTION_KEY", "ADMIN_PASSWORD"}
+
+
+def test_prod_commits_no_secret(rendered):
+    assert by_kind(rendered["prod"], "Secret") == [], "prod must expect operator-created Secrets"
+
+
+def test_prod_is_scaled_out_on_operators(rendered):
+    objects = rendered["prod"]
+    rabbit = find(objects, "RabbitmqCluster", "rabbitmq")
+    assert rabbit["spec"]["replicas"] == 3
+    assert find(objects, "StatefulSet", "mongodb")["spec"]["replicas"] == 3
+    for deployment in by_kind(objects, "Deployment"):
+        assert deployment["spec"]["replicas"] >= 3, deployment["metadata"]["name"]
+    for scaled in by_kind(objects, "ScaledObject"):
+        target = find(objects, "Deployment", scaled["spec"]["scaleTargetRef"]["name"])
+        assert scaled["spec"]["minReplicaCount"] == target["spec"]["replicas"]
+        assert scaled["spec"]["maxReplicaCount"] > scaled["spec"]["minReplicaCount"]
+    # Quorum queues: the vhost is created with default queue type quorum.
+    job = find(objects, "Job", "rabbitmq-vhost")
+    script = "\n".join(job["spec"]["template"]["spec"]["containers"][0]["command"])
+    assert '"default_queue_type":"quorum"' in script
+    # Monitoring comes with prod.
+    assert by_kind(objects, "ServiceMonitor") and by_kind(objects, "PrometheusRule")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_images_are_pinned_by_the_overlay(rendered, overlay):
+    for obj in rendered[overlay]:
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            image = container["image"]
+            assert ":" in image.split("/")[-1], f"{obj['metadata']['name']}: image {image} has no tag"
+            assert not image.endswith(":latest"), image
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_mongodb_init_job_matches_member_count(rendered, overlay):
+    objects = rendered[overlay]
+    members = find(objects, "StatefulSet", "mongodb")["spec"]["replicas"]
+    job = find(objects, "Job", "mongodb-init-replicaset")
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MONGODB_MEMBERS"] == str(members)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_referenced_configmap_exists(rendered, overlay):
+    """Generated ConfigMap names carry a hash: references must have been rewritten."""
+    objects = rendered[overlay]
+    configmaps = {c["metadata"]["name"] for c in by_kind(objects, "ConfigMap")}
+    for obj in objects:
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for container in spec.get("containers", []):
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    assert source["configMapRef"]["name"] in configmaps
+        for volume in spec.get("volumes", []):
+            if "configMap" in volume:
+                assert volume["configMap"]["name"] in configmaps
+
+
+def test_dev_references_only_existing_secrets(rendered):
+    objects = rendered["dev"]
+    secrets = {s["metadata"]["name"]: set(s["data"]) for s in by_kind(objects, "Secret")}
+    for obj in objects:
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in secrets.get(ref["name"], set()), f"{obj['metadata']['name']}: {ref}"
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    assert source["secretRef"]["name"] in secrets

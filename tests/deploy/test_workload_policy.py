@@ -1,0 +1,191 @@
+"""The platform's rules for every service workload, checked on the rendered overlays.
+
+A new service folder that forgets one of them fails here, not in production.
+"""
+
+import pytest
+
+from deploy_helpers import OVERLAYS, by_kind, find
+
+SLOWEST_HANDLER_SECONDS = 60  # coverage reconciliation of a large district
+
+
+def platform_deployments(objects):
+    return [d for d in by_kind(objects, "Deployment")
+            if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "service"]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    match = selector.get("matchLabels", {})
+    if any(labels.get(k) != v for k, v in match.items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        value = labels.get(expr["key"])
+        if expr["operator"] == "In" and value not in expr["values"]:
+            return False
+        if expr["operator"] == "NotIn" and value in expr["values"]:
+            return False
+        if expr["operator"] == "Exists" and value is None:
+            return False
+    return True
+
+
+def assert_hardened(pod_spec: dict, what: str):
+    pod_sc = pod_spec.get("securityContext", {})
+    assert pod_sc.get("runAsNonRoot") is True, f"{what}: runAsNonRoot"
+    assert pod_sc.get("runAsUser") == 10001, f"{what}: the image's uid 10001"
+    assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{what}: seccomp"
+    assert pod_spec.get("automountServiceAccountToken") is False, f"{what}: no API token"
+    tmp_volumes = {v["name"] for v in pod_spec.get("volumes", []) if "emptyDir" in v}
+    for container in pod_spec["containers"]:
+        sc = container.get("securityContext", {})
+        assert sc.get("readOnlyRootFilesystem") is True, f"{what}: read-only root filesystem"
+        assert sc.get("allowPrivilegeEscalation") is False, f"{what}: allowPrivilegeEscalation"
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], f"{what}: drop ALL capabilities"
+        mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
+        assert mounts.get("/tmp") in tmp_volumes, f"{what}: writable /tmp (emptyDir)"
+        resources = container.get("resources", {})
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(resources.get(kind, {})), f"{what}: {kind}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_deployments_are_hardened_probed_and_drain(rendered, overlay):
+    deployments = platform_deployments(rendered[overlay])
+    assert {d["metadata"]["name"] for d in deployments} >= {"organization", "gateway"}
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        pod = deployment["spec"]["template"]["spec"]
+        assert_hardened(pod, name)
+        assert pod["terminationGracePeriodSeconds"] > SLOWEST_HANDLER_SECONDS, name
+        container = pod["containers"][0]
+        assert container["command"] == ["python", "-m", name], name
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert "http" in ports, f"{name}: a port named http (probes, metrics)"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz", name
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            assert container[probe]["httpGet"]["port"] in ("http", ports["http"]), f"{name}: {probe} port"
+        env = {e["name"]: e for e in container.get("env", [])}
+        for secret in ("AMQP_URI", "MONGODB_URI"):
+            assert env[secret]["valueFrom"]["secretKeyRef"]["name"] == "partybuilding-secrets", f"{name}: {secret}"
+        assert any("configMapRef" in s for s in container.get("envFrom", [])), f"{name}: ConfigMap config"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_configured_port_matches_container_port(rendered, overlay):
+    objects = rendered[overlay]
+    port_variables = {"organization": ("HTTP_HOST", "HTTP_PORT"), "gateway": ("GATEWAY_HOST", "GATEWAY_PORT")}
+    for name, (host_variable, variable) in port_variables.items():
+        container = find(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        values = {}
+        for source in container["envFrom"]:
+            configmap = find(objects, "ConfigMap", source["configMapRef"]["name"])
+            values.update(configmap.get("data", {}))
+        assert values.get(variable) == str(container["ports"][0]["containerPort"]), name
+        # In a pod the process must listen on all interfaces (the gateway's default is 127.0.0.1).
+        assert values.get(host_variable) == "0.0.0.0", f"{name}: {host_variable}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_service_has_pdb_service_networkpolicy_and_migrate_job(rendered, overlay):
+    objects = rendered[overlay]
+    for deployment in platform_deployments(objects):
+        name = deployment["metadata"]["name"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert [p for p in by_kind(objects, "PodDisruptionBudget") if selects(p["spec"]["selector"], labels)], \
+            f"{name}: no PodDisruptionBudget"
+        services = [s for s in by_kind(objects, "Service")
+                    if s["spec"].get("selector") and selects({"matchLabels": s["spec"]["selector"]}, labels)]
+        assert services, f"{name}: no Service"
+        service = services[0]
+        assert service["metadata"]["labels"].get("partybuilding.io/scrape") == "true", f"{name}: not scraped"
+        assert "http" in {p["name"] for p in service["spec"]["ports"]}, f"{name}: Service port http"
+        policies = [p for p in by_kind(objects, "NetworkPolicy")
+                    if p["spec"]["podSelector"] and selects(p["spec"]["podSelector"], labels)]
+        assert policies, f"{name}: no NetworkPolicy of its own"
+        policy = policies[0]
+        assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
+        assert egress_ports == {5672, 27017, 53}, f"{name}: egress only to RabbitMQ, MongoDB and DNS"
+        job = find(objects, "Job", f"{name}-migrate")
+        job_pod = job["spec"]["template"]["spec"]
+        assert_hardened(job_pod, f"{name}-migrate")
+        assert job_pod["containers"][0]["command"] == ["python", "-m", name, "migrate"]
+        assert job_pod["containers"][0]["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert selects(policy["spec"]["podSelector"], job["spec"]["template"]["metadata"]["labels"]), \
+            f"{name}-migrate is not covered by the service's NetworkPolicy"
+    default_deny = find(objects, "NetworkPolicy", "default-deny")
+    assert default_deny["spec"]["podSelector"] == {}
+
+
+def test_gateway_ingress_only_from_ingress_controller_and_prometheus(rendered):
+    policy = find(rendered["prod"], "NetworkPolicy", "gateway")
+    sources = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    namespaces = {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in sources}
+    assert namespaces == {"ingress-nginx", "monitoring"}
+    organization = find(rendered["prod"], "NetworkPolicy", "organization")
+    sources = [peer for rule in organization["spec"]["ingress"] for peer in rule["from"]]
+    assert [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in sources] == ["monitoring"]
+
+
+def test_event_stream_ingress_is_unbuffered(rendered):
+    objects = rendered["prod"]
+    events = find(objects, "Ingress", "gateway-events")
+    annotations = events["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 3600
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
+    paths = [p["path"] for rule in events["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert paths == ["/api/v1/events"]
+    api = find(objects, "Ingress", "gateway")
+    api_paths = [p["path"] for rule in api["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert api_paths == ["/api/v1"], "only the public API is routed (no /metrics, /healthz)"
+    for ingress in (api, events):
+        assert ingress["spec"]["ingressClassName"] == "nginx"
+        assert ingress["spec"]["tls"], "prod serves TLS"
+
+
+def test_keda_scales_each_service_on_its_queues(rendered):
+    objects = rendered["prod"]
+    auth = by_kind(objects, "TriggerAuthentication")
+    assert len(auth) == 1
+    assert auth[0]["spec"]["secretTargetRef"] == [
+        {"parameter": "host", "name": "partybuilding-secrets", "key": "AMQP_URI"}
+    ]
+    scaled = {s["spec"]["scaleTargetRef"]["name"]: s for s in by_kind(objects, "ScaledObject")}
+    for deployment in platform_deployments(objects):
+        name = deployment["metadata"]["name"]
+        assert name in scaled, f"{name}: no ScaledObject"
+        queues = [t["metadata"]["queueName"] for t in scaled[name]["spec"]["triggers"] if t["type"] == "rabbitmq"]
+        assert queues, f"{name}: no queue trigger"
+        for trigger in scaled[name]["spec"]["triggers"]:
+            if trigger["type"] == "rabbitmq":
+                assert trigger["authenticationRef"]["name"] == auth[0]["metadata"]["name"]
+                assert trigger["metadata"]["mode"] == "QueueLength"
+        if name == "gateway":
+            assert queues == ["gateway.events"]
+        else:
+            assert f"rpc-{name}" in queues, f"{name}: its nameko RPC queue"
+            for queue in queues:
+                assert queue == f"rpc-{name}" or (queue.startswith("evt-") and queue.split("--")[1].startswith(f"{name}.")), queue
+    organization_queues = {t["metadata"]["queueName"] for t in scaled["organization"]["spec"]["triggers"]}
+    assert {
+        "evt-member-member.registered--organization.on_member_registered",
+        "evt-member-member.promoted--organization.on_member_promoted",
+        "evt-member-transfer.completed--organization.on_transfer_completed",
+    } <= organization_queues
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_data_store_pods_meet_restricted_basics(rendered, overlay):
+    """Data stores run as non-root with no capabilities (read-only root is only for our images)."""
+    for kind in ("StatefulSet", "Job"):
+        for obj in by_kind(rendered[overlay], kind):
+            pod = obj["spec"]["template"]["spec"]
+            assert pod["securityContext"]["runAsNonRoot"] is True, obj["metadata"]["name"]
+            assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+            for container in pod["containers"] + pod.get("initContainers", []):
+                assert container["securityContext"]["allowPrivilegeEscalation"] is False
+                assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
