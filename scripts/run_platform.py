@@ -65,7 +65,7 @@ class Platform:
 
     def mongodb_uri(self) -> str:
         if os.environ.get("MONGODB_URI"):
-            say(f"using MongoDB at MONGODB_URI")
+            say("using MongoDB at MONGODB_URI")
             return os.environ["MONGODB_URI"]
         port = int(os.environ.get("SECANTUS_PORT", 27117))
         uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"

@@ -52,11 +52,11 @@ def test_coverage_moves_live_on_the_stream(platform, sse):
         breakdown = api.get("/coverage/breakdown", params={"by": "division", "division": division}).json()
         assert sorted(i["division"] for i in breakdown["items"]) == [division + "001", division + "002"]
 
-    created_event = stream.wait_for(lambda e: e["type"] == "organization.created")[0]
+    created_event = stream.wait_for(lambda e: e["type"] == "organization.created")[0]["data"]
     assert created_event["subject"] == organization["id"] and created_event["specversion"] == "1.0"
     changes = stream.wait_for(lambda e: e["type"] == "coverage.changed" and e["data"]["after"]["organization_covered"] == 1
                               and e["subject"] == division + "001")
-    change = changes[-1]["data"]
+    change = changes[-1]["data"]["data"]
     assert change["before"]["organization_covered"] == 0 and change["after"]["organization_rate"] == 1.0
     district = next(s for s in change["scopes"] if s["division"] == "370113")
     assert district["after"]["organization_covered"] == district["before"]["organization_covered"] + 1

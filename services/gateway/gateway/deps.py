@@ -1,0 +1,74 @@
+"""FastAPI dependencies: the caller, role checks, idempotency and the RPC client."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Query, Request
+from starlette.requests import HTTPConnection
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from .auth import ADMIN, DIVISION_ROLES, Principal, decode_token, require_role, unauthorized
+from .rpc import RpcClient
+
+_bearer = HTTPBearer(auto_error=False, description="an access token from POST /api/v1/auth/token")
+
+
+async def authenticate(connection: HTTPConnection, token: str | None) -> Principal:
+    """The active user a token belongs to. Role and scope are read from the account, not the
+    token, so a deactivation or a change of scope applies at once."""
+    if not token:
+        raise unauthorized("an access token is required (Authorization: Bearer <token>)")
+    claims = decode_token(connection.app.state.settings.jwt_secret, token)
+    user = await connection.app.state.users.by_username(claims["sub"])
+    if user is None or not user.get("active", False):
+        raise unauthorized("the account is unknown or inactive")
+    return Principal(id=user["_id"], username=user["username"], role=user["role"], scope=user.get("scope"))
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    return await authenticate(request, credentials.credentials if credentials else None)
+
+
+async def stream_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_token: Annotated[str | None, Query(description="for EventSource, which cannot set headers")] = None,
+) -> Principal:
+    return await authenticate(request, credentials.credentials if credentials else access_token)
+
+
+async def division_user(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    """Admins and operators: the roles that see division-scoped records for now."""
+    require_role(principal, DIVISION_ROLES)
+    return principal
+
+
+async def admin_user(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    require_role(principal, {ADMIN})
+    return principal
+
+
+def command_id(
+    principal: Annotated[Principal, Depends(current_principal)],
+    idempotency_key: Annotated[str | None, Header(max_length=200, description=(
+        "repeat a write with the same key to get its first result instead of a second write"))] = None,
+) -> str:
+    """Makes a write idempotent: the service returns the first result for a repeated id."""
+    return f"{principal.username}:{idempotency_key}" if idempotency_key else uuid.uuid4().hex
+
+
+def rpc_client(request: Request) -> RpcClient:
+    return request.app.state.rpc
+
+
+Caller = Annotated[Principal, Depends(division_user)]
+Admin = Annotated[Principal, Depends(admin_user)]
+CommandId = Annotated[str, Depends(command_id)]
+Rpc = Annotated[RpcClient, Depends(rpc_client)]
+Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
+Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page")]
+EntityId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+

@@ -1,0 +1,342 @@
+"""Live events: the broker consumer, the retained event log, and the fan-out to clients.
+
+Every event is appended to the log in the gateway's MongoDB with a sequence number from an
+atomic counter; the log position is the SSE `id:`. Fan-out reads from the log, not from the
+broker, so every replica delivers every event (the replicas compete on the one broker queue)
+and a client resuming from `Last-Event-ID` gets the same order on any replica."""
+
+import asyncio
+import fnmatch
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import aio_pika
+from pydantic import ValidationError
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from platform_contracts.codes import normalize_division_prefix
+from platform_contracts.envelope import CloudEvent
+from platform_contracts.events import SOURCES, exchange_for, validate_event
+
+from .metrics import EVENTS_DUPLICATE, EVENTS_INVALID, EVENTS_RECEIVED, EVENTS_SKIPPED
+
+log = logging.getLogger(__name__)
+
+EVENTS_QUEUE = "gateway.events"
+MAX_TYPE_PATTERNS = 32
+REPLAY_PAGE = 500
+CLIENT_BUFFER = 10_000
+
+
+# ---- filters --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LogEntry:
+    seq: int
+    type: str
+    division: str | None
+    envelope: dict
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a client receives: `types` are glob patterns (any may match; none = all),
+    `division` a prefix of the event's `division` extension."""
+
+    types: tuple[str, ...] = ()
+    division: str | None = None
+
+    def matches(self, entry: LogEntry) -> bool:
+        if self.types and not any(fnmatch.fnmatchcase(entry.type, p) for p in self.types):
+            return False
+        if self.division is not None and not (entry.division or "").startswith(self.division):
+            return False
+        return True
+
+
+def parse_types(raw: str | list | None) -> tuple[str, ...]:
+    """Type patterns from `a.*,b.c` or a list; ValueError saying what is wrong."""
+    if raw is None:
+        return ()
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
+        raise ValueError("types is a list of strings")
+    patterns = tuple(dict.fromkeys(p.strip() for p in items if p.strip()))
+    if len(patterns) > MAX_TYPE_PATTERNS:
+        raise ValueError(f"at most {MAX_TYPE_PATTERNS} type patterns")
+    bad = [p for p in patterns if len(p) > 100 or not all(c.isalnum() or c in "._-*?[]!" for c in p)]
+    if bad:
+        raise ValueError(f"not a type pattern: {bad[0]!r}")
+    return patterns
+
+
+def parse_division(raw: str | None) -> str | None:
+    return normalize_division_prefix(raw) if raw not in (None, "") else None
+
+
+# ---- the event log --------------------------------------------------------------------------
+
+def _entry(doc: dict) -> LogEntry:
+    return LogEntry(seq=doc["seq"], type=doc["type"], division=doc.get("division"), envelope=doc["envelope"])
+
+
+class EventLog:
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["event_log"]
+        self.counters = db["counters"]
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("seq", ASCENDING)], unique=True, name="seq_unique")
+        await self.collection.create_index([("event_id", ASCENDING)], unique=True, name="event_id_unique")
+        await self.collection.create_index([("logged_at", ASCENDING)], name="logged_at")
+
+    async def append(self, event: CloudEvent) -> LogEntry | None:
+        """Log the event under the next sequence number; None if it is already logged."""
+        if await self.collection.find_one({"event_id": event.id}, {"_id": 1}) is not None:
+            return None
+        counter = await self.counters.find_one_and_update(
+            {"_id": "event_log"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER)
+        doc = {"seq": counter["seq"], "event_id": event.id, "type": event.type, "division": event.division,
+               "time": event.time, "logged_at": datetime.now(timezone.utc), "envelope": event.to_json_dict()}
+        try:
+            await self.collection.insert_one(doc)
+        except DuplicateKeyError:  # another replica logged the same event a moment ago
+            return None
+        return _entry(doc)
+
+    async def after(self, seq: int, limit: int, upto: int | None = None) -> list[LogEntry]:
+        bounds = {"$gt": seq} if upto is None else {"$gt": seq, "$lte": upto}
+        docs = await self.collection.find({"seq": bounds}).sort("seq", ASCENDING).limit(limit).to_list()
+        return [_entry(doc) for doc in docs]
+
+    async def last_seq(self) -> int:
+        doc = await self.collection.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
+        return doc["seq"] if doc else 0
+
+    async def purge(self, older_than: datetime) -> int:
+        result = await self.collection.delete_many({"logged_at": {"$lt": older_than}})
+        return result.deleted_count
+
+
+# ---- fan-out --------------------------------------------------------------------------------
+
+class Subscription:
+    """One connected client: its filter and a buffer of live entries after `start_after`."""
+
+    def __init__(self, event_filter: EventFilter, start_after: int):
+        self.filter = event_filter
+        self.start_after = start_after
+        self._queue: asyncio.Queue[LogEntry | None] = asyncio.Queue()
+
+    def offer(self, entry: LogEntry | None) -> None:
+        if entry is not None and not self.filter.matches(entry):
+            return
+        if self._queue.qsize() >= CLIENT_BUFFER:
+            # A client this far behind is cut off; it resumes from its Last-Event-ID.
+            log.warning("a live-event client fell %d events behind; closing its stream", CLIENT_BUFFER)
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            entry = None
+        self._queue.put_nowait(entry)
+
+    async def next(self) -> LogEntry | None:
+        """The next live entry, or None when the stream must end."""
+        return await self._queue.get()
+
+
+class Broadcaster:
+    """Delivers log entries to subscriptions strictly in sequence order.
+
+    Woken at once after a local append, and polling for entries other replicas wrote. A
+    sequence number can be missing for a moment (allocated by a replica that has not inserted
+    yet) or for ever (a writer that died in between): wait up to `gap_wait` for it, then skip."""
+
+    def __init__(self, event_log: EventLog, poll_interval: float = 0.25, gap_wait: float = 1.0):
+        self.log = event_log
+        self.poll_interval = poll_interval
+        self.gap_wait = gap_wait
+        self.delivered = 0
+        self._subscriptions: set[Subscription] = set()
+        self._wake = asyncio.Event()
+        self._gap_since: float | None = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.delivered = await self.log.last_seq()
+        self._task = asyncio.create_task(self._run(), name="event-broadcaster")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for subscription in self._subscriptions:
+            subscription.offer(None)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def subscribe(self, event_filter: EventFilter) -> Subscription:
+        # No await here: registering and reading `delivered` happen together, so the
+        # subscription receives exactly the entries after `start_after`.
+        subscription = Subscription(event_filter, self.delivered)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    async def stream(self, subscription: Subscription, last_event_id: int | None) -> AsyncIterator[LogEntry]:
+        """Entries for one client: the log after `last_event_id` (if given), then live ones,
+        with no gap and no repeat between the two. Subscribe before the response starts, so a
+        client that has seen the response is sure to get everything published after it."""
+        event_filter = subscription.filter
+        try:
+            seen = subscription.start_after
+            if last_event_id is not None:
+                cursor = last_event_id
+                while True:
+                    page = await self.log.after(cursor, REPLAY_PAGE, upto=subscription.start_after)
+                    for entry in page:
+                        if event_filter.matches(entry):
+                            yield entry
+                    if len(page) < REPLAY_PAGE:
+                        break
+                    cursor = page[-1].seq
+                seen = max(last_event_id, subscription.start_after)
+            while (entry := await subscription.next()) is not None:
+                if entry.seq > seen:  # a client ahead of this replica skips what it has had
+                    yield entry
+        finally:
+            self.unsubscribe(subscription)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self._deliver_new()
+            except PyMongoError:
+                log.warning("reading the event log failed; retrying", exc_info=True)
+                await asyncio.sleep(1)
+
+    async def _deliver_new(self) -> None:
+        entries = await self.log.after(self.delivered, REPLAY_PAGE)
+        for entry in entries:
+            if entry.seq != self.delivered + 1:
+                now = time.monotonic()
+                self._gap_since = self._gap_since or now
+                if now - self._gap_since < self.gap_wait:
+                    return
+                EVENTS_SKIPPED.inc(entry.seq - self.delivered - 1)
+                log.warning("event log positions %d-%d never appeared; skipped", self.delivered + 1, entry.seq - 1)
+            self._gap_since = None
+            self.delivered = entry.seq
+            for subscription in list(self._subscriptions):
+                subscription.offer(entry)
+        if len(entries) == REPLAY_PAGE:
+            self.notify()
+
+
+# ---- the broker side ------------------------------------------------------------------------
+
+async def declare_topology(channel: aio_pika.abc.AbstractChannel) -> aio_pika.abc.AbstractQueue:
+    """The gateway's queue, bound to every service's events exchange. The exchanges are
+    declared here too (as nameko declares them: durable topic), so the binding holds before
+    the services first start.
+
+    Single active consumer: of several replicas, one at a time appends to the log, so log order
+    is broker order (competing replicas would interleave their appends); the others stand by and
+    take over if it goes, and every replica fans out from the shared log anyway."""
+    queue = await channel.declare_queue(EVENTS_QUEUE, durable=True, arguments={"x-single-active-consumer": True})
+    for source in SOURCES:
+        exchange = await channel.declare_exchange(exchange_for(source), aio_pika.ExchangeType.TOPIC, durable=True)
+        await queue.bind(exchange, routing_key="#")
+    return queue
+
+
+def _describe(exc: ValueError) -> str:
+    """Why an event was refused, without the input values (they may hold personal data)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}"
+                         for e in exc.errors(include_input=False, include_url=False))
+    return type(exc).__name__ if isinstance(exc, UnicodeDecodeError) else str(exc)[:200]
+
+
+class EventConsumer:
+    """Consumes every service's events into the log, one at a time so the log keeps the order
+    the broker delivered them in; acks each only once it is logged."""
+
+    def __init__(self, amqp_uri: str, event_log: EventLog, broadcaster: Broadcaster):
+        self.amqp_uri = amqp_uri
+        self.log = event_log
+        self.broadcaster = broadcaster
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._task: asyncio.Task | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(self.amqp_uri, client_properties={
+            "connection_name": "gateway events"})
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=100)
+        queue = await declare_topology(channel)
+        self._task = asyncio.create_task(self._consume(queue), name="event-consumer")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._connection:
+            await self._connection.close()
+
+    async def _consume(self, queue: aio_pika.abc.AbstractQueue) -> None:
+        async with queue.iterator() as messages:
+            async for message in messages:
+                await self.handle(message)
+
+    async def handle(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        try:
+            event = validate_event(json.loads(message.body))
+        except ValueError as exc:  # includes JSON, Unicode and pydantic validation errors
+            EVENTS_INVALID.inc()
+            log.warning("dropped an invalid event from %s (%s): %s", message.exchange, message.routing_key,
+                        _describe(exc))
+            await message.ack()
+            return
+        while True:
+            try:
+                entry = await self.log.append(event)
+                break
+            except PyMongoError:
+                # Keep the message (and everything after it) until the log can take it.
+                log.warning("appending event %s to the log failed; retrying", event.id, exc_info=True)
+                await asyncio.sleep(1)
+        await message.ack()
+        if entry is None:
+            EVENTS_DUPLICATE.inc()
+            return
+        EVENTS_RECEIVED.labels(event.source).inc()
+        self.broadcaster.notify()
+
+
+async def purge_periodically(event_log: EventLog, retention_hours: float, interval_seconds: float = 600) -> None:
+    while True:
+        try:
+            removed = await event_log.purge(datetime.now(timezone.utc) - timedelta(hours=retention_hours))
+            if removed:
+                log.info("removed %d event log entries older than %s hours", removed, retention_hours)
+        except PyMongoError:
+            log.warning("purging the event log failed", exc_info=True)
+        await asyncio.sleep(interval_seconds)

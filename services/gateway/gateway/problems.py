@@ -1,0 +1,107 @@
+"""RFC 9457 problem documents: the one shape of every error the gateway answers with."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_BASE = "https://partybuilding.example/problems/"
+
+TITLES = {
+    400: "Malformed request",
+    401: "Not authenticated",
+    403: "Outside your scope",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "State conflict",
+    422: "Invalid field values",
+    500: "Internal error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
+
+
+def problem(status: int, detail: str, errors: list[dict] | None = None, title: str | None = None) -> dict:
+    doc: dict[str, Any] = {
+        "type": f"{TYPE_BASE}{status}",
+        "title": title or TITLES.get(status, "Request failed"),
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        doc["errors"] = errors
+    return doc
+
+
+class ApiProblem(Exception):
+    """Raised anywhere in the gateway to answer with a problem document."""
+
+    def __init__(self, document: dict, headers: dict[str, str] | None = None):
+        super().__init__(document.get("detail"))
+        self.document = document
+        self.headers = headers
+
+    @property
+    def status(self) -> int:
+        return int(self.document["status"])
+
+    @classmethod
+    def of(cls, status: int, detail: str, errors: list[dict] | None = None, **kwargs) -> "ApiProblem":
+        return cls(problem(status, detail, errors), **kwargs)
+
+    @classmethod
+    def invalid(cls, loc: list, msg: str) -> "ApiProblem":
+        return cls.of(422, f"{'.'.join(map(str, loc))}: {msg}", [{"loc": loc, "msg": msg}])
+
+
+def problem_response(document: dict, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(document, status_code=int(document["status"]), headers=headers,
+                        media_type=PROBLEM_MEDIA_TYPE)
+
+
+def validation_problem(errors: list[dict]) -> dict:
+    """FastAPI's validation errors as a 400 (body is not JSON) or a 422 naming each field.
+
+    Only `loc` and `msg` are kept: the rejected input may hold personal data."""
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return problem(400, "the request body is not valid JSON")
+    fields = [{"loc": [str(p) if not isinstance(p, int) else p for p in err.get("loc", ())],
+               "msg": str(err.get("msg", "invalid")).removeprefix("Value error, ")} for err in errors]
+    named = ", ".join(".".join(map(str, f["loc"][1:] or f["loc"])) for f in fields)
+    return problem(422, f"invalid value(s): {named}", fields)
+
+
+async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
+    return problem_response(exc.document, exc.headers)
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return problem_response(validation_problem(list(exc.errors())))
+
+
+async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+    detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "Request failed")
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no resource at {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return problem_response(problem(exc.status_code, detail), getattr(exc, "headers", None))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(problem(500, "the gateway failed to handle this request; it has been logged"))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiProblem, _api_problem)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,40 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from platform_contracts.organization import Division, RegisterDivision
+
+from . import API, ORGANIZATION
+from ..deps import Admin, Caller, CommandId, Rpc
+from ..schemas import ItemList, Replayed, ReplayDeadLetters, Report
+
+router = APIRouter(prefix=API, tags=["administration"])
+
+ServiceName = Annotated[str, Query(pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="the nameko service to ask")]
+
+
+@router.get("/divisions", response_model=ItemList[Division], tags=["divisions"], summary="Known divisions")
+async def list_divisions(caller: Caller, rpc: Rpc):
+    return await rpc.call(ORGANIZATION, "list_divisions", actor=caller.actor())
+
+
+@router.post("/divisions", status_code=201, response_model=Division, tags=["divisions"],
+             summary="Register a division and its name (admin)")
+async def register_division(command: RegisterDivision, admin: Admin, command_id: CommandId, rpc: Rpc):
+    return await rpc.call(ORGANIZATION, "register_division", command=command.model_dump(mode="json"),
+                          actor=admin.actor(), command_id=command_id)
+
+
+@router.get("/admin/dead-letters", response_model=ItemList[Report],
+            summary="Events a service gave up on after its retries (admin)")
+async def list_dead_letters(admin: Admin, rpc: Rpc, service: ServiceName = ORGANIZATION,
+                            limit: Annotated[int, Query(ge=1, le=500)] = 50):
+    return await rpc.call(service, "list_dead_letters", limit=limit, actor=admin.actor())
+
+
+@router.post("/admin/dead-letters/replay", response_model=Replayed,
+             summary="Send dead letters back to their queues (admin)")
+async def replay_dead_letters(admin: Admin, rpc: Rpc, body: ReplayDeadLetters | None = None,
+                              service: ServiceName = ORGANIZATION):
+    message_ids = body.message_ids if body else None
+    return await rpc.call(service, "replay_dead_letters", message_ids=message_ids, actor=admin.actor())

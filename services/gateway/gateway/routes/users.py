@@ -1,0 +1,76 @@
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from . import API
+from ..auth import ADMIN, Principal, issue_token, normalize_scope, unauthorized, verify_password
+from ..deps import Admin, Cursor, EntityId, Limit, current_principal
+from ..problems import ApiProblem
+from ..schemas import CreateUser, Page, Token, TokenRequest, UpdateUser, User, changed_fields
+from ..users import public
+
+router = APIRouter(prefix=API, tags=["users"])
+
+
+@router.post("/auth/token", response_model=Token, tags=["auth"], summary="Exchange a username and password for a token")
+async def issue_access_token(body: TokenRequest, request: Request):
+    state = request.app.state
+    user = await state.users.by_username(body.username)
+    valid = await asyncio.to_thread(verify_password, user and user["password_hash"], body.password)
+    if not valid or not user.get("active", False):
+        raise unauthorized("wrong username or password, or the account is inactive")
+    principal = Principal(id=user["_id"], username=user["username"], role=user["role"], scope=user.get("scope"))
+    ttl = state.settings.access_token_ttl_seconds
+    return Token(access_token=issue_token(state.settings.jwt_secret, principal, ttl), expires_in=ttl)
+
+
+@router.get("/me", response_model=User, summary="The account the token belongs to")
+async def me(principal: Annotated[Principal, Depends(current_principal)], request: Request):
+    return public(await request.app.state.users.by_id(principal.id))
+
+
+@router.post("/users", status_code=201, response_model=User, summary="Create an account (admin)")
+async def create_user(body: CreateUser, admin: Admin, request: Request):
+    scope = checked_scope(body.role, body.scope)
+    return public(await request.app.state.users.create(body.username, body.password, body.role, scope))
+
+
+@router.get("/users", response_model=Page[User], summary="List accounts (admin)")
+async def list_users(admin: Admin, request: Request, limit: Limit = 50, cursor: Cursor = None):
+    docs, next_cursor = await request.app.state.users.page(limit, cursor)
+    return {"items": [public(d) for d in docs], "next_cursor": next_cursor}
+
+
+@router.get("/users/{user_id}", response_model=User, summary="Get an account (admin)")
+async def get_user(user_id: EntityId, admin: Admin, request: Request):
+    doc = await request.app.state.users.by_id(user_id)
+    if doc is None:
+        raise ApiProblem.of(404, f"user {user_id} does not exist")
+    return public(doc)
+
+
+@router.patch("/users/{user_id}", response_model=User,
+               summary="Change an account's role, scope, status or password (admin)")
+async def update_user(user_id: EntityId, body: UpdateUser, admin: Admin, request: Request):
+    users = request.app.state.users
+    # An explicit null means "no change", except for scope (an admin's is null).
+    changes = {k: v for k, v in changed_fields(body).items() if v is not None or k == "scope"}
+    current = await users.by_id(user_id)
+    if current is None:
+        raise ApiProblem.of(404, f"user {user_id} does not exist")
+    if "role" in changes or "scope" in changes:
+        role = changes.get("role") or current["role"]
+        changes["role"] = role
+        changes["scope"] = checked_scope(role, changes["scope"] if "scope" in changes else current.get("scope"))
+    demoted = changes.get("active") is False or changes.get("role", ADMIN) != ADMIN
+    if current["username"] == admin.username and demoted:
+        raise ApiProblem.of(409, "an admin cannot deactivate or demote their own account")
+    return public(await users.update(user_id, changes))
+
+
+def checked_scope(role: str, scope):
+    try:
+        return normalize_scope(role, scope)
+    except ValueError as exc:
+        raise ApiProblem.invalid(["body", "scope"], str(exc)) from None

@@ -1,0 +1,128 @@
+"""An asyncio client for nameko 2.14's AMQP RPC protocol (as in nameko/rpc.py):
+
+- request: published to the durable topic exchange "nameko-rpc" with routing key
+  "<service>.<method>", properties reply_to (a routing key) and correlation_id, content type
+  application/json, body {"args": [...], "kwargs": {...}}; nameko answers in the same encoding;
+- reply: published by the service to "nameko-rpc" with routing key = reply_to, body
+  {"result": ..., "error": null | {"exc_type", "exc_path", "exc_args", "value"}}.
+
+One connection, one channel and one reply queue per process; callers wait on futures keyed by
+correlation id. Publishing is mandatory with publisher confirms, so a call to a service that
+has no queue is returned by the broker at once instead of waiting for the timeout."""
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import aio_pika
+from aiormq.exceptions import DeliveryError
+
+from platform_contracts.problems import Rejected
+
+from .metrics import RPC_DURATION
+from .problems import ApiProblem, problem
+
+log = logging.getLogger(__name__)
+
+RPC_EXCHANGE = "nameko-rpc"
+
+
+class RpcClient:
+    def __init__(self, amqp_uri: str, timeout: float):
+        self.amqp_uri = amqp_uri
+        self.timeout = timeout
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._reply_to = f"gateway-{uuid.uuid4().hex}"
+        self._pending: dict[str, asyncio.Future] = {}
+
+    async def start(self) -> None:
+        self._connection = await aio_pika.connect_robust(self.amqp_uri, client_properties={
+            "connection_name": "gateway rpc"})
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._exchange = await channel.declare_exchange(RPC_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        # A fixed name lets the robust connection redeclare and rebind it after a reconnect.
+        queue = await channel.declare_queue(f"rpc.reply-{self._reply_to}", exclusive=True, auto_delete=True)
+        await queue.bind(self._exchange, routing_key=self._reply_to)
+        await queue.consume(self._on_reply, no_ack=True)
+
+    async def close(self) -> None:
+        for future in self._pending.values():
+            future.cancel()
+        if self._connection is not None:
+            await self._connection.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        future = self._pending.get(message.correlation_id or "")
+        if future is None or future.done():
+            log.debug("reply for an unknown or abandoned call %s", message.correlation_id)
+            return
+        try:
+            future.set_result(json.loads(message.body))
+        except ValueError:
+            future.set_result(None)  # reported as a malformed reply by the caller
+
+    async def call(self, service: str, method: str, **kwargs: Any) -> Any:
+        """Call `service.method(**kwargs)`; raise ApiProblem for anything but a result."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._call(service, method, kwargs)
+            outcome = "success"
+            return result
+        except ApiProblem as exc:
+            outcome = {504: "timeout", 503: "unavailable"}.get(exc.status, "rejected" if exc.status < 500 else "error")
+            raise
+        finally:
+            RPC_DURATION.labels(service, method, outcome).observe(time.perf_counter() - started)
+
+    async def _call(self, service: str, method: str, kwargs: dict) -> Any:
+        if not self.connected:
+            raise ApiProblem.of(503, "the message broker is unreachable; try again shortly")
+        correlation_id = uuid.uuid4().hex
+        future = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        try:
+            message = aio_pika.Message(
+                json.dumps({"args": [], "kwargs": kwargs}).encode(),
+                content_type="application/json", correlation_id=correlation_id, reply_to=self._reply_to,
+            )
+            try:
+                await asyncio.wait_for(
+                    self._exchange.publish(message, routing_key=f"{service}.{method}", mandatory=True),
+                    self.timeout)
+            except DeliveryError:
+                raise ApiProblem.of(503, f"service {service} is not running") from None
+            reply = await asyncio.wait_for(future, self.timeout)
+        except TimeoutError:
+            raise ApiProblem.of(504, f"service {service} did not answer in time") from None
+        finally:
+            self._pending.pop(correlation_id, None)
+        if not isinstance(reply, dict):
+            log.error("malformed reply from %s.%s", service, method)
+            raise ApiProblem.of(502, f"service {service} sent a malformed reply")
+        if reply.get("error"):
+            raise error_problem(service, method, reply["error"])
+        return reply.get("result")
+
+
+def error_problem(service: str, method: str, error: dict) -> ApiProblem:
+    """A remote `Rejected` carries its problem document as its only argument: pass it on as
+    is. Anything else is a fault in the service, whose details stay in the log."""
+    if error.get("exc_type") == "Rejected":
+        try:
+            document = Rejected(error["exc_args"][0]).problem
+            if 400 <= document["status"] < 500:
+                return ApiProblem(document)
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass
+    log.error("%s.%s failed: %s %s", service, method, error.get("exc_path") or error.get("exc_type"),
+              str(error.get("value"))[:500])
+    return ApiProblem(problem(502, f"service {service} failed to handle the request"))

@@ -1,0 +1,96 @@
+"""Request and response models the gateway owns (the domain's are in platform_contracts)."""
+
+from datetime import datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from platform_contracts.organization import CoverageFigures
+
+from .problems import ApiProblem
+
+T = TypeVar("T")
+
+Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
+                                            pattern=r"^[A-Za-z0-9_.@-]+$")]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+Role = Literal["admin", "operator", "secretary", "station_manager", "worker"]
+Scope = str | list[str] | None
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+class CreateUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: Username
+    password: Password
+    role: Role
+    scope: Scope = Field(None, description="operator: a division prefix; secretary: organization ids; "
+                                           "station_manager: station ids; worker: the member id; admin: none")
+
+
+class UpdateUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role | None = None
+    scope: Scope = None
+    active: bool | None = None
+    password: Password | None = None
+
+
+class User(BaseModel):
+    id: str
+    username: str
+    role: Role
+    scope: Scope = None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ItemList(BaseModel, Generic[T]):
+    items: list[T]
+
+
+class CoverageBreakdown(BaseModel):
+    by: str
+    division: str | None = None
+    items: list[CoverageFigures]
+
+
+class ReplayDeadLetters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] | None = Field(
+        None, description="the dead letters to replay; omitted or null: all of them")
+
+
+class Replayed(BaseModel):
+    replayed: int
+
+
+class Report(BaseModel):
+    """A free-form report from a service (e.g. the coverage reconciliation's drift)."""
+    model_config = ConfigDict(extra="allow")
+
+
+
+def changed_fields(changes: BaseModel) -> dict:
+    """Only the fields a PATCH sent (an explicit null clears a field)."""
+    fields = changes.model_dump(mode="json", exclude_unset=True)
+    if not fields:
+        raise ApiProblem.invalid(["body"], "name at least one field to change")
+    return fields

@@ -1,0 +1,50 @@
+"""Gateway configuration, read once from the environment."""
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@dataclass(frozen=True)
+class Settings:
+    mongodb_uri: str
+    mongodb_database: str = "gateway"
+    amqp_uri: str = DEFAULT_AMQP_URI
+    host: str = "127.0.0.1"
+    port: int = 8080
+    jwt_secret: str = ""
+    access_token_ttl_seconds: int = 3600
+    admin_password: str | None = None
+    rpc_timeout_seconds: float = 10.0
+    event_log_retention_hours: float = 168.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        mongodb_uri = env.get("MONGODB_URI")
+        if not mongodb_uri:
+            raise SystemExit("MONGODB_URI is not set: point it at MongoDB (make run starts SecantusDB)")
+        jwt_secret = env.get("JWT_SECRET", "")
+        if not jwt_secret:
+            jwt_secret = secrets.token_urlsafe(48)
+            log.warning("JWT_SECRET is not set: using a random secret, so tokens will not survive a restart "
+                        "and replicas will not accept each other's tokens")
+        return cls(
+            mongodb_uri=mongodb_uri,
+            mongodb_database=env.get("MONGODB_GATEWAY_DB", "gateway"),
+            amqp_uri=env.get("AMQP_URI", DEFAULT_AMQP_URI),
+            host=env.get("GATEWAY_HOST", "127.0.0.1"),
+            port=int(env.get("GATEWAY_PORT", "8080")),
+            jwt_secret=jwt_secret,
+            access_token_ttl_seconds=int(env.get("ACCESS_TOKEN_TTL_SECONDS", "3600")),
+            admin_password=env.get("ADMIN_PASSWORD") or None,
+            rpc_timeout_seconds=float(env.get("RPC_TIMEOUT_SECONDS", "10")),
+            event_log_retention_hours=float(env.get("EVENT_LOG_RETENTION_HOURS", "168")),
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        )

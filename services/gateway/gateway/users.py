@@ -1,0 +1,86 @@
+"""Gateway user accounts in MongoDB (`users`): who may log in, with which role and scope."""
+
+import asyncio
+import logging
+import secrets
+import uuid
+from datetime import datetime, timezone
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from .auth import ADMIN, hash_password
+from .problems import ApiProblem
+
+log = logging.getLogger(__name__)
+
+PUBLIC_FIELDS = ("username", "role", "scope", "active", "created_at", "updated_at")
+
+
+def public(doc: dict) -> dict:
+    """A user as the API shows it: never the password hash."""
+    return {"id": doc["_id"], **{k: doc.get(k) for k in PUBLIC_FIELDS}}
+
+
+class UserRepository:
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["users"]
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("username", ASCENDING)], unique=True, name="username_unique")
+
+    async def by_username(self, username: str) -> dict | None:
+        return await self.collection.find_one({"username": username})
+
+    async def by_id(self, user_id: str) -> dict | None:
+        return await self.collection.find_one({"_id": user_id})
+
+    async def create(self, username: str, password: str, role: str, scope, active: bool = True) -> dict:
+        now = datetime.now(timezone.utc)
+        doc = {"_id": uuid.uuid4().hex, "username": username, "role": role, "scope": scope, "active": active,
+               "password_hash": await asyncio.to_thread(hash_password, password),
+               "created_at": now, "updated_at": now}
+        try:
+            await self.collection.insert_one(doc)
+        except DuplicateKeyError:
+            raise ApiProblem.of(409, f"username {username} is taken") from None
+        return doc
+
+    async def update(self, user_id: str, changes: dict) -> dict:
+        """Apply role/scope/active/password changes (already validated together)."""
+        fields = {k: v for k, v in changes.items() if k != "password"}
+        if "password" in changes:
+            fields["password_hash"] = await asyncio.to_thread(hash_password, changes["password"])
+        fields["updated_at"] = datetime.now(timezone.utc)
+        doc = await self.collection.find_one_and_update(
+            {"_id": user_id}, {"$set": fields}, return_document=ReturnDocument.AFTER)
+        if doc is None:
+            raise ApiProblem.of(404, f"user {user_id} does not exist")
+        return doc
+
+    async def page(self, limit: int, cursor: str | None) -> tuple[list[dict], str | None]:
+        """Users in username order; the cursor is the last username of the previous page."""
+        query = {"username": {"$gt": cursor}} if cursor else {}
+        docs = await self.collection.find(query).sort("username", ASCENDING).limit(limit + 1).to_list()
+        more = len(docs) > limit
+        docs = docs[:limit]
+        return docs, (docs[-1]["username"] if more else None)
+
+    async def bootstrap_admin(self, password: str | None) -> None:
+        """Make sure an `admin` account exists; ADMIN_PASSWORD, when given, is its password."""
+        existing = await self.by_username(ADMIN)
+        if existing is None:
+            if password is None:
+                log.warning("ADMIN_PASSWORD is not set: the admin account was created with a random password "
+                            "nobody knows; restart with ADMIN_PASSWORD set to log in as admin")
+            try:
+                await self.create(ADMIN, password or secrets.token_urlsafe(32), ADMIN, None)
+            except ApiProblem:  # another replica created it at the same moment
+                existing = await self.by_username(ADMIN)
+        if existing is not None:
+            changes = {"role": ADMIN, "scope": None, "active": True}
+            if password is not None:
+                changes["password"] = password
+            await self.update(existing["_id"], changes)
+        log.info("admin account ready")

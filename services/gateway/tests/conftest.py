@@ -1,0 +1,88 @@
+"""Real infrastructure for the gateway's integration tests: a fresh SecantusDB, an isolated
+RabbitMQ vhost, a fake organization service (nameko) in that vhost, and the gateway started
+as production starts it (`python -m gateway`) on a free port."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import uuid
+import httpx
+import pytest
+from kombu import Connection
+
+from service_kit.testing import mongodb_server, rabbit_vhost, wait_for
+
+HERE = pathlib.Path(__file__).parent
+sys.path.insert(0, str(HERE))  # for gateway_test_support (pytest runs with --import-mode=importlib)
+
+from gateway_test_support import ADMIN_PASSWORD, start_gateway  # noqa: E402
+@pytest.fixture(scope="session")
+def mongodb_uri():
+    with mongodb_server() as uri:
+        yield uri
+
+
+@pytest.fixture(scope="session")
+def amqp_uri():
+    with rabbit_vhost() as uri:
+        yield uri
+
+
+def queue_consumers(amqp_uri: str, queue: str) -> int:
+    with Connection(amqp_uri) as connection:
+        _, _, consumers = connection.default_channel.queue_declare(queue, passive=True)
+    return consumers
+
+
+@pytest.fixture(scope="session")
+def fake_organization(amqp_uri, tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("fake") / "fake_organization.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nameko", "run", "fake_organization", "--broker", amqp_uri],
+            cwd=HERE, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+    try:
+        wait_for(lambda: queue_consumers(amqp_uri, "rpc-organization") > 0, timeout=30,
+                 what=f"the fake organization service (log: {log_path})")
+        yield process
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+@pytest.fixture(scope="session")
+def gateway(mongodb_uri, amqp_uri, fake_organization, tmp_path_factory):
+    gw = start_gateway(mongodb_uri, amqp_uri, tmp_path_factory.mktemp("gateway"))
+    try:
+        yield gw
+    finally:
+        gw.process.stop()
+
+
+@pytest.fixture(scope="session")
+def admin_token(gateway) -> str:
+    return gateway.token("admin", ADMIN_PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def admin(gateway, admin_token) -> httpx.Client:
+    with gateway.client(admin_token) as client:
+        yield client
+
+
+@pytest.fixture
+def make_user(gateway, admin):
+    """Create an account and return (username, token)."""
+
+    def make(role: str, scope=None) -> tuple[str, str]:
+        username = f"{role}-{uuid.uuid4().hex[:8]}"
+        password = f"pw-{uuid.uuid4().hex}"
+        response = admin.post("/api/v1/users", json={"username": username, "password": password,
+                                                     "role": role, "scope": scope})
+        assert response.status_code == 201, response.text
+        return username, gateway.token(username, password)
+
+    return make

@@ -1,0 +1,53 @@
+"""A stand-in for the organization service, run with `nameko run` in the tests' own vhost: it
+answers the RPCs the gateway routes call, records what it was sent, and raises Rejected or a
+plain error on request, so the gateway's side of the protocol is tested on its own."""
+
+import time
+from datetime import datetime, timezone
+
+from nameko.rpc import rpc
+
+from platform_contracts.problems import Rejected
+
+CALLS: list[dict] = []
+RESULTS_BY_COMMAND: dict[str, dict] = {}
+
+
+def unit_from(command: dict, unit_id: str) -> dict:
+    now = datetime.now(timezone.utc).isoformat()
+    return {**command, "id": unit_id, "coverage": "none", "should_establish": False, "status": "active",
+            "registered_at": now, "updated_at": now}
+
+
+class FakeOrganization:
+    name = "organization"
+
+    @rpc
+    def register_unit(self, command, actor, command_id):
+        CALLS.append({"method": "register_unit", "command": command, "actor": actor, "command_id": command_id})
+        if command_id not in RESULTS_BY_COMMAND:  # the first result for a repeated command id
+            RESULTS_BY_COMMAND[command_id] = unit_from(command, f"u{len(RESULTS_BY_COMMAND) + 1}")
+        return RESULTS_BY_COMMAND[command_id]
+
+    @rpc
+    def get_unit(self, unit_id, actor):
+        CALLS.append({"method": "get_unit", "unit_id": unit_id, "actor": actor})
+        if unit_id == "missing":
+            raise Rejected.not_found("unit", unit_id)
+        if unit_id == "conflict":
+            raise Rejected.invalid(["body", "organization_ids", 0], "organization is dissolved")
+        if unit_id == "boom":
+            raise RuntimeError("internal detail: connection string mongodb://secret")
+        if unit_id == "slow":
+            time.sleep(3)
+        return unit_from({"credit_code": "91370113000000000X", "name": "n", "type": "enterprise",
+                          "industry": "快递", "division": "370113", "employees": 1}, unit_id)
+
+    @rpc
+    def list_units(self, filters, limit, cursor, actor):
+        CALLS.append({"method": "list_units", "filters": filters, "limit": limit, "cursor": cursor, "actor": actor})
+        return {"items": [], "next_cursor": None}
+
+    @rpc
+    def last_call(self):
+        return CALLS[-1] if CALLS else None

@@ -1,0 +1,89 @@
+"""Shared by the gateway's tests: starting a gateway process, building and publishing events."""
+
+import json
+import pathlib
+import uuid
+from datetime import datetime, timezone
+
+import aio_pika
+import httpx
+
+from platform_contracts.events import validate_event
+from service_kit.testing import ServiceProcess, free_port
+
+
+def community() -> str:
+    """A fresh community code in Jinan (3701..), so each test's events are its own."""
+    return f"370113{uuid.uuid4().int % 10**6:06d}"
+
+
+def valid(event: dict) -> dict:
+    """Fail here, clearly, if the shared catalogue no longer accepts what a test builds."""
+    validate_event(event)
+    return event
+
+
+def alert_event(division: str, type_: str = "coverage.alert_raised", event_id: str | None = None) -> dict:
+    return valid({
+        "specversion": "1.0", "id": event_id or uuid.uuid4().hex, "source": "organization", "type": type_,
+        "time": datetime.now(timezone.utc).isoformat(), "subject": "u1", "datacontenttype": "application/json",
+        "division": division, "correlationid": uuid.uuid4().hex, "causationid": None,
+        "data": {"unit_id": "u1", "unit_name": "顺丰速运", "division": division, "full_members": 3,
+                 "reason": "3 full members and no standalone organization"},
+    })
+
+
+def station_event(division: str) -> dict:
+    """An event from another source (another exchange) than the organization service."""
+    return valid({"specversion": "1.0", "id": uuid.uuid4().hex, "source": "service-station", "type": "station.updated",
+                  "time": datetime.now(timezone.utc).isoformat(), "division": division, "data": {"station_id": "s1"}})
+
+
+async def publish(amqp_uri: str, *events, exchange: str | None = None) -> None:
+    """Publish as a service's outbox relay does: to `<source>.events`, routing key = type."""
+    connection = await aio_pika.connect(amqp_uri)
+    async with connection:
+        channel = await connection.channel()
+        for event in events:
+            body = event if isinstance(event, bytes) else json.dumps(event).encode()
+            name = exchange or f"{event['source']}.events"
+            target = await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+            routing_key = "garbage" if isinstance(event, bytes) else event["type"]
+            await target.publish(aio_pika.Message(body, content_type="application/json"), routing_key=routing_key)
+
+
+ADMIN_PASSWORD = "admin-password-for-tests"
+JWT_SECRET = "gateway-tests-jwt-secret-of-at-least-32-bytes"
+
+
+class Gateway:
+    def __init__(self, process: ServiceProcess, amqp_uri: str, env: dict):
+        self.process = process
+        self.amqp_uri = amqp_uri
+        self.env = env
+        self.url = f"http://127.0.0.1:{process.http_port}"
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=15)
+
+    def async_client(self, token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=15)
+
+    def token(self, username: str, password: str) -> str:
+        with self.client() as client:
+            response = client.post("/api/v1/auth/token", json={"username": username, "password": password})
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+
+def start_gateway(mongodb_uri: str, amqp_uri: str, log_dir: pathlib.Path, **extra_env) -> Gateway:
+    port = free_port()
+    env = {
+        "MONGODB_URI": mongodb_uri, "MONGODB_GATEWAY_DB": "gateway_tests", "AMQP_URI": amqp_uri,
+        "GATEWAY_PORT": str(port), "JWT_SECRET": JWT_SECRET, "ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "RPC_TIMEOUT_SECONDS": "2", "LOG_LEVEL": "INFO", **extra_env,
+    }
+    process = ServiceProcess("gateway", env, port, str(log_dir / f"gateway-{port}.log")).start()
+    return Gateway(process, amqp_uri, env)

@@ -1,0 +1,124 @@
+"""Filters, and the broadcaster's ordering, gap and resume rules, over an in-memory log."""
+
+import asyncio
+
+import pytest
+
+from gateway.events import Broadcaster, EventFilter, LogEntry, parse_division, parse_types
+
+
+def entry(seq: int, type_: str = "coverage.changed", division: str | None = "370113001") -> LogEntry:
+    return LogEntry(seq=seq, type=type_, division=division, envelope={"seq": seq})
+
+
+class MemoryLog:
+    """The EventLog read interface over a dict, where tests control what is visible."""
+
+    def __init__(self, *entries: LogEntry):
+        self.entries = {e.seq: e for e in entries}
+
+    def add(self, *entries: LogEntry) -> None:
+        self.entries.update({e.seq: e for e in entries})
+
+    async def after(self, seq, limit, upto=None):
+        found = sorted(s for s in self.entries if s > seq and (upto is None or s <= upto))
+        return [self.entries[s] for s in found[:limit]]
+
+    async def last_seq(self):
+        return max(self.entries, default=0)
+
+
+def test_filters():
+    any_event = EventFilter()
+    assert any_event.matches(entry(1)) and any_event.matches(entry(1, division=None))
+    typed = EventFilter(types=("organization.*", "coverage.alert_*"))
+    assert typed.matches(entry(1, "organization.created")) and typed.matches(entry(1, "coverage.alert_raised"))
+    assert not typed.matches(entry(1, "coverage.changed")) and not typed.matches(entry(1, "unit.registered"))
+    scoped = EventFilter(division="3701")
+    assert scoped.matches(entry(1, division="370113001001"))
+    assert not scoped.matches(entry(1, division="370213")) and not scoped.matches(entry(1, division=None))
+
+
+def test_parse_types_and_division():
+    assert parse_types("organization.*, coverage.*,,organization.*") == ("organization.*", "coverage.*")
+    assert parse_types(["unit.registered"]) == ("unit.registered",) and parse_types(None) == ()
+    for bad in ("a b", ["ok", 3], "x" * 101, ",".join(f"t{i}" for i in range(40))):
+        with pytest.raises(ValueError):
+            parse_types(bad)
+    assert parse_division("3701") == "3701" and parse_division("") is None
+    with pytest.raises(ValueError):
+        parse_division("3701x")
+
+
+async def collect(stream, count: int, timeout: float = 3) -> list[int]:
+    seqs = []
+    async with asyncio.timeout(timeout):
+        async for item in stream:
+            seqs.append(item.seq)
+            if len(seqs) == count:
+                return seqs
+    return seqs
+
+
+async def test_live_delivery_in_order_and_filtered():
+    log = MemoryLog(entry(1), entry(2))
+    broadcaster = Broadcaster(log, poll_interval=0.02)
+    await broadcaster.start()
+    try:
+        stream = broadcaster.stream(broadcaster.subscribe(EventFilter(types=("coverage.*",))), None)
+        log.add(entry(3), entry(4, "unit.registered"), entry(5))
+        broadcaster.notify()
+        assert await collect(stream, 2) == [3, 5]  # only after subscribing, only matching
+    finally:
+        await broadcaster.stop()
+
+
+async def test_waits_for_a_missing_position_then_skips_it():
+    log = MemoryLog()
+    broadcaster = Broadcaster(log, poll_interval=0.02, gap_wait=0.3)
+    await broadcaster.start()
+    try:
+        stream = broadcaster.stream(broadcaster.subscribe(EventFilter()), None)
+        log.add(entry(1), entry(3))  # 2 was allocated by another replica, not yet written
+        got = await collect(stream, 1)
+        await asyncio.sleep(0.1)
+        log.add(entry(2))            # it arrives within the wait: order is kept
+        assert got + await collect(stream, 2) == [1, 2, 3]
+
+        log.add(entry(5))            # 4 never arrives: skipped after gap_wait
+        started = asyncio.get_running_loop().time()
+        assert await collect(stream, 1) == [5]
+        assert asyncio.get_running_loop().time() - started >= 0.25
+    finally:
+        await broadcaster.stop()
+
+
+async def test_resume_replays_then_goes_live_without_gap_or_repeat():
+    log = MemoryLog(*(entry(s) for s in range(1, 6)))
+    broadcaster = Broadcaster(log, poll_interval=0.02)
+    await broadcaster.start()
+    try:
+        subscription = broadcaster.subscribe(EventFilter())
+        # Written after subscribing but before the replay reads: live, not replayed, once.
+        log.add(entry(6), entry(7))
+        stream = broadcaster.stream(subscription, last_event_id=2)
+        broadcaster.notify()
+        assert await collect(stream, 5) == [3, 4, 5, 6, 7]
+
+        # A client that is ahead of this replica (it read a later position elsewhere).
+        ahead = broadcaster.stream(broadcaster.subscribe(EventFilter()), last_event_id=9)
+        log.add(entry(8), entry(9), entry(10))
+        broadcaster.notify()
+        assert await collect(ahead, 1) == [10]
+    finally:
+        await broadcaster.stop()
+
+
+async def test_stop_ends_streams():
+    broadcaster = Broadcaster(MemoryLog(), poll_interval=0.02)
+    await broadcaster.start()
+    stream = broadcaster.stream(broadcaster.subscribe(EventFilter()), None)
+    waiter = asyncio.create_task(collect(stream, 1))
+    await asyncio.sleep(0.05)
+    await broadcaster.stop()
+    assert await waiter == []
