@@ -174,3 +174,18 @@ def test_openapi_and_metrics_are_served(platform):
         assert httpx.get(f"http://{target}/healthz").status_code == 200
         assert httpx.get(f"http://{target}/readyz").status_code == 200
         assert "# TYPE" in httpx.get(f"http://{target}/metrics").text
+
+
+def test_ledger_import_through_the_gateway(platform):
+    division = "370113106"
+    units = [unit_body(division) for _ in range(30)]
+    with platform.client() as api:
+        response = api.post("/units/bulk", json={"units": [*units[:5], {**units[5], "type": "shop"}, *units[6:]]})
+        assert response.status_code == 422 and ("body", "units", 5, "type") in problem_fields(response)
+        assert api.get("/coverage", params={"division": division}).json()["units"] == 0
+        response = api.post("/units/bulk", json={"units": units})
+        assert response.status_code == 201, response.text
+        assert len(response.json()["items"]) == 30
+        assert api.get("/coverage", params={"division": division}).json()["units"] == 30
+        report = api.post("/coverage/reconcile", params={"repair": "false"}).json()
+        assert report["drifted_counters"] == 0 and report["repaired"] is False

@@ -92,6 +92,14 @@ class RegisterUnit(Command):
     address: str | None = Field(None, max_length=500)
 
 
+BULK_MAX_UNITS = 1000
+
+
+class RegisterUnits(Command):
+    """A ledger import (台账): registered all together or not at all."""
+    units: list[RegisterUnit] = Field(min_length=1, max_length=BULK_MAX_UNITS)
+
+
 class UpdateUnit(Command):
     name: Name | None = None
     type: UnitType | None = None
@@ -122,6 +130,10 @@ class Unit(BaseModel):
     status: UnitStatus
     registered_at: datetime
     updated_at: datetime
+
+
+class UnitList(BaseModel):
+    items: list[Unit]
 
 
 class UnitFilter(Command):

@@ -9,7 +9,7 @@ from nameko.timer import timer
 
 from platform_contracts.events import MemberPromoted, MemberRegistered, TransferCompleted
 from platform_contracts.organization import (
-    AssignInstructor, BreakdownQuery, CoverageQuery, CreateInstructor, CreateOrganization,
+    BULK_MAX_UNITS, AssignInstructor, BreakdownQuery, CoverageQuery, CreateInstructor, CreateOrganization,
     InstructorFilter, OrganizationFilter, RegisterDivision, RegisterUnit, UnitFilter,
     UpdateOrganization, UpdateUnit,
 )
@@ -27,7 +27,6 @@ from .repository import Repository, as_resource
 
 RECONCILE_INTERVAL_SECONDS = float(os.environ.get("RECONCILE_INTERVAL_SECONDS", 600))
 GAUGE_REFRESH_SECONDS = 30
-BULK_MAX_UNITS = 1000
 
 
 def _command_id(command_id) -> str:

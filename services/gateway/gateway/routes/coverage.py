@@ -41,5 +41,6 @@ async def coverage_alerts(caller: Caller, rpc: Rpc, division: Annotated[Division
 
 
 @router.post("/reconcile", response_model=Report, summary="Recount coverage from scratch and repair drift (admin)")
-async def reconcile_coverage(admin: Admin, rpc: Rpc):
-    return await rpc.call(SERVICE, "reconcile_coverage", actor=admin.actor())
+async def reconcile_coverage(admin: Admin, rpc: Rpc, repair: Annotated[bool, Query(
+        description="false: only report the drift")] = True):
+    return await rpc.call(SERVICE, "reconcile_coverage", actor=admin.actor(), repair=repair)

@@ -2,8 +2,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from platform_contracts.organization import (CoverageStatus, DivisionPrefix, Industry, RegisterUnit, Unit, UnitType,
-                                             UpdateUnit)
+from platform_contracts.organization import (CoverageStatus, DivisionPrefix, Industry, RegisterUnit, RegisterUnits,
+                                             Unit, UnitList, UnitType, UpdateUnit)
 
 from . import API, ORGANIZATION
 from ..auth import division_filter
@@ -17,6 +17,13 @@ SERVICE = ORGANIZATION
 @router.post("", status_code=201, response_model=Unit, summary="Register a unit")
 async def register_unit(command: RegisterUnit, caller: Caller, command_id: CommandId, rpc: Rpc):
     return await rpc.call(SERVICE, "register_unit", command=command.model_dump(mode="json"),
+                          actor=caller.actor(), command_id=command_id)
+
+
+@router.post("/bulk", status_code=201, response_model=UnitList,
+             summary="Register up to 1,000 units at once (a ledger import): all of them or none")
+async def register_units(command: RegisterUnits, caller: Caller, command_id: CommandId, rpc: Rpc):
+    return await rpc.call(SERVICE, "register_units", commands=[u.model_dump(mode="json") for u in command.units],
                           actor=caller.actor(), command_id=command_id)
 
 
