@@ -4,13 +4,13 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := -e libs -e services/organization -e services/gateway
+PACKAGES := -e libs -e services/organization -e services/member -e services/gateway
 
 .PHONY: run test bench install clean-data
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt libs/pyproject.toml services/organization/pyproject.toml services/gateway/pyproject.toml
+$(STAMP): requirements.txt libs/pyproject.toml services/*/pyproject.toml
 	bash scripts/bootstrap.sh $(PYTHON) $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt $(PACKAGES)

@@ -72,7 +72,7 @@ def raw_rabbitmq(amqp_uri: str, count: int) -> dict:
             received.append(time.perf_counter())
             message.ack()
 
-        with connection.Consumer(consumer_channel, queues=[queue], callbacks=[on_message], prefetch_count=200):
+        with connection.Consumer(queues=[queue], channel=consumer_channel, callbacks=[on_message], prefetch_count=200):
             started = time.perf_counter()
             while len(received) < count:
                 connection.drain_events(timeout=10)
@@ -80,9 +80,9 @@ def raw_rabbitmq(amqp_uri: str, count: int) -> dict:
 
             latencies = []
             for _ in range(300):
+                before = len(received)  # the confirm wait may already deliver it
                 sent = time.perf_counter()
                 producer.publish(body, routing_key="bench.raw", content_type="application/json")
-                before = len(received)
                 while len(received) == before:
                     connection.drain_events(timeout=10)
                 latencies.append(received[-1] - sent)

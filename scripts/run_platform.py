@@ -21,7 +21,7 @@ PYTHON = sys.executable
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 STOP_GRACE_SECONDS = 30
 # (name, environment variable naming its HTTP port, default port): started in this order.
-SERVICES = [("organization", "ORGANIZATION_HTTP_PORT", 8081)]
+SERVICES = [("organization", "ORGANIZATION_HTTP_PORT", 8081), ("member", "MEMBER_HTTP_PORT", 8082)]
 
 
 def say(message: str) -> None:

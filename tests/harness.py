@@ -27,10 +27,12 @@ class RunningPlatform:
         self.secantus_port = free_port()
         self.gateway_port = free_port()
         self.organization_port = free_port()
+        self.member_port = free_port()
         self.gateway_url = f"http://127.0.0.1:{self.gateway_port}"
         self.metrics_targets = {
             "gateway": f"127.0.0.1:{self.gateway_port}",
             "organization": f"127.0.0.1:{self.organization_port}",
+            "member": f"127.0.0.1:{self.member_port}",
         }
         self.output: list[str] = []
         self._token: str | None = None
@@ -41,7 +43,7 @@ class RunningPlatform:
         env.update(
             PLATFORM_DATA_DIR=str(data_dir), AMQP_URI=amqp_uri, ADMIN_PASSWORD=self.admin_password,
             SECANTUS_PORT=str(self.secantus_port), GATEWAY_PORT=str(self.gateway_port),
-            ORGANIZATION_HTTP_PORT=str(self.organization_port), RPC_TIMEOUT_SECONDS="5",
+            ORGANIZATION_HTTP_PORT=str(self.organization_port), MEMBER_HTTP_PORT=str(self.member_port), RPC_TIMEOUT_SECONDS="5",
             RECONCILE_INTERVAL_SECONDS="86400", JOINT_ORGANIZATION_MAX_UNITS="3",
         )
         env.update(extra_env or {})

@@ -2,11 +2,13 @@
 `data`. Publishers validate against these before an event enters the outbox; consumers
 validate on receipt. Data models allow extra fields so that adding a field is not a break."""
 
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from .envelope import CloudEvent
+from .member import MaskedIdNumber, MaskedPhone
 from .organization import CoverageFigures, Instructor, Organization, Unit
 
 
@@ -60,12 +62,40 @@ class CoverageAlert(EventData):
     reason: str
 
 
-class MemberRegistered(EventData):
+class MaskedPersonalData(EventData):
+    """Personal data as events may carry it: masked (the patterns refuse plaintext, and the
+    refusal does not quote it)."""
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True)
+
+    name: str | None = None
+    id_number: MaskedIdNumber | None = None
+    phone: MaskedPhone | None = None
+
+
+class MemberEventData(MaskedPersonalData):
     member_id: str
     organization_id: str
     unit_id: str | None = None
+    division: str | None = None
+    occupation: str | None = None
+    mobile: bool | None = None
+
+
+class MemberRegistered(MemberEventData):
     stage: str
     category: str | None = None  # "full" | "probationary" once admitted
+
+
+class MemberUpdated(MaskedPersonalData):
+    # The member service sends every field of MemberEventData, stage and category; they are
+    # not required yet because libs/tests/test_reliable_consumer.py publishes free-form data.
+    member_id: str | None = None
+    organization_id: str | None = None
+    unit_id: str | None = None
+    division: str | None = None
+    stage: str | None = None
+    category: str | None = None
+    changed: list[str] = []
 
 
 class MemberPromoted(EventData):
@@ -75,16 +105,38 @@ class MemberPromoted(EventData):
     from_stage: str
     to_stage: str
     category: str | None = None
+    division: str | None = None
+    on: date | None = None
+    override_reason: str | None = None
 
 
-class TransferCompleted(EventData):
+class MemberCheckedIn(EventData):
+    check_in_id: str
+    member_id: str
+    station_id: str
+    organization_id: str
+    checked_in_at: datetime
+
+
+class TransferEventData(EventData):
+    """Both sides of a transfer, so each side's operators and secretaries can be told."""
     transfer_id: str
     member_id: str
     from_organization_id: str
     to_organization_id: str
     from_unit_id: str | None = None
     to_unit_id: str | None = None
+    from_division: str | None = None
+    to_division: str | None = None
+    status: str | None = None
+    letter_expires_on: date | None = None
+    by: str | None = None
+    note: str | None = None
+
+
+class TransferCompleted(TransferEventData):
     category: str | None = None
+    stage: str | None = None
 
 
 # type -> (source service, data model). Types without a dedicated model take any object.
@@ -104,16 +156,16 @@ CATALOGUE: dict[str, tuple[str, type[BaseModel]]] = {
     "coverage.alert_raised": ("organization", CoverageAlert),
     "coverage.alert_cleared": ("organization", CoverageAlert),
     "member.registered": ("member", MemberRegistered),
-    "member.updated": ("member", EventData),
+    "member.updated": ("member", MemberUpdated),
     "member.promoted": ("member", MemberPromoted),
-    "member.checked_in": ("member", EventData),
-    "transfer.requested": ("member", EventData),
-    "transfer.approved": ("member", EventData),
-    "transfer.received": ("member", EventData),
+    "member.checked_in": ("member", MemberCheckedIn),
+    "transfer.requested": ("member", TransferEventData),
+    "transfer.approved": ("member", TransferEventData),
+    "transfer.received": ("member", TransferEventData),
     "transfer.completed": ("member", TransferCompleted),
-    "transfer.rejected": ("member", EventData),
-    "transfer.cancelled": ("member", EventData),
-    "transfer.expired": ("member", EventData),
+    "transfer.rejected": ("member", TransferEventData),
+    "transfer.cancelled": ("member", TransferEventData),
+    "transfer.expired": ("member", TransferEventData),
     "station.registered": ("service-station", EventData),
     "station.updated": ("service-station", EventData),
     "station.closed": ("service-station", EventData),

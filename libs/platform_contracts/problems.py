@@ -104,7 +104,7 @@ def parse_or_reject(model, payload, prefix: str = "body"):
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        raise from_validation_error(exc, prefix)
+        raise from_validation_error(exc, prefix) from None
 
 
 def check_page_limit(limit) -> int:

@@ -1,0 +1,105 @@
+"""Personal data at rest and on display: field encryption, blind indexes, masking.
+
+- Encryption: AES-256-GCM per field, a fresh 96-bit nonce per value, and the field's context
+  (e.g. "member:<id>:id_number") as associated data, so a ciphertext copied onto another
+  record or field does not decrypt. Stored as "v1:" + base64(nonce + ciphertext + tag).
+- Blind index: HMAC-SHA256 of the normalized value under a key of its own, for equality
+  lookups and unique indexes without the plaintext. Deterministic by design, so it is only
+  as secret as its key: low-entropy values (an ID number has ~10^7 plausible values per
+  birth date and place) can be confirmed by whoever holds the key, never by whoever holds
+  only the database.
+- Both keys are derived with HKDF-SHA256 from one master key, FIELD_ENCRYPTION_KEY
+  (base64 of 32 random bytes), so the service configuration holds a single secret.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from nameko.extensions import DependencyProvider
+
+from platform_contracts.codes import mask_phone
+
+KEY_ENV = "FIELD_ENCRYPTION_KEY"
+VERSION = "v1"
+NONCE_BYTES = 12
+
+__all__ = ["KEY_ENV", "FieldCipher", "FieldCipherProvider", "key_from_environment", "mask_id_number",
+           "mask_phone", "parse_key"]
+
+
+def parse_key(value: str | None) -> bytes:
+    """The master key from its configured form; ValueError saying what is wrong (never the value)."""
+    if not value:
+        raise ValueError(f"{KEY_ENV} is not set")
+    try:
+        key = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{KEY_ENV} is not valid base64")
+    if len(key) != 32:
+        raise ValueError(f"{KEY_ENV} must decode to 32 bytes, not {len(key)}")
+    return key
+
+
+def key_from_environment() -> str:
+    """FIELD_ENCRYPTION_KEY, checked at start-up: a service must not run without it."""
+    value = os.environ.get(KEY_ENV)
+    try:
+        parse_key(value)
+    except ValueError as exc:
+        raise SystemExit(
+            f"{exc}: set it to base64 of 32 random bytes, e.g. "
+            "`python -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())'` "
+            "(make run generates and keeps one in .data/field_encryption_key)"
+        )
+    return value
+
+
+def _derive(master: bytes, purpose: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"partybuilding/" + purpose).derive(master)
+
+
+class FieldCipher:
+    def __init__(self, master_key: bytes):
+        self._aead = AESGCM(_derive(master_key, b"field-encryption/v1"))
+        self._index_key = _derive(master_key, b"blind-index/v1")
+
+    def encrypt(self, plaintext: str, context: str) -> str:
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, plaintext.encode(), context.encode())
+        return f"{VERSION}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def decrypt(self, token: str, context: str) -> str:
+        version, _, payload = token.partition(":")
+        if version != VERSION:
+            raise ValueError(f"unknown field encryption version {version!r}")
+        raw = base64.b64decode(payload)
+        try:
+            return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode()).decode()
+        except InvalidTag:
+            raise ValueError(f"field {context} does not decrypt: wrong key, or moved from another record")
+
+    def blind_index(self, value: str, context: str) -> str:
+        """The same value in the same context always gives the same index."""
+        return hmac.new(self._index_key, f"{context}\x00{value}".encode(), hashlib.sha256).hexdigest()
+
+
+class FieldCipherProvider(DependencyProvider):
+    """Gives workers the service's FieldCipher, keyed from config[FIELD_ENCRYPTION_KEY]."""
+
+    def setup(self):
+        self.cipher = FieldCipher(parse_key(self.container.config.get(KEY_ENV)))
+
+    def get_dependency(self, worker_ctx):
+        return self.cipher
+
+
+def mask_id_number(value: str) -> str:
+    """Only the last four characters show: "**************1234"."""
+    return "*" * (len(value) - 4) + value[-4:]

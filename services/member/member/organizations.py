@@ -1,0 +1,34 @@
+"""The organization service, as the member service asks it: does an organization exist, and
+is it active? Asked over RPC before a transaction opens (a transaction must not wait on
+another service); the organization service owns the answer."""
+
+from nameko.exceptions import get_module_path, registry
+
+from platform_contracts.organization import OrganizationStatus
+from platform_contracts.problems import Rejected
+
+# The organization service refuses with Rejected; let it arrive here as Rejected.
+registry[get_module_path(Rejected)] = Rejected
+
+# Reading any organization is an admin's right; the member service checks its own callers.
+SYSTEM_ACTOR = {"username": "member-service", "role": "admin", "scope": None}
+
+
+def active_organization(proxy, organization_id: str, field: str) -> dict:
+    """The organization named by request field `field`; 422 naming it if missing or dissolved."""
+    try:
+        organization = proxy.get_organization(organization_id, actor=SYSTEM_ACTOR)
+    except Rejected as exc:
+        if exc.status == 404:
+            raise Rejected.invalid(field, f"organization {organization_id} does not exist")
+        raise
+    if organization["status"] != OrganizationStatus.active:
+        raise Rejected.invalid(field, f"organization {organization_id} is dissolved")
+    return organization
+
+
+def online_branch(proxy, organization_id: str) -> dict:
+    organization = active_organization(proxy, organization_id, "online_branch_id")
+    if not organization.get("online"):
+        raise Rejected.invalid("online_branch_id", f"organization {organization_id} is not an online branch (云端支部)")
+    return organization

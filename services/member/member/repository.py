@@ -1,0 +1,211 @@
+"""MongoDB persistence of the member service: the one place that knows collections, indexes
+and queries. Every method runs in the session it was given (a transaction).
+
+Members hold their personal data three ways, none of them plaintext: `*_encrypted` (AES-GCM,
+for the audited reveal), `id_number_index` (keyed hash: uniqueness and lookups) and
+`*_masked` (what every response shows)."""
+
+import base64
+import re
+
+from bson import ObjectId
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+from platform_contracts.problems import Rejected
+
+from .access import Visibility
+from .transfers import OPEN
+
+SECRET_FIELDS = ("id_number_encrypted", "id_number_index", "phone_encrypted")
+MASKED_FIELDS = {"id_number_masked": "id_number", "phone_masked": "phone"}
+
+
+def new_id() -> str:
+    return str(ObjectId())
+
+
+def _json(value):
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    return value
+
+
+def as_resource(document: dict | None) -> dict | None:
+    """A stored document as the contract's resource: `id`, masked personal data, JSON types."""
+    if document is None:
+        return None
+    resource = {"id": document["_id"]}
+    for key, value in document.items():
+        if key == "_id" or key in SECRET_FIELDS:
+            continue
+        resource[MASKED_FIELDS.get(key, key)] = _json(value)
+    return resource
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise Rejected.invalid(["query", "cursor"], "not a cursor this service issued")
+
+
+def _prefix(prefix: str) -> dict:
+    return {"$regex": f"^{re.escape(prefix)}"}  # anchored: answered from the index
+
+
+def ensure_indexes(db) -> None:
+    db.members.create_index("id_number_index", unique=True)
+    db.members.create_index([("organization_id", ASCENDING), ("_id", ASCENDING)])
+    db.members.create_index([("division", ASCENDING), ("_id", ASCENDING)])
+    db.transfers.create_index([("status", ASCENDING), ("letter_expires_on", ASCENDING)])
+    db.transfers.create_index([("from_organization_id", ASCENDING), ("_id", ASCENDING)])
+    db.transfers.create_index([("to_organization_id", ASCENDING), ("_id", ASCENDING)])
+    db.transfers.create_index([("from_division", ASCENDING), ("_id", ASCENDING)])
+    db.transfers.create_index([("to_division", ASCENDING), ("_id", ASCENDING)])
+    db.transfers.create_index([("member_id", ASCENDING), ("_id", ASCENDING)])
+    db.check_ins.create_index([("member_id", ASCENDING), ("checked_in_at", ASCENDING)])
+    db.audit_log.create_index([("member_id", ASCENDING), ("at", ASCENDING)])
+
+
+def _duplicate_id_number() -> Rejected:
+    return Rejected.make(409, "a member with this ID number is already registered",
+                         [{"loc": ["body", "id_number"], "msg": "already registered"}])
+
+
+class Repository:
+    def __init__(self, db, session=None):
+        self.db = db
+        self.session = session
+
+    def _require(self, collection: str, kind: str, ident: str, loc: list | None = None) -> dict:
+        document = self.db[collection].find_one({"_id": ident}, session=self.session)
+        if document is None:
+            if loc:  # a reference in the request body: the request is what is wrong
+                raise Rejected.invalid(loc, f"{kind} {ident} does not exist")
+            raise Rejected.not_found(kind, ident)
+        return document
+
+    def _save(self, collection: str, document: dict) -> None:
+        self.db[collection].replace_one({"_id": document["_id"]}, document, session=self.session)
+
+    def _page(self, collection: str, query: dict, limit: int, cursor: str | None) -> dict:
+        after = decode_cursor(cursor)
+        if after:
+            query = {"$and": [query, {"_id": {"$gt": after}}]}
+        documents = list(
+            self.db[collection].find(query, session=self.session).sort("_id", ASCENDING).limit(limit + 1)
+        )
+        next_cursor = encode_cursor(documents[limit - 1]["_id"]) if len(documents) > limit else None
+        return {"items": [as_resource(d) for d in documents[:limit]], "next_cursor": next_cursor}
+
+    # ---- members -------------------------------------------------------------------------
+
+    def member(self, member_id: str, loc: list | None = None) -> dict:
+        return self._require("members", "member", member_id, loc)
+
+    def member_by_id_number_index(self, index: str) -> dict | None:
+        return self.db.members.find_one({"id_number_index": index}, session=self.session)
+
+    def insert_member(self, member: dict) -> None:
+        try:
+            self.db.members.insert_one(member, session=self.session)
+        except DuplicateKeyError:
+            raise _duplicate_id_number()
+
+    def save_member(self, member: dict) -> None:
+        try:
+            self._save("members", member)
+        except DuplicateKeyError:
+            raise _duplicate_id_number()
+
+    def members(self, filters: dict, visible: Visibility, limit: int, cursor: str | None) -> dict:
+        query = {k: v for k, v in filters.items() if k in ("organization_id", "mobile", "stage") and v is not None}
+        if filters.get("division"):
+            query["division"] = _prefix(filters["division"])
+        return self._page("members", {"$and": [query, self._visible_members(visible)]}, limit, cursor)
+
+    @staticmethod
+    def _visible_members(visible: Visibility) -> dict:
+        if visible.division is not None:
+            return {"division": _prefix(visible.division)}
+        if visible.organization_ids is not None:
+            return {"organization_id": {"$in": list(visible.organization_ids)}}
+        if visible.member_id is not None:
+            return {"_id": visible.member_id}
+        return {}
+
+    def claim_open_transfer(self, member_id: str, transfer_id: str) -> None:
+        """At most one open transfer per member: the claim succeeds only on a free member."""
+        claimed = self.db.members.update_one(
+            {"_id": member_id, "open_transfer_id": None}, {"$set": {"open_transfer_id": transfer_id}},
+            session=self.session,
+        )
+        if claimed.matched_count == 0:
+            open_id = self.member(member_id)["open_transfer_id"]
+            raise Rejected.make(409, f"member {member_id} already has an open transfer, {open_id}",
+                                [{"loc": ["body", "member_id"], "msg": "has an open transfer"}])
+
+    def release_open_transfer(self, member_id: str, transfer_id: str, changes: dict | None = None) -> None:
+        released = self.db.members.update_one(
+            {"_id": member_id, "open_transfer_id": transfer_id},
+            {"$set": {"open_transfer_id": None, **(changes or {})}}, session=self.session,
+        )
+        if released.matched_count != 1:  # a transfer must never close without its member
+            raise RuntimeError(f"member {member_id} does not hold open transfer {transfer_id}")
+
+    # ---- transfers -----------------------------------------------------------------------
+
+    def transfer(self, transfer_id: str) -> dict:
+        return self._require("transfers", "transfer", transfer_id)
+
+    def insert_transfer(self, transfer: dict) -> None:
+        self.db.transfers.insert_one(transfer, session=self.session)
+
+    def save_transfer(self, transfer: dict) -> None:
+        self._save("transfers", transfer)
+
+    def transfers(self, filters: dict, visible: Visibility, limit: int, cursor: str | None) -> dict:
+        clauses = [self._visible_transfers(visible)]
+        if filters.get("status"):
+            clauses.append({"status": filters["status"]})
+        if filters.get("member_id"):
+            clauses.append({"member_id": filters["member_id"]})
+        if filters.get("organization_id"):
+            clauses.append({"$or": [{"from_organization_id": filters["organization_id"]},
+                                    {"to_organization_id": filters["organization_id"]}]})
+        return self._page("transfers", {"$and": clauses}, limit, cursor)
+
+    @staticmethod
+    def _visible_transfers(visible: Visibility) -> dict:
+        if visible.division is not None:
+            return {"$or": [{"from_division": _prefix(visible.division)}, {"to_division": _prefix(visible.division)}]}
+        if visible.organization_ids is not None:
+            ids = list(visible.organization_ids)
+            return {"$or": [{"from_organization_id": {"$in": ids}}, {"to_organization_id": {"$in": ids}}]}
+        if visible.member_id is not None:
+            return {"member_id": visible.member_id}
+        return {}
+
+    def letters_expired_before(self, day: str, limit: int) -> list[str]:
+        """Open transfers whose letter's last valid day is before `day` (ISO dates sort as text)."""
+        query = {"status": {"$in": sorted(s.value for s in OPEN)}, "letter_expires_on": {"$lt": day}}
+        return [d["_id"] for d in self.db.transfers.find(query, {"_id": 1}, session=self.session).limit(limit)]
+
+    # ---- check-ins and the audit log -----------------------------------------------------
+
+    def insert_check_in(self, check_in: dict) -> None:
+        self.db.check_ins.insert_one(check_in, session=self.session)
+
+    def insert_audit(self, record: dict) -> None:
+        self.db.audit_log.insert_one(record, session=self.session)

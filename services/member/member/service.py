@@ -1,0 +1,171 @@
+"""The nameko service: entrypoints only. Each validates its input against the contract,
+asks the organization service about any organization it names, then calls a use case inside
+a transaction (commands) or the repository (queries)."""
+
+import logging
+import os
+
+from nameko.dependency_providers import Config
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import timer
+
+from platform_contracts.member import (
+    ApproveTransfer, CancelTransfer, CheckIn, FindMember, MemberFilter, PromoteMember, RegisterMember, RejectTransfer,
+    RequestTransfer, RevealIdNumber, TransferFilter, UpdateMember,
+)
+from platform_contracts.problems import Rejected, check_page_limit, parse_or_reject
+from service_kit.metrics import EntrypointMetrics
+from service_kit.operations import OperationsMixin
+from service_kit.pii import FieldCipherProvider
+from service_kit.store import StoreProvider, utc_now
+
+from . import access, domain
+from .application import Commands
+from .organizations import active_organization, online_branch
+from .repository import Repository, as_resource
+
+log = logging.getLogger(__name__)
+
+EXPIRY_CHECK_SECONDS = float(os.environ.get("TRANSFER_EXPIRY_CHECK_SECONDS", 60))
+EXPIRY_BATCH = 500
+
+
+def _command_id(command_id) -> str:
+    if not isinstance(command_id, str) or not 1 <= len(command_id) <= 200:
+        raise Rejected.invalid(["header", "Idempotency-Key"], "must be a string of 1 to 200 characters")
+    return command_id
+
+
+class MemberService(OperationsMixin):
+    name = "member"
+
+    store = StoreProvider()
+    metrics = EntrypointMetrics()
+    config = Config()
+    cipher = FieldCipherProvider()
+    organizations = RpcProxy("organization")
+
+    @property
+    def commands(self) -> Commands:
+        return Commands(self.cipher, int(self.config.get("TRANSFER_LETTER_VALID_DAYS", 30)))
+
+    @property
+    def repo(self) -> Repository:
+        return Repository(self.store.db)
+
+    def _execute(self, command_id, work):
+        return self.store.execute_command(_command_id(command_id), work)
+
+    # ---- members -------------------------------------------------------------------------
+
+    @rpc
+    def register_member(self, command, actor=None, command_id=None):
+        parsed = parse_or_reject(RegisterMember, command)
+        organization = active_organization(self.organizations, parsed.organization_id, "organization_id")
+        if parsed.online_branch_id:
+            online_branch(self.organizations, parsed.online_branch_id)
+        return self._execute(command_id, lambda uow: self.commands.register_member(uow, parsed, organization, actor))
+
+    @rpc
+    def update_member(self, member_id, changes, actor=None, command_id=None):
+        parsed = parse_or_reject(UpdateMember, changes)
+        if parsed.online_branch_id:
+            online_branch(self.organizations, parsed.online_branch_id)
+        return self._execute(command_id, lambda uow: self.commands.update_member(uow, member_id, parsed, actor))
+
+    @rpc
+    def get_member(self, member_id, actor=None):
+        member = self.repo.member(member_id)
+        access.ensure_may_read(actor, member)
+        return as_resource(member)
+
+    @rpc
+    def find_member_by_id_number(self, id_number, actor=None):
+        """Equality lookup through the blind index. Outside the caller's scope it is 404, not
+        403, so the answer does not tell who holds an ID number elsewhere."""
+        parsed = parse_or_reject(FindMember, {"id_number": id_number})
+        member = self.repo.member_by_id_number_index(self.commands.id_number_index(parsed.id_number))
+        if member is None or not access.may_read(actor, member):
+            raise Rejected.make(404, "no member with this ID number in your scope")
+        return as_resource(member)
+
+    @rpc
+    def list_members(self, filters=None, limit=50, cursor=None, actor=None):
+        parsed = parse_or_reject(MemberFilter, filters or {}, "query")
+        return self.repo.members(parsed.model_dump(mode="json"), access.visibility(actor), check_page_limit(limit),
+                                 cursor)
+
+    @rpc
+    def promote_member(self, member_id, command, actor=None, command_id=None):
+        parsed = parse_or_reject(PromoteMember, command)
+        return self._execute(command_id, lambda uow: self.commands.promote_member(uow, member_id, parsed, actor))
+
+    @rpc
+    def reveal_id_number(self, member_id, reason=None, actor=None):
+        parsed = parse_or_reject(RevealIdNumber, {"reason": reason})
+        # Not a command: its result must never be kept (the command log stores results).
+        return self.store.transaction(lambda uow: self.commands.reveal_id_number(uow, member_id, parsed.reason, actor))
+
+    @rpc
+    def check_in(self, member_id, station_id, actor=None, command_id=None):
+        # The station is recorded as given until the service-station service can vouch for it.
+        parsed = parse_or_reject(CheckIn, {"station_id": station_id})
+        return self._execute(command_id, lambda uow: self.commands.check_in(uow, member_id, parsed, actor))
+
+    # ---- transfers -----------------------------------------------------------------------
+
+    @rpc
+    def request_transfer(self, command, actor=None, command_id=None):
+        parsed = parse_or_reject(RequestTransfer, command)
+        to_organization = active_organization(self.organizations, parsed.to_organization_id, "to_organization_id")
+        return self._execute(
+            command_id, lambda uow: self.commands.request_transfer(uow, parsed, to_organization, actor))
+
+    @rpc
+    def get_transfer(self, transfer_id, actor=None):
+        transfer = self.repo.transfer(transfer_id)
+        access.ensure_may_see_transfer(actor, transfer)
+        return as_resource(transfer)
+
+    @rpc
+    def list_transfers(self, filters=None, limit=50, cursor=None, actor=None):
+        parsed = parse_or_reject(TransferFilter, filters or {}, "query")
+        return self.repo.transfers(parsed.model_dump(mode="json"), access.visibility(actor),
+                                   check_page_limit(limit), cursor)
+
+    @rpc
+    def approve_transfer(self, transfer_id, command=None, actor=None, command_id=None):
+        parsed = parse_or_reject(ApproveTransfer, command or {})
+        return self._execute(
+            command_id, lambda uow: self.commands.approve_transfer(uow, transfer_id, parsed, actor))
+
+    @rpc
+    def receive_transfer(self, transfer_id, actor=None, command_id=None):
+        return self._execute(command_id, lambda uow: self.commands.receive_transfer(uow, transfer_id, actor))
+
+    @rpc
+    def report_in(self, transfer_id, actor=None, command_id=None):
+        # The member is about to belong to the receiving organization: it must still be active.
+        active_organization(self.organizations, self.repo.transfer(transfer_id)["to_organization_id"],
+                            "to_organization_id")
+        return self._execute(command_id, lambda uow: self.commands.report_in(uow, transfer_id, actor))
+
+    @rpc
+    def reject_transfer(self, transfer_id, command, actor=None, command_id=None):
+        parsed = parse_or_reject(RejectTransfer, command)
+        return self._execute(command_id, lambda uow: self.commands.reject_transfer(uow, transfer_id, parsed, actor))
+
+    @rpc
+    def cancel_transfer(self, transfer_id, command=None, actor=None, command_id=None):
+        parsed = parse_or_reject(CancelTransfer, command or {})
+        return self._execute(command_id, lambda uow: self.commands.cancel_transfer(uow, transfer_id, parsed, actor))
+
+    @timer(interval=EXPIRY_CHECK_SECONDS)
+    def expire_letters(self):
+        today = domain.local_date(utc_now()).isoformat()
+        for transfer_id in self.repo.letters_expired_before(today, EXPIRY_BATCH):
+            try:
+                self.store.transaction(lambda uow: self.commands.expire_transfer(uow, transfer_id),
+                                       correlationid=transfer_id)
+            except Exception:  # one stuck transfer must not hold up the others; next pass retries
+                log.exception("could not expire transfer %s", transfer_id)
