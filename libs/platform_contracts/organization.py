@@ -1,7 +1,6 @@
 """Commands, queries and resources of the organization service (CONTRACT.md: units,
 organizations, instructors, coverage). Field names and enumeration values are fixed."""
 
-import re
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
@@ -15,9 +14,9 @@ DivisionCode = Annotated[str, AfterValidator(normalize_division_code)]
 DivisionPrefix = Annotated[str, AfterValidator(normalize_division_prefix)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 # Industry is a label operators report by (GB/T 4754 section or a local name such as 快递).
-# "|" and "*" are reserved by the coverage counter keys.
+# "|" and "*" are reserved by the coverage counter keys; "." and "$" cannot name a stored field.
 Industry = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^|*]+$")
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^|*.$]+$")
 ]
 MobilePhone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^1[3-9]\d{9}$")]
 EntityId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -262,6 +261,3 @@ class CoverageFigures(BaseModel):
     should_establish: int
     as_of: datetime | None = None
 
-
-def is_safe_label(value: str) -> bool:
-    return bool(re.fullmatch(r"[^|*]+", value))

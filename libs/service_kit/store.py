@@ -8,7 +8,9 @@ causes, and the record of the command or event that caused it commit in one tran
   changes nothing.
 """
 
+import contextlib
 import logging
+import threading
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -68,11 +70,16 @@ class UnitOfWork:
 class Store:
     """The service's database plus its transactional helpers; thread- and greenlet-safe."""
 
-    def __init__(self, uri: str, database: str, source: str, after_commit: Callable[[], None] = lambda: None):
+    def __init__(self, uri: str, database: str, source: str, after_commit: Callable[[], None] = lambda: None,
+                 serialize_writes: bool = False):
         self.client = pymongo.MongoClient(uri, tz_aware=True)
         self.db = self.client[database]
         self.source = source
         self._after_commit = after_commit
+        # Where every write touches the same few documents (coverage counters), concurrent
+        # transactions mostly abort each other and retry; one writer at a time per process is
+        # faster. A green lock under eventlet. Replicas still conflict, and retry.
+        self._write_lock = threading.Lock() if serialize_writes else contextlib.nullcontext()
 
     def ensure_indexes(self) -> None:
         self.db.outbox.create_index([("published_at", 1), ("_id", 1)])
@@ -82,7 +89,8 @@ class Store:
     def close(self) -> None:
         self.client.close()
 
-    def _transaction(self, work: Callable[[UnitOfWork], Any], correlationid, causationid) -> tuple[Any, UnitOfWork]:
+    def _transaction(self, work: Callable[[UnitOfWork], Any], correlationid, causationid,
+                     exclusive: bool = True) -> tuple[Any, UnitOfWork]:
         holder: dict[str, UnitOfWork] = {}
 
         def attempt(session):
@@ -92,8 +100,9 @@ class Store:
             uow._write_outbox()
             return result
 
-        with self.client.start_session() as session:
-            result = session.with_transaction(attempt)
+        with self._write_lock if exclusive else contextlib.nullcontext():
+            with self.client.start_session() as session:
+                result = session.with_transaction(attempt)
         uow = holder["uow"]
         if uow.events:
             self._after_commit()
@@ -101,8 +110,10 @@ class Store:
             callback()
         return result, uow
 
-    def transaction(self, work: Callable[[UnitOfWork], Any], correlationid: str | None = None) -> Any:
-        return self._transaction(work, correlationid, correlationid)[0]
+    def transaction(self, work: Callable[[UnitOfWork], Any], correlationid: str | None = None,
+                    exclusive: bool = True) -> Any:
+        """`exclusive=False` for long, mostly-reading transactions that must not hold up writers."""
+        return self._transaction(work, correlationid, correlationid, exclusive)[0]
 
     def execute_command(self, command_id: str, work: Callable[[UnitOfWork], dict]) -> dict:
         """Run `work` once per command id; a repeat returns the stored result unchanged."""
@@ -149,6 +160,9 @@ class Store:
 class StoreProvider(DependencyProvider):
     """Gives workers the service's `Store`; starts the outbox relay beside it."""
 
+    def __init__(self, serialize_writes: bool = False):
+        self.serialize_writes = serialize_writes
+
     def setup(self):
         from .outbox import OutboxRelay  # the relay needs the store; the store signals the relay
 
@@ -156,7 +170,7 @@ class StoreProvider(DependencyProvider):
         self.relay = OutboxRelay(self.container, config)
         self.store = Store(
             config["MONGODB_URI"], config["MONGODB_DATABASE"], self.container.service_name,
-            after_commit=self.relay.wake,
+            after_commit=self.relay.wake, serialize_writes=self.serialize_writes,
         )
         self.relay.store = self.store
 

@@ -36,8 +36,8 @@ def publish_gauges(district: str, counts: dict) -> None:
 
 
 def load_gauges(repo: Repository) -> None:
-    for document in repo.district_counters():
-        publish_gauges(document["division"], document)
+    for district, counts in repo.district_counters():
+        publish_gauges(district, counts)
 
 
 def _split(before: dict | None, after: dict | None) -> list[tuple[str, dict | None, dict | None]]:

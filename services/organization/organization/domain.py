@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from platform_contracts.codes import division_chain, parent_division
+from platform_contracts.codes import division_chain
 from platform_contracts.organization import (
     CoverageFigures, CoverageStatus, Formation, OrganizationKind, OrganizationStatus, UnitStatus,
 )
@@ -64,16 +64,6 @@ class CounterKey:
     @classmethod
     def parse(cls, key_id: str) -> "CounterKey":
         return cls(*key_id.split("|"))
-
-    def document_fields(self) -> dict:
-        division = None if self.division == ALL else self.division
-        return {
-            "division": division,
-            "parent": ALL if division is None else (parent_division(division) or ALL),
-            "level": 0 if division is None else len(division),
-            "industry": self.industry,
-            "type": self.type,
-        }
 
 
 def counter_keys(division: str, industry: str, unit_type: str) -> list[CounterKey]:

@@ -8,7 +8,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from platform_contracts.codes import division_level, mask_phone
+from platform_contracts.codes import division_level, mask_phone, parent_division
 from platform_contracts.problems import Rejected
 
 from .domain import ALL, COUNT_FIELDS, CounterKey
@@ -52,8 +52,8 @@ def ensure_indexes(db) -> None:
     db.units.create_index([("should_establish", ASCENDING), ("division", ASCENDING), ("_id", ASCENDING)])
     db.organizations.create_index([("division", ASCENDING), ("_id", ASCENDING)])
     db.instructors.create_index([("division", ASCENDING), ("_id", ASCENDING)])
-    db.coverage_counters.create_index([("parent", ASCENDING), ("industry", ASCENDING), ("type", ASCENDING)])
-    db.coverage_counters.create_index([("division", ASCENDING), ("industry", ASCENDING), ("type", ASCENDING)])
+    # Every index costs on each counter update: only the by-division breakdown needs one.
+    db.coverage_counters.create_index("parent")
 
 
 class Repository:
@@ -189,54 +189,106 @@ class Repository:
         return self._page("instructors", self._division_query(filters.get("division")), limit, cursor)
 
     # ---- coverage counters ---------------------------------------------------------------
+    # One document per division prefix ("*" for all): its figures under "all", and per
+    # industry, per type and per industry x type in nested maps. A change moves at most six
+    # documents (one per level), and a query of any combination reads one.
 
     def counters(self, key_ids) -> dict[str, dict]:
-        documents = self.db.coverage_counters.find({"_id": {"$in": list(key_ids)}}, session=self.session)
-        return {d["_id"]: d for d in documents}
+        keys = [CounterKey.parse(k) for k in key_ids]
+        documents = self.db.coverage_counters.find(
+            {"_id": {"$in": sorted({k.division for k in keys})}}, session=self.session)
+        flat = {k: v for d in documents for k, v in _flatten(d).items()}
+        return {k.id: flat[k.id] for k in keys if k.id in flat}
 
-    def counter(self, key: CounterKey) -> dict | None:
-        return self._get("coverage_counters", key.id)
+    def counter(self, key: CounterKey) -> tuple[dict | None, object]:
+        """The figures of one key, and when its document last changed."""
+        document = self._get("coverage_counters", key.division)
+        if document is None:
+            return None, None
+        return _flatten(document).get(key.id), document.get("updated_at")
 
-    def counters_where(self, query: dict) -> list[dict]:
-        return list(self.db.coverage_counters.find(query, session=self.session).sort("_id", ASCENDING))
+    def child_counters(self, division: str | None) -> list[tuple[CounterKey, dict, object]]:
+        documents = self.db.coverage_counters.find({"parent": division or ALL}, session=self.session)
+        return [(CounterKey(d["_id"], ALL, ALL), d.get("all", {}), d.get("updated_at"))
+                for d in sorted(documents, key=lambda d: d["_id"])]
 
-    def district_counters(self) -> list[dict]:
-        return self.counters_where({"level": 6, "industry": ALL, "type": ALL})
+    def split_counters(self, division: str | None, by: str) -> list[tuple[CounterKey, dict, object]]:
+        """One division's figures split by industry or by type."""
+        document = self._get("coverage_counters", division or ALL) or {}
+        return [(key, counts, document.get("updated_at"))
+                for key_id, counts in sorted(_flatten(document).items())
+                for key in [CounterKey.parse(key_id)]
+                if (key.industry != ALL) == (by == "industry") and (key.type != ALL) == (by == "type")]
+
+    def district_counters(self) -> list[tuple[str, dict]]:
+        return [(d["_id"], d.get("all", {})) for d in self.db.coverage_counters.find({"level": 6}, session=self.session)]
 
     def increment_counters(self, delta: dict[str, dict[str, int]], now) -> None:
-        if not delta:
-            return
-        self.db.coverage_counters.bulk_write(
-            [
-                UpdateOne(
-                    {"_id": key_id},
-                    {"$inc": counts, "$set": {"updated_at": now},
-                     "$setOnInsert": CounterKey.parse(key_id).document_fields()},
-                    upsert=True,
-                )
-                for key_id, counts in sorted(delta.items())  # a fixed order avoids needless conflicts
-            ],
-            ordered=True, session=self.session,
-        )
+        self._write_counters(delta, now, "$inc")
 
     def overwrite_counters(self, values: dict[str, dict[str, int]], now) -> None:
-        if not values:
+        self._write_counters(values, now, "$set")
+
+    def _write_counters(self, values: dict[str, dict[str, int]], now, operator: str) -> None:
+        by_document: dict[str, dict[str, int]] = {}
+        for key_id, counts in values.items():
+            key = CounterKey.parse(key_id)
+            path = _path(key)
+            fields = by_document.setdefault(key.division, {})
+            for field in COUNT_FIELDS:
+                if operator == "$set" or counts.get(field):
+                    fields[f"{path}.{field}"] = counts.get(field, 0)
+        if not by_document:
             return
+        def update(fields: dict) -> dict:
+            if operator == "$inc":
+                return {"$inc": fields, "$set": {"updated_at": now}}
+            return {"$set": {**fields, "updated_at": now}}
+
         self.db.coverage_counters.bulk_write(
             [
-                UpdateOne(
-                    {"_id": key_id},
-                    {"$set": {**{f: counts[f] for f in COUNT_FIELDS}, "updated_at": now},
-                     "$setOnInsert": CounterKey.parse(key_id).document_fields()},
-                    upsert=True,
-                )
-                for key_id, counts in sorted(values.items())
+                UpdateOne({"_id": division}, {**update(fields), "$setOnInsert": _placement(division)}, upsert=True)
+                for division, fields in sorted(by_document.items())  # a fixed order avoids needless conflicts
             ],
             ordered=True, session=self.session,
         )
 
     def all_counters(self) -> dict[str, dict[str, int]]:
         return {
-            d["_id"]: {f: d.get(f, 0) for f in COUNT_FIELDS}
+            key_id: {f: counts.get(f, 0) for f in COUNT_FIELDS}
             for d in self.db.coverage_counters.find({}, session=self.session)
+            for key_id, counts in _flatten(d).items()
         }
+
+
+def _placement(division: str) -> dict:
+    """Where a division's counter document sits in the tree (for breakdowns and gauges)."""
+    if division == ALL:
+        return {"parent": None, "level": 0}
+    return {"parent": parent_division(division) or ALL, "level": len(division)}
+
+
+def _path(key: CounterKey) -> str:
+    if key.industry == ALL and key.type == ALL:
+        return "all"
+    if key.type == ALL:
+        return f"industry.{key.industry}"
+    if key.industry == ALL:
+        return f"type.{key.type}"
+    return f"industry_type.{key.industry}.{key.type}"
+
+
+def _flatten(document: dict) -> dict[str, dict]:
+    """A division's counter document as {counter key id: counts}."""
+    division = document["_id"]
+    flat = {}
+    if "all" in document:
+        flat[CounterKey(division, ALL, ALL).id] = document["all"]
+    for industry, counts in document.get("industry", {}).items():
+        flat[CounterKey(division, industry, ALL).id] = counts
+    for unit_type, counts in document.get("type", {}).items():
+        flat[CounterKey(division, ALL, unit_type).id] = counts
+    for industry, types in document.get("industry_type", {}).items():
+        for unit_type, counts in types.items():
+            flat[CounterKey(division, industry, unit_type).id] = counts
+    return flat

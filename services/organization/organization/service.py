@@ -51,7 +51,7 @@ def _parse_each(commands: list) -> list[RegisterUnit]:
 class OrganizationService(OperationsMixin):
     name = "organization"
 
-    store = StoreProvider()
+    store = StoreProvider(serialize_writes=True)  # every write moves the shared coverage counters
     metrics = EntrypointMetrics()
     config = Config()
 
@@ -197,23 +197,16 @@ class OrganizationService(OperationsMixin):
         parsed = parse_or_reject(CoverageQuery, query or {}, "query")
         division = narrow_division_filter(actor, parsed.division)
         key = CounterKey(division or ALL, parsed.industry or ALL, parsed.type or ALL)
-        document = self.repo.counter(key)
-        as_of = document.get("updated_at") if document else None
-        return domain.figures(document, key, as_of).model_dump(mode="json")
+        counts, as_of = self.repo.counter(key)
+        return domain.figures(counts, key, as_of).model_dump(mode="json")
 
     @rpc
     def coverage_breakdown(self, query=None, actor=None):
         parsed = parse_or_reject(BreakdownQuery, query or {}, "query")
         division = narrow_division_filter(actor, parsed.division)
-        if parsed.by == "division":
-            where = {"parent": division or ALL, "industry": ALL, "type": ALL}
-        else:
-            other = "type" if parsed.by == "industry" else "industry"
-            where = {"division": division, parsed.by: {"$ne": ALL}, other: ALL}
-        items = [
-            domain.figures(d, CounterKey.parse(d["_id"]), d.get("updated_at")).model_dump(mode="json")
-            for d in self.repo.counters_where(where)
-        ]
+        rows = (self.repo.child_counters(division) if parsed.by == "division"
+                else self.repo.split_counters(division, parsed.by))
+        items = [domain.figures(counts, key, as_of).model_dump(mode="json") for key, counts, as_of in rows]
         return {"by": parsed.by, "division": division, "items": items}
 
     @rpc
@@ -232,7 +225,7 @@ class OrganizationService(OperationsMixin):
 
     def _reconcile(self, repair: bool) -> dict:
         return self.store.transaction(
-            lambda uow: coverage.reconcile(uow, Repository(uow.db, uow.session), repair=repair)
+            lambda uow: coverage.reconcile(uow, Repository(uow.db, uow.session), repair=repair), exclusive=False
         )
 
     @timer(interval=GAUGE_REFRESH_SECONDS, eager=True)
