@@ -34,6 +34,10 @@ HANDLER_RETRIES = Counter(
     "event_handler_retries", "Failed event deliveries scheduled for another attempt", ["service", "handler"]
 )
 DEAD_LETTERS = Counter("dead_letters", "Events moved to the dead-letter queue", ["service", "handler"])
+COMMANDS_PER_TRANSACTION = Histogram(
+    "store_commands_per_transaction", "Commands committed in one transaction (group commit)", ["service"],
+    buckets=(1, 2, 3, 5, 10, 20, 50),
+)
 DEAD_LETTER_QUEUE = Gauge("dead_letter_queue_messages", "Messages waiting in the dead-letter queue", ["service"])
 
 

@@ -22,9 +22,11 @@ from pymongo.errors import DuplicateKeyError
 from platform_contracts.envelope import CloudEvent
 from platform_contracts.events import validate_event
 
-from .metrics import INBOX_DUPLICATES
+from .metrics import COMMANDS_PER_TRANSACTION, INBOX_DUPLICATES
 
 log = logging.getLogger(__name__)
+
+GROUP_COMMIT_MAX = 50  # commands committed together at most
 
 
 def utc_now() -> datetime:
@@ -59,12 +61,34 @@ class UnitOfWork:
         return event
 
     def _write_outbox(self) -> None:
-        if self.events:
+        self.write_outbox(self.events)
+
+    def write_outbox(self, events: list[CloudEvent]) -> None:
+        if events:
             self.db.outbox.insert_many(
                 [{"_id": ObjectId(), "type": e.type, "envelope": e.to_json_dict(),
-                  "created_at": self.now, "published_at": None} for e in self.events],
+                  "created_at": self.now, "published_at": None} for e in events],
                 session=self.session,
             )
+
+
+class _PendingCommand:
+    """A command waiting for the writer; whoever holds the write lock may execute it."""
+
+    def __init__(self, command_id: str, work: Callable[[UnitOfWork], dict]):
+        self.command_id = command_id
+        self.work = work
+        self.finished = False
+        self._result = None
+        self._error: BaseException | None = None
+
+    def finish(self, result=None, error: BaseException | None = None) -> None:
+        self._result, self._error, self.finished = result, error, True
+
+    def outcome(self):
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 class Store:
@@ -79,7 +103,9 @@ class Store:
         # Where every write touches the same few documents (coverage counters), concurrent
         # transactions mostly abort each other and retry; one writer at a time per process is
         # faster. A green lock under eventlet. Replicas still conflict, and retry.
+        self._serialize = serialize_writes
         self._write_lock = threading.Lock() if serialize_writes else contextlib.nullcontext()
+        self._queue: list[_PendingCommand] = []
 
     def ensure_indexes(self) -> None:
         self.db.outbox.create_index([("published_at", 1), ("_id", 1)])
@@ -116,7 +142,24 @@ class Store:
         return self._transaction(work, correlationid, correlationid, exclusive)[0]
 
     def execute_command(self, command_id: str, work: Callable[[UnitOfWork], dict]) -> dict:
-        """Run `work` once per command id; a repeat returns the stored result unchanged."""
+        """Run `work` once per command id; a repeat returns the stored result unchanged.
+
+        With serialized writes, commands that queue up while another commits are committed
+        together in one transaction (group commit): the commit and the outbox and command-log
+        writes are paid once for the group. If any command of a group fails, the group is
+        rolled back and each command runs on its own, so one bad command fails alone."""
+        if not self._serialize:
+            return self._execute_alone(command_id, work, exclusive=False)
+        pending = _PendingCommand(command_id, work)
+        self._queue.append(pending)
+        with self._write_lock:
+            while not pending.finished:
+                group = self._queue[:GROUP_COMMIT_MAX]
+                del self._queue[: len(group)]
+                self._execute_group(group)
+        return pending.outcome()
+
+    def _execute_alone(self, command_id: str, work: Callable[[UnitOfWork], dict], exclusive: bool) -> dict:
         def once(uow: UnitOfWork):
             done = self.db.commands.find_one({"_id": command_id}, session=uow.session)
             if done is not None:
@@ -128,13 +171,63 @@ class Store:
             return result
 
         try:
-            return self._transaction(once, command_id, command_id)[0]
+            return self._transaction(once, command_id, command_id, exclusive)[0]
         except DuplicateKeyError as exc:
             # Two deliveries of the same command raced; the winner's result is the answer.
             done = self.db.commands.find_one({"_id": command_id})
             if done is None:
                 raise exc
             return done["result"]
+
+    def _execute_group(self, group: list["_PendingCommand"]) -> None:
+        if len(group) > 1:
+            try:
+                results, uows = self._commit_group(group)
+            except Exception:  # noqa: BLE001 - any failure: fall back to one transaction each
+                log.debug("group of %d commands rolled back; running them one by one", len(group))
+            else:
+                COMMANDS_PER_TRANSACTION.labels(self.source).observe(len(group))
+                for pending, result in zip(group, results):
+                    pending.finish(result=result)
+                if any(u.events for u in uows):
+                    self._after_commit()
+                for uow in uows:
+                    for callback in uow.on_commit:
+                        callback()
+                return
+        for pending in group:
+            COMMANDS_PER_TRANSACTION.labels(self.source).observe(1)
+            try:
+                pending.finish(result=self._execute_alone(pending.command_id, pending.work, exclusive=False))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller waiting for it
+                pending.finish(error=exc)
+
+    def _commit_group(self, group: list["_PendingCommand"]) -> tuple[list, list[UnitOfWork]]:
+        holder: dict = {}
+
+        def attempt(session):
+            ids = [p.command_id for p in group]
+            results = {d["_id"]: d["result"]
+                       for d in self.db.commands.find({"_id": {"$in": ids}}, session=session)}
+            uows, records = [], []
+            for pending in group:
+                if pending.command_id in results:  # done before, or earlier in this group
+                    continue
+                uow = UnitOfWork(self.db, session, self.source, pending.command_id, pending.command_id)
+                results[pending.command_id] = pending.work(uow)
+                uows.append(uow)
+                records.append({"_id": pending.command_id, "result": results[pending.command_id],
+                                "executed_at": uow.now})
+            events = [e for uow in uows for e in uow.events]
+            if events:
+                UnitOfWork(self.db, session, self.source, None, None).write_outbox(events)
+            if records:
+                self.db.commands.insert_many(records, session=session)
+            holder.update(results=[results[i] for i in ids], uows=uows)
+
+        with self.client.start_session() as session:
+            session.with_transaction(attempt)
+        return holder["results"], holder["uows"]
 
     def apply_event(self, handler: str, event: CloudEvent, work: Callable[[UnitOfWork], None]) -> bool:
         """Apply an integration event once per handler; False if it had been applied before."""

@@ -29,7 +29,7 @@ class Commands:
 
     @staticmethod
     def _require_known_division(repo: Repository, division: str, field: str = "division") -> None:
-        if repo.division(division[:6]) is None:
+        if not repo.division_known(division[:6]):
             raise Rejected.invalid(
                 field, f"unknown division: district {division[:6]} is not registered on this platform"
             )
@@ -70,7 +70,7 @@ class Commands:
         repo = self._repo(uow)
         for index, command in enumerate(commands):
             ensure_in_scope(actor, command.division)
-            if repo.division(command.division[:6]) is None:
+            if not repo.division_known(command.division[:6]):
                 raise Rejected.invalid(["body", "units", index, "division"],
                                        f"unknown division: district {command.division[:6]} is not registered")
         units = [domain.refresh_unit({

@@ -14,6 +14,7 @@ from platform_contracts.problems import Rejected
 from .domain import ALL, COUNT_FIELDS, CounterKey
 
 INTERNAL_FIELDS = ("standalone_organization_ids", "command_id")
+_KNOWN_DISTRICTS: set[str] = set()
 
 
 def new_id() -> str:
@@ -96,6 +97,15 @@ class Repository:
 
     def division(self, code: str) -> dict | None:
         return self._get("divisions", code)
+
+    def division_known(self, district: str) -> bool:
+        """Districts are registered rarely and never removed: a hit is remembered."""
+        if district in _KNOWN_DISTRICTS:
+            return True
+        if self.division(district) is not None:
+            _KNOWN_DISTRICTS.add(district)
+            return True
+        return False
 
     def add_division(self, code: str, name: str) -> dict:
         document = {"_id": code, "name": name, "level": division_level(code)}

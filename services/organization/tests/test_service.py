@@ -269,3 +269,27 @@ def test_bulk_registration_is_all_or_nothing(rpc, database):
     assert problem["status"] == 409 and ("body", "units", 0, "credit_code") in fields_named(problem)
     assert snapshot(database) == before
     assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 0
+
+
+def test_concurrent_commands_commit_together_and_a_bad_one_fails_alone(rpc, database, organization_service):
+    division = "370113012"
+    before = metric_value(organization_service.metrics(), "store_commands_per_transaction_count")
+    taken = new_unit(rpc, division)["credit_code"]
+    bodies = [{"credit_code": credit_code(division), "name": f"并发{i}", "type": "enterprise",
+               "industry": "express", "division": division} for i in range(24)]
+    bodies[7]["credit_code"] = taken  # this one must fail, and only this one
+    replies = [rpc.register_unit.call_async(body, actor=ADMIN, command_id=cid()) for body in bodies]
+    outcomes = []
+    for reply in replies:
+        try:
+            outcomes.append(reply.result()["id"])
+        except Rejected as rejection:
+            outcomes.append(rejection.status)
+    assert outcomes[7] == 409
+    assert all(isinstance(o, str) for i, o in enumerate(outcomes) if i != 7)
+    assert rpc.get_coverage({"division": division}, actor=ADMIN)["units"] == 24
+    assert database.units.count_documents({"division": division}) == 24
+    transactions = metric_value(organization_service.metrics(), "store_commands_per_transaction_count") - before
+    # One transaction per command would be 25 (the first unit, then 24); fewer: some were grouped.
+    assert transactions < 25, "no two commands shared a transaction"
+    assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 0
