@@ -42,9 +42,14 @@ class AlreadyApplied(Exception):
 class UnitOfWork:
     """What one transaction sees: the database bound to its session, and the events it emits."""
 
-    def __init__(self, db, session, source: str, correlationid: str | None, causationid: str | None):
+    def __init__(self, db, session, source: str, correlationid: str | None, causationid: str | None,
+                 shared: dict | None = None, before_commit: list | None = None):
         self.db = db
         self.session = session
+        # Shared by every unit of work in one transaction (several under group commit):
+        # state a service accumulates across them, and what it writes last.
+        self.shared = {} if shared is None else shared
+        self.before_commit: list[Callable[[], None]] = [] if before_commit is None else before_commit
         self.source = source
         self.correlationid = correlationid
         self.causationid = causationid
@@ -123,6 +128,8 @@ class Store:
             # with_transaction may call this again after a transient error: start clean.
             uow = holder["uow"] = UnitOfWork(self.db, session, self.source, correlationid, causationid)
             result = work(uow)
+            for hook in uow.before_commit:
+                hook()
             uow._write_outbox()
             return result
 
@@ -209,15 +216,18 @@ class Store:
             ids = [p.command_id for p in group]
             results = {d["_id"]: d["result"]
                        for d in self.db.commands.find({"_id": {"$in": ids}}, session=session)}
-            uows, records = [], []
+            uows, records, shared, before_commit = [], [], {}, []
             for pending in group:
                 if pending.command_id in results:  # done before, or earlier in this group
                     continue
-                uow = UnitOfWork(self.db, session, self.source, pending.command_id, pending.command_id)
+                uow = UnitOfWork(self.db, session, self.source, pending.command_id, pending.command_id,
+                                 shared, before_commit)
                 results[pending.command_id] = pending.work(uow)
                 uows.append(uow)
                 records.append({"_id": pending.command_id, "result": results[pending.command_id],
                                 "executed_at": uow.now})
+            for hook in before_commit:
+                hook()
             events = [e for uow in uows for e in uow.events]
             if events:
                 UnitOfWork(self.db, session, self.source, None, None).write_outbox(events)

@@ -47,6 +47,41 @@ def _split(before: dict | None, after: dict | None) -> list[tuple[str, dict | No
     return [((after or before)["division"], before, after)]
 
 
+class CounterBuffer:
+    """The counters as one transaction sees them: read once, moved in memory by each change,
+    written once just before the commit. Commands committed together (group commit) share
+    it, so a group pays one counter read and one counter write, not one per command."""
+
+    def __init__(self, repo: Repository, now):
+        self.repo = repo
+        self.now = now
+        self.loaded: dict[str, dict[str, int]] = {}
+        self.pending: list[dict[str, dict[str, int]]] = []
+
+    @classmethod
+    def of(cls, uow, repo: Repository) -> "CounterBuffer":
+        if "counters" not in uow.shared:
+            buffer = uow.shared["counters"] = cls(repo, uow.now)
+            uow.before_commit.append(buffer.flush)
+        return uow.shared["counters"]
+
+    def rows(self, key_ids) -> dict[str, dict[str, int]]:
+        """Live rows for `key_ids` (and any loaded before); changes to them are the overlay."""
+        missing = set(key_ids) - set(self.loaded)
+        if missing:
+            stored = self.repo.counters(missing)
+            for key_id in missing:
+                self.loaded[key_id] = {f: stored.get(key_id, {}).get(f, 0) for f in COUNT_FIELDS}
+        return self.loaded
+
+    def add(self, delta: dict[str, dict[str, int]]) -> None:
+        self.pending.append(delta)
+
+    def flush(self) -> None:
+        self.repo.increment_counters(domain.merge_deltas(self.pending), self.now)
+        self.pending = []
+
+
 def apply_unit_changes(uow, repo: Repository, changes: list[tuple[dict | None, dict | None]], cause: str) -> None:
     """Move the counters for `changes` (unit before, unit after) and emit what they mean."""
     groups: dict[str, list] = defaultdict(list)
@@ -58,7 +93,8 @@ def apply_unit_changes(uow, repo: Repository, changes: list[tuple[dict | None, d
               for division, pairs in groups.items()}
     reported = {division: _reported_keys(division, pairs) for division, pairs in groups.items()}
     touched = {k for d in deltas.values() for k in d} | {k.id for keys in reported.values() for k in keys}
-    counts = {k: {f: v.get(f, 0) for f in COUNT_FIELDS} for k, v in repo.counters(touched).items()}
+    buffer = CounterBuffer.of(uow, repo)
+    counts = buffer.rows(touched)
 
     for division in sorted(groups):
         delta = deltas[division]
@@ -80,7 +116,7 @@ def apply_unit_changes(uow, repo: Repository, changes: list[tuple[dict | None, d
             "division": division, "before": own["before"], "after": own["after"], "scopes": scopes, "cause": cause,
         })
 
-    repo.increment_counters(domain.merge_deltas(list(deltas.values())), uow.now)
+    buffer.add(domain.merge_deltas(list(deltas.values())))
     _emit_alerts(uow, changes)
 
     districts = {d[:6] for d in groups}
