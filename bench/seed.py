@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 import pymongo
 
 from organization import domain
-from organization.repository import Repository, new_id
+from organization.repository import Repository
+from service_kit.documents import new_id
 from platform_contracts.codes import credit_code_check_character
 
 BATCH = 5000

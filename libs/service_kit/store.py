@@ -21,6 +21,7 @@ from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.envelope import CloudEvent
 from platform_contracts.events import validate_event
+from platform_contracts.problems import Rejected
 
 from .metrics import COMMANDS_PER_TRANSACTION, INBOX_DUPLICATES
 
@@ -155,6 +156,8 @@ class Store:
         together in one transaction (group commit): the commit and the outbox and command-log
         writes are paid once for the group. If any command of a group fails, the group is
         rolled back and each command runs on its own, so one bad command fails alone."""
+        if not isinstance(command_id, str) or not 1 <= len(command_id) <= 200:
+            raise Rejected.invalid(["header", "Idempotency-Key"], "must be a string of 1 to 200 characters")
         if not self._serialize:
             return self._execute_alone(command_id, work, exclusive=False)
         pending = _PendingCommand(command_id, work)

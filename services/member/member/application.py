@@ -11,10 +11,11 @@ from platform_contracts.member import (
     UpdateMember,
 )
 from platform_contracts.problems import Rejected
+from service_kit.documents import new_id
 from service_kit.pii import FieldCipher, mask_id_number, mask_phone
 
 from . import access, domain, transfers
-from .repository import Repository, as_resource, new_id
+from .repository import Repository, as_resource
 
 ID_NUMBER_INDEX = "member.id_number"  # the blind index's context: the same for every member
 MEMBER_EVENT_FIELDS = ("organization_id", "unit_id", "division", "name", "id_number", "phone", "occupation",

@@ -5,34 +5,18 @@ Members hold their personal data three ways, none of them plaintext: `*_encrypte
 for the audited reveal), `id_number_index` (keyed hash: uniqueness and lookups) and
 `*_masked` (what every response shows)."""
 
-import base64
-import re
 
-from bson import ObjectId
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.problems import Rejected
+from service_kit.documents import json_ready, page, prefix_query
 
 from .access import Visibility
 from .transfers import OPEN
 
 SECRET_FIELDS = ("id_number_encrypted", "id_number_index", "phone_encrypted")
 MASKED_FIELDS = {"id_number_masked": "id_number", "phone_masked": "phone"}
-
-
-def new_id() -> str:
-    return str(ObjectId())
-
-
-def _json(value):
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json(v) for v in value]
-    return value
 
 
 def as_resource(document: dict | None) -> dict | None:
@@ -43,25 +27,8 @@ def as_resource(document: dict | None) -> dict | None:
     for key, value in document.items():
         if key == "_id" or key in SECRET_FIELDS:
             continue
-        resource[MASKED_FIELDS.get(key, key)] = _json(value)
+        resource[MASKED_FIELDS.get(key, key)] = json_ready(value)
     return resource
-
-
-def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode()
-
-
-def decode_cursor(cursor: str | None) -> str | None:
-    if not cursor:
-        return None
-    try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise Rejected.invalid(["query", "cursor"], "not a cursor this service issued")
-
-
-def _prefix(prefix: str) -> dict:
-    return {"$regex": f"^{re.escape(prefix)}"}  # anchored: answered from the index
 
 
 def ensure_indexes(db) -> None:
@@ -100,14 +67,7 @@ class Repository:
         self.db[collection].replace_one({"_id": document["_id"]}, document, session=self.session)
 
     def _page(self, collection: str, query: dict, limit: int, cursor: str | None) -> dict:
-        after = decode_cursor(cursor)
-        if after:
-            query = {"$and": [query, {"_id": {"$gt": after}}]}
-        documents = list(
-            self.db[collection].find(query, session=self.session).sort("_id", ASCENDING).limit(limit + 1)
-        )
-        next_cursor = encode_cursor(documents[limit - 1]["_id"]) if len(documents) > limit else None
-        return {"items": [as_resource(d) for d in documents[:limit]], "next_cursor": next_cursor}
+        return page(self.db[collection], query, limit, cursor, as_resource, self.session)
 
     # ---- members -------------------------------------------------------------------------
 
@@ -132,13 +92,13 @@ class Repository:
     def members(self, filters: dict, visible: Visibility, limit: int, cursor: str | None) -> dict:
         query = {k: v for k, v in filters.items() if k in ("organization_id", "mobile", "stage") and v is not None}
         if filters.get("division"):
-            query["division"] = _prefix(filters["division"])
+            query["division"] = prefix_query(filters["division"])
         return self._page("members", {"$and": [query, self._visible_members(visible)]}, limit, cursor)
 
     @staticmethod
     def _visible_members(visible: Visibility) -> dict:
         if visible.division is not None:
-            return {"division": _prefix(visible.division)}
+            return {"division": prefix_query(visible.division)}
         if visible.organization_ids is not None:
             return {"organization_id": {"$in": list(visible.organization_ids)}}
         if visible.member_id is not None:
@@ -189,7 +149,7 @@ class Repository:
     @staticmethod
     def _visible_transfers(visible: Visibility) -> dict:
         if visible.division is not None:
-            return {"$or": [{"from_division": _prefix(visible.division)}, {"to_division": _prefix(visible.division)}]}
+            return {"$or": [{"from_division": prefix_query(visible.division)}, {"to_division": prefix_query(visible.division)}]}
         if visible.organization_ids is not None:
             ids = list(visible.organization_ids)
             return {"$or": [{"from_organization_id": {"$in": ids}}, {"to_organization_id": {"$in": ids}}]}

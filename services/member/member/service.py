@@ -30,12 +30,6 @@ EXPIRY_CHECK_SECONDS = float(os.environ.get("TRANSFER_EXPIRY_CHECK_SECONDS", 60)
 EXPIRY_BATCH = 500
 
 
-def _command_id(command_id) -> str:
-    if not isinstance(command_id, str) or not 1 <= len(command_id) <= 200:
-        raise Rejected.invalid(["header", "Idempotency-Key"], "must be a string of 1 to 200 characters")
-    return command_id
-
-
 class MemberService(OperationsMixin):
     name = "member"
 
@@ -54,7 +48,7 @@ class MemberService(OperationsMixin):
         return Repository(self.store.db)
 
     def _execute(self, command_id, work):
-        return self.store.execute_command(_command_id(command_id), work)
+        return self.store.execute_command(command_id, work)
 
     # ---- members -------------------------------------------------------------------------
 

@@ -10,9 +10,10 @@ from platform_contracts.organization import (
 )
 from platform_contracts.problems import Rejected
 from service_kit.auth import ensure_in_scope
+from service_kit.documents import new_id
 
 from . import coverage, domain
-from .repository import Repository, as_resource, new_id
+from .repository import Repository, as_resource
 
 log = logging.getLogger(__name__)
 

@@ -1,15 +1,12 @@
 """MongoDB persistence of the organization service: the one place that knows collections,
 indexes and queries. Every method runs in the session it was given (a transaction)."""
 
-import base64
-import re
-
-from bson import ObjectId
 from pymongo import ASCENDING, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.codes import division_level, mask_phone, parent_division
 from platform_contracts.problems import Rejected
+from service_kit.documents import json_ready, page, prefix_query
 
 from .domain import ALL, COUNT_FIELDS, CounterKey
 
@@ -17,34 +14,15 @@ INTERNAL_FIELDS = ("standalone_organization_ids", "command_id")
 _KNOWN_DISTRICTS: set[str] = set()
 
 
-def new_id() -> str:
-    return str(ObjectId())
-
-
 def as_resource(document: dict | None) -> dict | None:
     """A stored document as the contract's resource: `id`, no internal fields, JSON types."""
     if document is None:
         return None
-    resource = {"id": document["_id"], **{k: v for k, v in document.items() if k != "_id" and k not in INTERNAL_FIELDS}}
-    for key, value in resource.items():
-        if hasattr(value, "isoformat"):
-            resource[key] = value.isoformat()
+    resource = {"id": document["_id"], **{k: json_ready(v) for k, v in document.items()
+                                          if k != "_id" and k not in INTERNAL_FIELDS}}
     if "phone" in resource:
         resource["phone"] = mask_phone(resource["phone"])
     return resource
-
-
-def encode_cursor(last_id: str) -> str:
-    return base64.urlsafe_b64encode(last_id.encode()).decode()
-
-
-def decode_cursor(cursor: str | None) -> str | None:
-    if not cursor:
-        return None
-    try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise Rejected.invalid(["query", "cursor"], "not a cursor this service issued")
 
 
 def ensure_indexes(db) -> None:
@@ -79,19 +57,11 @@ class Repository:
         self.db[collection].replace_one({"_id": document["_id"]}, document, session=self.session)
 
     def _page(self, collection: str, query: dict, limit: int, cursor: str | None) -> dict:
-        after = decode_cursor(cursor)
-        if after:
-            query = {**query, "_id": {"$gt": after}}
-        documents = list(
-            self.db[collection].find(query, session=self.session).sort("_id", ASCENDING).limit(limit + 1)
-        )
-        next_cursor = encode_cursor(documents[limit - 1]["_id"]) if len(documents) > limit else None
-        return {"items": [as_resource(d) for d in documents[:limit]], "next_cursor": next_cursor}
+        return page(self.db[collection], query, limit, cursor, as_resource, self.session)
 
     @staticmethod
     def _division_query(prefix: str | None) -> dict:
-        # An anchored prefix regex is answered from the division index.
-        return {"division": {"$regex": f"^{re.escape(prefix)}"}} if prefix else {}
+        return {"division": prefix_query(prefix)} if prefix else {}
 
     # ---- divisions -----------------------------------------------------------------------
 

@@ -29,12 +29,6 @@ RECONCILE_INTERVAL_SECONDS = float(os.environ.get("RECONCILE_INTERVAL_SECONDS", 
 GAUGE_REFRESH_SECONDS = 30
 
 
-def _command_id(command_id) -> str:
-    if not isinstance(command_id, str) or not 1 <= len(command_id) <= 200:
-        raise Rejected.invalid(["header", "Idempotency-Key"], "must be a string of 1 to 200 characters")
-    return command_id
-
-
 def _parse_each(commands: list) -> list[RegisterUnit]:
     parsed, errors = [], []
     for index, command in enumerate(commands):
@@ -64,7 +58,7 @@ class OrganizationService(OperationsMixin):
         return Repository(self.store.db)
 
     def _execute(self, command_id, work):
-        return self.store.execute_command(_command_id(command_id), work)
+        return self.store.execute_command(command_id, work)
 
     # ---- divisions -----------------------------------------------------------------------
 
