@@ -27,6 +27,12 @@ PROMETHEUS_RULE = MONITORING / "prometheusrule.yaml"
 DASHBOARD = MONITORING / "dashboards" / "partybuilding-overview.json"
 README = DEPLOY / "README.md"
 
+# Every platform service deployed from deploy/k8s/base/services/<name>/. The nameko
+# services run `python -m <name>`, listen on HTTP_PORT and consume rpc-<name>; the
+# gateway is the HTTP entry. Adding a service folder means adding its name here.
+NAMEKO_SERVICES = ("organization", "member")
+SERVICES = NAMEKO_SERVICES + ("gateway",)
+
 ENSURE = "run scripts/ensure_deploy_tools.sh (it installs kubectl, promtool and prometheus)"
 
 

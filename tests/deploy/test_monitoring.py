@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from deploy_helpers import (
-    DASHBOARD, MONITORING, PROMETHEUS_RULE, README, all_alerts, by_kind, dashboard, dashboard_exprs,
+    DASHBOARD, MONITORING, PROMETHEUS_RULE, README, SERVICES, all_alerts, by_kind, dashboard, dashboard_exprs,
     find, grafana_to_promql, prometheus_rules,
 )
 
@@ -121,7 +121,7 @@ def test_service_monitor_covers_every_platform_service(rendered):
     monitors = by_kind(objects, "ServiceMonitor")
     services = [s for s in by_kind(objects, "Service")
                 if s["spec"].get("selector", {}).get("app.kubernetes.io/component") == "service"]
-    assert {s["metadata"]["name"] for s in services} >= {"organization", "gateway"}
+    assert {s["metadata"]["name"] for s in services} == set(SERVICES)
     for service in services:
         labels = service["metadata"]["labels"]
         port_names = {p["name"] for p in service["spec"]["ports"]}

@@ -1,7 +1,7 @@
 """End to end: a real Prometheus scrapes the running platform and loads the alert rules.
 
 Needs the `platform` session fixture (tests/conftest.py) that runs the services:
-  platform.metrics_targets  {"organization": "127.0.0.1:PORT", "gateway": ..., ...}
+  platform.metrics_targets  {"organization": "127.0.0.1:PORT", "member": ..., "gateway": ...}
   platform.gateway_url, platform.admin_token()
 Prometheus is the Debian package's binary, on a free loopback port, with a temporary
 configuration that scrapes every target once a second and loads the rules extracted
@@ -23,7 +23,7 @@ import json
 import pytest
 import yaml
 
-from deploy_helpers import all_alerts
+from deploy_helpers import SERVICES, all_alerts
 
 # Exported by RabbitMQ's rabbitmq_prometheus plugin (port 15692), not by our services;
 # the local broker has no such endpoint, so they are not checked here. Their names are
@@ -131,7 +131,9 @@ def prometheus(prometheus_bin, platform, rules_file, tmp_path):
 
 def test_prometheus_scrapes_the_platform_and_the_series_exist(prometheus, platform, used_metric_names):
     targets = dict(platform.metrics_targets)
-    assert {"organization", "gateway"} <= set(targets)
+    # One scrape job per deployed service, named like its Service (the ServiceMonitor's
+    # job label), so rules and dashboard see the same job/service values as in a cluster.
+    assert set(targets) == set(SERVICES), f"platform targets {sorted(targets)} != deployed {SERVICES}"
 
     # Every target scraped successfully.
     def all_up():

@@ -1,12 +1,13 @@
 """Both overlays render with `kubectl kustomize`, and contain what each environment needs."""
 
+import base64
+import re
+import shlex
 from collections import Counter
 
 import pytest
 
-from deploy_helpers import OVERLAYS, by_kind, find
-
-SERVICES = ("organization", "gateway")
+from deploy_helpers import OVERLAYS, README, SERVICES, by_kind, find
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -44,6 +45,51 @@ def test_dev_secrets_are_generated_and_marked_dev_only(rendered):
     assert {"partybuilding-secrets", "rabbitmq-credentials", "mongodb-credentials"} <= set(secrets)
     keys = set(secrets["partybuilding-secrets"]["data"])
     assert keys == {"AMQP_URI", "MONGODB_URI", "JWT_SECRET", "FIELD_ENCRYPTION_KEY", "ADMIN_PASSWORD"}
+    # The member service accepts only standard base64 of exactly 32 bytes.
+    field_key = base64.b64decode(secrets["partybuilding-secrets"]["data"]["FIELD_ENCRYPTION_KEY"]).decode()
+    assert len(base64.b64decode(field_key, validate=True)) == 32
+
+
+def _readme_secret_command(name: str) -> str:
+    text = README.read_text()
+    match = re.search(rf"kubectl -n \$NS create secret generic {name} \\\n((?:.*\\\n)*.*)", text)
+    assert match, f"deploy/README.md: no `create secret generic {name}` command"
+    return match.group(0)
+
+
+def test_readme_secret_command_has_every_key_prod_reads(rendered):
+    """The operator creates partybuilding-secrets from deploy/README.md: every key a prod
+    workload or KEDA reads must be in that command."""
+    command = _readme_secret_command("partybuilding-secrets")
+    documented = set(re.findall(r"--from-literal=([A-Z_]+)=", command))
+    used = set()
+    for obj in rendered["prod"]:
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref and ref["name"] == "partybuilding-secrets":
+                    used.add(ref["key"])
+        for ref in obj.get("spec", {}).get("secretTargetRef", []):
+            if ref["name"] == "partybuilding-secrets":
+                used.add(ref["key"])
+    assert used <= documented, f"missing from the README command: {sorted(used - documented)}"
+    # FIELD_ENCRYPTION_KEY: standard base64 of 32 bytes (the service rejects URL-safe base64).
+    assert "head -c 32 /dev/urandom | base64" in command
+    assert "tr '+/'" not in command
+
+
+def test_readme_builds_every_dev_image(rendered):
+    text = README.read_text()
+    images = {c["image"] for obj in rendered["dev"]
+              for c in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+              if c["image"].startswith("partybuilding/")}
+    assert {f"partybuilding/{name}:dev" for name in SERVICES} == images
+    for image in images:
+        name = image.split("/")[1].split(":")[0]
+        assert f"docker build -f services/{name}/Dockerfile -t {image} ." in text, image
+        load = [line for line in text.splitlines() if line.startswith("kind load docker-image")]
+        assert load and image in shlex.split(load[0].split("#")[0]), f"kind load of {image}"
 
 
 def test_prod_commits_no_secret(rendered):

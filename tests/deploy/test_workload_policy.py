@@ -3,9 +3,11 @@
 A new service folder that forgets one of them fails here, not in production.
 """
 
+import re
+
 import pytest
 
-from deploy_helpers import OVERLAYS, by_kind, find
+from deploy_helpers import NAMEKO_SERVICES, OVERLAYS, REPO, SERVICES, by_kind, find
 
 SLOWEST_HANDLER_SECONDS = 60  # coverage reconciliation of a large district
 
@@ -52,7 +54,7 @@ def assert_hardened(pod_spec: dict, what: str):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_deployments_are_hardened_probed_and_drain(rendered, overlay):
     deployments = platform_deployments(rendered[overlay])
-    assert {d["metadata"]["name"] for d in deployments} >= {"organization", "gateway"}
+    assert {d["metadata"]["name"] for d in deployments} == set(SERVICES)
     for deployment in deployments:
         name = deployment["metadata"]["name"]
         pod = deployment["spec"]["template"]["spec"]
@@ -76,7 +78,8 @@ def test_deployments_are_hardened_probed_and_drain(rendered, overlay):
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_configured_port_matches_container_port(rendered, overlay):
     objects = rendered[overlay]
-    port_variables = {"organization": ("HTTP_HOST", "HTTP_PORT"), "gateway": ("GATEWAY_HOST", "GATEWAY_PORT")}
+    port_variables = {name: ("HTTP_HOST", "HTTP_PORT") for name in NAMEKO_SERVICES}
+    port_variables["gateway"] = ("GATEWAY_HOST", "GATEWAY_PORT")
     for name, (host_variable, variable) in port_variables.items():
         container = find(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
         values = {}
@@ -125,9 +128,10 @@ def test_gateway_ingress_only_from_ingress_controller_and_prometheus(rendered):
     sources = [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
     namespaces = {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in sources}
     assert namespaces == {"ingress-nginx", "monitoring"}
-    organization = find(rendered["prod"], "NetworkPolicy", "organization")
-    sources = [peer for rule in organization["spec"]["ingress"] for peer in rule["from"]]
-    assert [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in sources] == ["monitoring"]
+    for name in NAMEKO_SERVICES:  # reached over RabbitMQ only: nothing but the scrape comes in
+        service_policy = find(rendered["prod"], "NetworkPolicy", name)
+        sources = [peer for rule in service_policy["spec"]["ingress"] for peer in rule["from"]]
+        assert [p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in sources] == ["monitoring"], name
 
 
 def test_event_stream_ingress_is_unbuffered(rendered):
@@ -176,6 +180,54 @@ def test_keda_scales_each_service_on_its_queues(rendered):
         "evt-member-member.promoted--organization.on_member_promoted",
         "evt-member-transfer.completed--organization.on_transfer_completed",
     } <= organization_queues
+    # member has no event handlers of its own (services/member/member/service.py): its
+    # RPC queue is all it consumes.
+    member_queues = [t["metadata"]["queueName"] for t in scaled["member"]["spec"]["triggers"]]
+    assert member_queues == ["rpc-member"]
+
+
+def _config_values(objects, container) -> dict:
+    values = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            values.update(find(objects, "ConfigMap", source["configMapRef"]["name"]).get("data", {}))
+    return values
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_member_gets_its_encryption_key_and_transfer_settings(rendered, overlay):
+    """member refuses to start (migrate included) without FIELD_ENCRYPTION_KEY; no other
+    service gets the key."""
+    objects = rendered[overlay]
+    for kind, name in (("Deployment", "member"), ("Job", "member-migrate")):
+        container = find(objects, kind, name)["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert env["FIELD_ENCRYPTION_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": "partybuilding-secrets", "key": "FIELD_ENCRYPTION_KEY"}, name
+        values = _config_values(objects, container)
+        assert values.get("TRANSFER_LETTER_VALID_DAYS") == "30", name
+        assert values.get("TRANSFER_EXPIRY_CHECK_SECONDS") == "60", name
+    for kind in ("Deployment", "Job"):
+        for obj in by_kind(objects, kind):
+            if obj["metadata"]["labels"].get("app.kubernetes.io/name") == "member":
+                continue
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                names = {e["name"] for e in container.get("env", [])}
+                assert "FIELD_ENCRYPTION_KEY" not in names, obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name", NAMEKO_SERVICES)
+def test_service_config_keys_are_read_by_the_service(rendered, name):
+    """Every key of <name>-config is a variable the service or the kit reads (a typo
+    would be silently ignored and the default used)."""
+    sources = [REPO / "services" / name / name, REPO / "libs" / "service_kit"]
+    code = "\n".join(p.read_text() for d in sources for p in d.rglob("*.py"))
+    container = find(rendered["prod"], "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+    configmaps = [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s]
+    own = [c for c in configmaps if c.startswith(f"{name}-config")]
+    assert own, f"{name}: no {name}-config ConfigMap"
+    for key in find(rendered["prod"], "ConfigMap", own[0])["data"]:
+        assert re.search(rf"[\"']{key}[\"']|\b{key}=", code), f"{name}-config: {key} is read by nothing"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
