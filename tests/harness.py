@@ -39,7 +39,8 @@ class RunningPlatform:
         env = {k: v for k, v in os.environ.items() if k not in ("ADMIN_PASSWORD", "JWT_SECRET")}
         if env.get("MONGODB_URI"):  # a shared MongoDB: keep this run's databases apart
             suffix = uuid.uuid4().hex[:6]
-            env.update(MONGODB_ORGANIZATION_DB=f"organization_{suffix}", MONGODB_GATEWAY_DB=f"gateway_{suffix}")
+            env.update(MONGODB_ORGANIZATION_DB=f"organization_{suffix}", MONGODB_MEMBER_DB=f"member_{suffix}",
+                       MONGODB_GATEWAY_DB=f"gateway_{suffix}")
         env.update(
             PLATFORM_DATA_DIR=str(data_dir), AMQP_URI=amqp_uri, ADMIN_PASSWORD=self.admin_password,
             SECANTUS_PORT=str(self.secantus_port), GATEWAY_PORT=str(self.gateway_port),

@@ -5,7 +5,7 @@ import logging
 import time
 
 from kombu import Connection
-from nameko.rpc import rpc
+from .entrypoints import rpc
 from nameko.web.handlers import http
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.wrappers import Response

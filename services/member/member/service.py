@@ -6,7 +6,7 @@ import logging
 import os
 
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from platform_contracts.member import (
@@ -14,6 +14,7 @@ from platform_contracts.member import (
     RequestTransfer, RevealIdNumber, TransferFilter, UpdateMember,
 )
 from platform_contracts.problems import Rejected, check_page_limit, parse_or_reject
+from service_kit.entrypoints import rpc
 from service_kit.metrics import EntrypointMetrics
 from service_kit.operations import OperationsMixin
 from service_kit.pii import FieldCipherProvider

@@ -4,7 +4,6 @@ then calls a use case inside a transaction (commands) or the repository (queries
 import os
 
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
 from nameko.timer import timer
 
 from platform_contracts.events import MemberPromoted, MemberRegistered, TransferCompleted
@@ -16,6 +15,7 @@ from platform_contracts.organization import (
 from platform_contracts.problems import Rejected, check_page_limit, parse_or_reject
 from service_kit.auth import ensure_in_scope, narrow_division_filter, require_admin
 from service_kit.consumer import integration_event_handler
+from service_kit.entrypoints import rpc
 from service_kit.metrics import EntrypointMetrics
 from service_kit.operations import OperationsMixin
 from service_kit.store import StoreProvider
