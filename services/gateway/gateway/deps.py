@@ -15,11 +15,12 @@ _bearer = HTTPBearer(auto_error=False, description="an access token from POST /a
 
 async def authenticate(connection: HTTPConnection, token: str | None) -> Principal:
     """The active user a token belongs to. Role and scope are read from the account, not the
-    token, so a deactivation or a change of scope applies at once."""
+    token, so a deactivation or a change of scope applies at once through this replica, and
+    within USER_CACHE_SECONDS through another."""
     if not token:
         raise unauthorized("an access token is required (Authorization: Bearer <token>)")
     claims = decode_token(connection.app.state.settings.jwt_secret, token)
-    user = await connection.app.state.users.by_username(claims["sub"])
+    user = await connection.app.state.users.cached_by_username(claims["sub"])
     if user is None or not user.get("active", False):
         raise unauthorized("the account is unknown or inactive")
     return Principal(id=user["_id"], username=user["username"], role=user["role"], scope=user.get("scope"))

@@ -18,7 +18,7 @@ import aio_pika
 from pydantic import ValidationError
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from platform_contracts.codes import normalize_division_prefix
 from platform_contracts.envelope import CloudEvent
@@ -32,6 +32,8 @@ EVENTS_QUEUE = "gateway.events"
 MAX_TYPE_PATTERNS = 32
 REPLAY_PAGE = 500
 CLIENT_BUFFER = 10_000
+PURGE_BATCH = 1000
+BATCH_LIMIT = 100  # events appended to the log with one insert
 
 
 # ---- filters --------------------------------------------------------------------------------
@@ -86,6 +88,11 @@ def _entry(doc: dict) -> LogEntry:
     return LogEntry(seq=doc["seq"], type=doc["type"], division=doc.get("division"), envelope=doc["envelope"])
 
 
+def _log_doc(seq: int, event: CloudEvent) -> dict:
+    return {"seq": seq, "event_id": event.id, "type": event.type, "division": event.division, "time": event.time,
+            "logged_at": datetime.now(timezone.utc), "envelope": event.to_json_dict()}
+
+
 class EventLog:
     def __init__(self, db: AsyncDatabase):
         self.collection = db["event_log"]
@@ -94,21 +101,58 @@ class EventLog:
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("seq", ASCENDING)], unique=True, name="seq_unique")
         await self.collection.create_index([("event_id", ASCENDING)], unique=True, name="event_id_unique")
-        await self.collection.create_index([("logged_at", ASCENDING)], name="logged_at")
+        # Retention walks the seq index instead, so no insert pays for a logged_at index.
+        if "logged_at" in await self.collection.index_information():
+            await self.collection.drop_index("logged_at")
 
     async def append(self, event: CloudEvent) -> LogEntry | None:
         """Log the event under the next sequence number; None if it is already logged."""
         if await self.collection.find_one({"event_id": event.id}, {"_id": 1}) is not None:
             return None
-        counter = await self.counters.find_one_and_update(
-            {"_id": "event_log"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER)
-        doc = {"seq": counter["seq"], "event_id": event.id, "type": event.type, "division": event.division,
-               "time": event.time, "logged_at": datetime.now(timezone.utc), "envelope": event.to_json_dict()}
+        doc = _log_doc(await self._allocate(1), event)
         try:
             await self.collection.insert_one(doc)
         except DuplicateKeyError:  # another replica logged the same event a moment ago
             return None
         return _entry(doc)
+
+    async def append_batch(self, events: list[CloudEvent]) -> list[LogEntry | None]:
+        """Log the events, in order, under consecutive sequence numbers with three database
+        operations in all; for each event its entry, or None if it is already logged (before,
+        or earlier in this batch)."""
+        first_index_by_id: dict[str, int] = {}
+        for index, event in enumerate(events):
+            first_index_by_id.setdefault(event.id, index)
+        already_logged = await self.collection.find(
+            {"event_id": {"$in": list(first_index_by_id)}}, {"event_id": 1, "_id": 0}).to_list()
+        logged_ids = {doc["event_id"] for doc in already_logged}
+        fresh = [i for i in first_index_by_id.values() if events[i].id not in logged_ids]
+        results: list[LogEntry | None] = [None] * len(events)
+        if not fresh:
+            return results
+        last = await self._allocate(len(fresh))
+        docs = [_log_doc(seq, events[i]) for seq, i in zip(range(last - len(fresh) + 1, last + 1), fresh)]
+        try:
+            await self.collection.insert_many(docs, ordered=True)
+            inserted = len(docs)
+        except BulkWriteError as exc:
+            # Another replica logged one of these since the check (only around a consumer
+            # hand-over). An ordered insert stopped there: log the rest one by one. Their unused
+            # positions are a gap the broadcaster skips, as when a writer dies mid-append.
+            if any(error.get("code") != 11000 for error in exc.details["writeErrors"]):
+                raise
+            inserted = exc.details["nInserted"]
+            for i in fresh[inserted:]:
+                results[i] = await self.append(events[i])
+        for i, doc in zip(fresh[:inserted], docs):
+            results[i] = _entry(doc)
+        return results
+
+    async def _allocate(self, count: int) -> int:
+        """Reserve `count` sequence numbers; the last of them."""
+        counter = await self.counters.find_one_and_update(
+            {"_id": "event_log"}, {"$inc": {"seq": count}}, upsert=True, return_document=ReturnDocument.AFTER)
+        return counter["seq"]
 
     async def after(self, seq: int, limit: int, upto: int | None = None) -> list[LogEntry]:
         bounds = {"$gt": seq} if upto is None else {"$gt": seq, "$lte": upto}
@@ -120,7 +164,18 @@ class EventLog:
         return doc["seq"] if doc else 0
 
     async def purge(self, older_than: datetime) -> int:
-        result = await self.collection.delete_many({"logged_at": {"$lt": older_than}})
+        """Remove the entries logged before `older_than`. One writer at a time appends, so the
+        log is in logged_at order: walk it from its start along the seq index to the last one."""
+        last_expired = None
+        oldest_first = self.collection.find({}, {"seq": 1, "logged_at": 1, "_id": 0}).sort("seq", ASCENDING)
+        async with oldest_first.batch_size(PURGE_BATCH) as cursor:
+            async for doc in cursor:
+                if doc["logged_at"] >= older_than:
+                    break
+                last_expired = doc["seq"]
+        if last_expired is None:
+            return 0
+        result = await self.collection.delete_many({"seq": {"$lte": last_expired}})
         return result.deleted_count
 
 
@@ -272,8 +327,11 @@ def _describe(exc: ValueError) -> str:
 
 
 class EventConsumer:
-    """Consumes every service's events into the log, one at a time so the log keeps the order
-    the broker delivered them in; acks each only once it is logged."""
+    """Consumes every service's events into the log in the order the broker delivered them.
+
+    Whatever has been delivered by the time the log is free is appended as one batch (a lone
+    event at once, never waiting for more), and acked only once it is logged. The prefetch holds
+    a second batch, so the next one arrives while the current one is being written."""
 
     def __init__(self, amqp_uri: str, event_log: EventLog, broadcaster: Broadcaster):
         self.amqp_uri = amqp_uri
@@ -290,7 +348,7 @@ class EventConsumer:
         self._connection = await aio_pika.connect_robust(self.amqp_uri, client_properties={
             "connection_name": "gateway events"})
         channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=100)
+        await channel.set_qos(prefetch_count=2 * BATCH_LIMIT)
         queue = await declare_topology(channel)
         self._task = asyncio.create_task(self._consume(queue), name="event-consumer")
 
@@ -302,33 +360,47 @@ class EventConsumer:
             await self._connection.close()
 
     async def _consume(self, queue: aio_pika.abc.AbstractQueue) -> None:
-        async with queue.iterator() as messages:
-            async for message in messages:
-                await self.handle(message)
+        delivered: asyncio.Queue[aio_pika.abc.AbstractIncomingMessage] = asyncio.Queue()
+        await queue.consume(delivered.put)
+        while True:
+            batch = [await delivered.get()]
+            while len(batch) < BATCH_LIMIT and not delivered.empty():
+                batch.append(delivered.get_nowait())
+            await self.handle(batch)
 
-    async def handle(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+    async def handle(self, messages: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
+        events = [event for message in messages if (event := self._parse(message)) is not None]
+        entries = await self._append(events) if events else []
+        # Every earlier delivery on the channel is in this batch or acked already, so one
+        # multiple-ack of the last covers the batch.
+        await messages[-1].ack(multiple=True)
+        for event, entry in zip(events, entries):
+            if entry is None:
+                EVENTS_DUPLICATE.inc()
+            else:
+                EVENTS_RECEIVED.labels(event.source).inc()
+        if any(entry is not None for entry in entries):
+            self.broadcaster.notify()
+
+    async def _append(self, events: list[CloudEvent]) -> list[LogEntry | None]:
+        while True:
+            try:
+                return await self.log.append_batch(events)
+            except PyMongoError:
+                # Keep the messages (and everything after them) until the log can take them.
+                log.warning("appending %d events to the log failed; retrying", len(events), exc_info=True)
+                await asyncio.sleep(1)
+
+    @staticmethod
+    def _parse(message: aio_pika.abc.AbstractIncomingMessage) -> CloudEvent | None:
+        """The message's event; None (logged and counted) if it is not a valid one."""
         try:
-            event = validate_event(json.loads(message.body))
+            return validate_event(json.loads(message.body))
         except ValueError as exc:  # includes JSON, Unicode and pydantic validation errors
             EVENTS_INVALID.inc()
             log.warning("dropped an invalid event from %s (%s): %s", message.exchange, message.routing_key,
                         _describe(exc))
-            await message.ack()
-            return
-        while True:
-            try:
-                entry = await self.log.append(event)
-                break
-            except PyMongoError:
-                # Keep the message (and everything after it) until the log can take it.
-                log.warning("appending event %s to the log failed; retrying", event.id, exc_info=True)
-                await asyncio.sleep(1)
-        await message.ack()
-        if entry is None:
-            EVENTS_DUPLICATE.inc()
-            return
-        EVENTS_RECEIVED.labels(event.source).inc()
-        self.broadcaster.notify()
+            return None
 
 
 async def purge_periodically(event_log: EventLog, retention_hours: float, interval_seconds: float = 600) -> None:

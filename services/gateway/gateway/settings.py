@@ -22,6 +22,7 @@ class Settings:
     admin_password: str | None = None
     rpc_timeout_seconds: float = 10.0
     event_log_retention_hours: float = 168.0
+    user_cache_seconds: float = 2.0
     log_level: str = "INFO"
 
     @classmethod
@@ -46,5 +47,6 @@ class Settings:
             admin_password=env.get("ADMIN_PASSWORD") or None,
             rpc_timeout_seconds=float(env.get("RPC_TIMEOUT_SECONDS", "10")),
             event_log_retention_hours=float(env.get("EVENT_LOG_RETENTION_HOURS", "168")),
+            user_cache_seconds=float(env.get("USER_CACHE_SECONDS", "2")),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )

@@ -1,10 +1,12 @@
-"""The event log against a real database: sequence, exactly-once append, range reads, purge."""
+"""The event log against a real database: sequence, exactly-once append, batches, range
+reads, purge."""
 
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.monitoring import CommandListener
 
 from platform_contracts.envelope import CloudEvent
 from gateway.events import EventLog
@@ -16,25 +18,101 @@ def event(**fields) -> CloudEvent:
     return CloudEvent(source="service-station", type="station.updated", division="370113", data={"n": 1}, **fields)
 
 
-async def test_append_read_and_purge(mongodb_uri):
-    client = AsyncMongoClient(mongodb_uri, tz_aware=True)
-    try:
-        log = EventLog(client[f"gateway_log_{uuid.uuid4().hex[:8]}"])
-        await log.ensure_indexes()
-        await log.ensure_indexes()  # idempotent, as every start runs it
-        first, second = event(), event()
-        a = await log.append(first)
-        assert await log.append(first) is None  # a redelivery is not logged twice
-        b = await log.append(second)
-        assert (a.seq, b.seq) == (1, 2) and await log.last_seq() == 2
-        assert b.envelope["id"] == second.id and b.division == "370113" and b.type == "station.updated"
-        assert [e.seq for e in await log.after(0, 10)] == [1, 2]
-        assert [e.seq for e in await log.after(0, 10, upto=1)] == [1]
+class CommandCounter(CommandListener):
+    def __init__(self):
+        self.names: list[str] = []
 
-        week_ago = datetime.now(timezone.utc) - timedelta(days=7)
-        await log.collection.update_one({"seq": 1}, {"$set": {"logged_at": week_ago - timedelta(days=1)}})
-        assert await log.purge(week_ago) == 1
-        assert [e.seq for e in await log.after(0, 10)] == [2]
-        assert (await log.append(event())).seq == 3  # the counter never goes back
+    def started(self, event):
+        self.names.append(event.command_name)
+
+    def succeeded(self, event):
+        pass
+
+    def failed(self, event):
+        pass
+
+
+@pytest.fixture
+def commands() -> CommandCounter:
+    return CommandCounter()
+
+
+@pytest.fixture
+async def db(mongodb_uri, commands):
+    client = AsyncMongoClient(mongodb_uri, tz_aware=True, event_listeners=[commands])
+    try:
+        yield client[f"gateway_log_{uuid.uuid4().hex[:8]}"]
     finally:
         await client.close()
+
+
+async def logged_event_ids(log: EventLog) -> list[str]:
+    docs = await log.collection.find({}, {"event_id": 1}).sort("seq", ASCENDING).to_list()
+    return [doc["event_id"] for doc in docs]
+
+
+async def test_append_read_and_purge(db):
+    await db["event_log"].create_index([("logged_at", ASCENDING)], name="logged_at")  # as older versions had
+    log = EventLog(db)
+    await log.ensure_indexes()
+    await log.ensure_indexes()  # idempotent, as every start runs it
+    assert set(await log.collection.index_information()) == {"_id_", "seq_unique", "event_id_unique"}
+    first, second = event(), event()
+    a = await log.append(first)
+    assert await log.append(first) is None  # a redelivery is not logged twice
+    b = await log.append(second)
+    assert (a.seq, b.seq) == (1, 2) and await log.last_seq() == 2
+    assert b.envelope["id"] == second.id and b.division == "370113" and b.type == "station.updated"
+    assert [e.seq for e in await log.after(0, 10)] == [1, 2]
+    assert [e.seq for e in await log.after(0, 10, upto=1)] == [1]
+
+    week_ago = datetime.now(timezone.utc) - timedelta(days=7)
+    assert await log.purge(week_ago) == 0
+    await log.collection.update_one({"seq": 1}, {"$set": {"logged_at": week_ago - timedelta(days=1)}})
+    assert await log.purge(week_ago) == 1
+    assert [e.seq for e in await log.after(0, 10)] == [2]
+    assert (await log.append(event())).seq == 3  # the counter never goes back
+
+
+async def test_a_batch_is_logged_in_order_with_three_operations(db, commands):
+    log = EventLog(db)
+    await log.ensure_indexes()
+    earlier = event()
+    await log.append(earlier)
+    burst = [event() for _ in range(5)]
+    batch = [burst[0], earlier, burst[1], burst[2], burst[1], burst[3], burst[4]]
+
+    commands.names.clear()
+    entries = await log.append_batch(batch)
+    assert commands.names == ["find", "findAndModify", "insert"]
+
+    # Already logged, or earlier in the batch: None, and not logged again.
+    assert [e.seq if e else None for e in entries] == [2, None, 3, 4, None, 5, 6]
+    assert [e.envelope["id"] if e else None for e in entries] == [
+        burst[0].id, None, burst[1].id, burst[2].id, None, burst[3].id, burst[4].id]
+    assert await logged_event_ids(log) == [earlier.id] + [e.id for e in burst]
+    assert await log.append_batch([burst[2], burst[3]]) == [None, None]
+    assert (await log.append_batch([event()]))[0].seq == 7  # a replay allocated nothing
+
+
+async def test_a_batch_racing_another_writer_falls_back_to_one_by_one(db):
+    """Another replica logs one of the batch's events between the check and the insert (a
+    consumer hand-over): every event is still logged exactly once, in order."""
+    log, rival = EventLog(db), EventLog(db)
+    await log.ensure_indexes()
+    batch = [event() for _ in range(5)]
+    allocate = log._allocate
+
+    async def allocate_after_the_rival(count):
+        log._allocate = allocate
+        await rival.append(batch[2])
+        return await allocate(count)
+
+    log._allocate = allocate_after_the_rival
+    entries = await log.append_batch(batch)
+
+    assert entries[2] is None  # the rival logged it
+    assert [e.envelope["id"] for e in entries if e] == [batch[i].id for i in (0, 1, 3, 4)]
+    seqs = [e.seq for e in entries if e]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 4
+    assert sorted(await logged_event_ids(log)) == sorted(e.id for e in batch)

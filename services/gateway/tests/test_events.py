@@ -11,6 +11,7 @@ import httpx
 import pytest
 import websockets
 from httpx_sse import aconnect_sse
+from pymongo import AsyncMongoClient
 
 from service_kit.testing import metric_value
 
@@ -116,6 +117,30 @@ async def test_a_redelivered_event_is_delivered_once(gateway, admin_token):
         after = metric_value((await client.get("/metrics")).text, "gateway_events_duplicate_total")
     assert ids(received) == [event["id"], sentinel["id"]]
     assert after == before + 1
+
+
+async def test_a_burst_is_logged_once_each_with_dense_positions_in_publish_order(gateway, admin_token, mongodb_uri):
+    """Published at once, the events are appended in batches: still one log position each, in
+    publish order with no gap, and a redelivery in the same batch or a later one is logged once."""
+    division = community()
+    burst = [alert_event(division) for _ in range(300)]
+    published = burst[:51] + [burst[50]] + burst[51:250] + [burst[10]] + burst[250:]
+    async with gateway.async_client(admin_token) as client:
+        before = metric_value((await client.get("/metrics")).text, "gateway_events_duplicate_total")
+        async with aconnect_sse(client, "GET", STREAM, params={"division": division}) as source:
+            await publish(gateway.amqp_uri, *published)
+            received = await take(source, len(burst), timeout=30)
+        after = metric_value((await client.get("/metrics")).text, "gateway_events_duplicate_total")
+    assert ids(received) == [e["id"] for e in burst]
+    seqs = [int(e.id) for e in received]
+    assert seqs == list(range(seqs[0], seqs[0] + len(burst)))
+    assert after == before + 2
+    mongo = AsyncMongoClient(mongodb_uri)
+    try:
+        logged = await mongo[gateway.env["MONGODB_GATEWAY_DB"]]["event_log"].count_documents({"division": division})
+    finally:
+        await mongo.close()
+    assert logged == len(burst)
 
 
 async def test_invalid_messages_are_dropped_and_the_stream_goes_on(gateway, admin_token):

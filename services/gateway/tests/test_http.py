@@ -109,6 +109,21 @@ def test_admin_manages_users(gateway, admin, make_user):
     assert_problem(admin.patch("/api/v1/users/doesnotexist", json={"active": True}), 404)
 
 
+def test_a_change_of_scope_applies_to_the_next_request(gateway, admin, make_user):
+    """Accounts are cached for authentication, and a change through PATCH drops the copy."""
+    username, token = make_user("operator", "3701")
+    user_id = next(u["id"] for u in admin.get("/api/v1/users", params={"limit": 500}).json()["items"]
+                   if u["username"] == username)
+    with gateway.client(token) as client:
+        assert client.get("/api/v1/units").status_code == 200  # authenticated: the account is cached now
+        assert last_call(gateway)["actor"]["scope"] == "3701"
+        assert admin.patch(f"/api/v1/users/{user_id}", json={"scope": "370113"}).status_code == 200
+        assert client.get("/api/v1/units").status_code == 200
+        assert last_call(gateway)["actor"]["scope"] == "370113"
+        assert admin.patch(f"/api/v1/users/{user_id}", json={"active": False}).status_code == 200
+        assert_problem(client.get("/api/v1/units"), 401)
+
+
 def test_roles_without_division_access_get_403(gateway, make_user):
     _, secretary = make_user("secretary", ["org-1"])
     _, worker = make_user("worker", "member-1")
