@@ -11,7 +11,8 @@ from pymongo import AsyncMongoClient
 from .events import Broadcaster, EventConsumer, EventLog, purge_periodically
 from .metrics import MetricsMiddleware
 from .problems import install as install_problem_handlers
-from .routes import admin, coverage, instructors, ops, organizations, stream, units, users
+from .routes import (admin, coverage, instructors, members, ops, organizations, stream, transfers, units,
+                     users)
 from .rpc import RpcClient
 from .settings import Settings
 from .users import UserRepository
@@ -31,7 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
         mongo = AsyncMongoClient(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
         db = mongo[settings.mongodb_database]
         await ensure_indexes(db)
-        users_repo = UserRepository(db)
+        users_repo = UserRepository(db, settings.user_cache_seconds)
         await users_repo.bootstrap_admin(settings.admin_password)
         rpc = RpcClient(settings.amqp_uri, settings.rpc_timeout_seconds)
         await rpc.start()
@@ -62,6 +63,6 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware)
-    for module in (users, units, organizations, instructors, coverage, admin, stream, ops):
+    for module in (users, units, organizations, instructors, coverage, members, transfers, admin, stream, ops):
         app.include_router(module.router)
     return app

@@ -3,3 +3,4 @@
 # Routers carry the full path, so a request's route template (a metric label) is the public one.
 API = "/api/v1"
 ORGANIZATION = "organization"  # the nameko service that owns units, organizations and coverage
+MEMBER = "member"  # the nameko service that owns members, the pipeline, transfers and check-ins
