@@ -51,3 +51,31 @@ def page(collection, query: dict, limit: int, cursor: str | None, to_resource, s
     documents = list(collection.find(query, session=session).sort("_id", ASCENDING).limit(limit + 1))
     next_cursor = encode_cursor(documents[limit - 1]["_id"]) if len(documents) > limit else None
     return {"items": [to_resource(d) for d in documents[:limit]], "next_cursor": next_cursor}
+
+
+class DocumentRepository:
+    """Base of a service's repository: the generic reads and writes, in the session given
+    (a transaction) or outside one. Subclasses name the collections and set `to_resource`."""
+
+    to_resource = staticmethod(json_ready)
+
+    def __init__(self, db, session=None):
+        self.db = db
+        self.session = session
+
+    def _get(self, collection: str, ident: str) -> dict | None:
+        return self.db[collection].find_one({"_id": ident}, session=self.session)
+
+    def _require(self, collection: str, kind: str, ident: str, loc: list | None = None) -> dict:
+        document = self._get(collection, ident)
+        if document is None:
+            if loc:  # a reference in the request body: the request is what is wrong
+                raise Rejected.invalid(loc, f"{kind} {ident} does not exist")
+            raise Rejected.not_found(kind, ident)
+        return document
+
+    def _save(self, collection: str, document: dict) -> None:
+        self.db[collection].replace_one({"_id": document["_id"]}, document, session=self.session)
+
+    def _page(self, collection: str, query: dict, limit: int, cursor: str | None) -> dict:
+        return page(self.db[collection], query, limit, cursor, self.to_resource, self.session)

@@ -10,7 +10,7 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.problems import Rejected
-from service_kit.documents import json_ready, page, prefix_query
+from service_kit.documents import DocumentRepository, json_ready, prefix_query
 
 from .access import Visibility
 from .transfers import OPEN
@@ -50,24 +50,8 @@ def _duplicate_id_number() -> Rejected:
                          [{"loc": ["body", "id_number"], "msg": "already registered"}])
 
 
-class Repository:
-    def __init__(self, db, session=None):
-        self.db = db
-        self.session = session
-
-    def _require(self, collection: str, kind: str, ident: str, loc: list | None = None) -> dict:
-        document = self.db[collection].find_one({"_id": ident}, session=self.session)
-        if document is None:
-            if loc:  # a reference in the request body: the request is what is wrong
-                raise Rejected.invalid(loc, f"{kind} {ident} does not exist")
-            raise Rejected.not_found(kind, ident)
-        return document
-
-    def _save(self, collection: str, document: dict) -> None:
-        self.db[collection].replace_one({"_id": document["_id"]}, document, session=self.session)
-
-    def _page(self, collection: str, query: dict, limit: int, cursor: str | None) -> dict:
-        return page(self.db[collection], query, limit, cursor, as_resource, self.session)
+class Repository(DocumentRepository):
+    to_resource = staticmethod(as_resource)
 
     # ---- members -------------------------------------------------------------------------
 

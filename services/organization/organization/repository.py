@@ -6,7 +6,7 @@ from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.codes import division_level, mask_phone, parent_division
 from platform_contracts.problems import Rejected
-from service_kit.documents import json_ready, page, prefix_query
+from service_kit.documents import DocumentRepository, json_ready, prefix_query
 
 from .domain import ALL, COUNT_FIELDS, CounterKey
 
@@ -35,29 +35,8 @@ def ensure_indexes(db) -> None:
     db.coverage_counters.create_index("parent")
 
 
-class Repository:
-    def __init__(self, db, session=None):
-        self.db = db
-        self.session = session
-
-    # ---- generic -------------------------------------------------------------------------
-
-    def _get(self, collection: str, ident: str) -> dict | None:
-        return self.db[collection].find_one({"_id": ident}, session=self.session)
-
-    def _require(self, collection: str, kind: str, ident: str, loc: list | None = None) -> dict:
-        document = self._get(collection, ident)
-        if document is None:
-            if loc:  # a reference in the request body: the request is what is wrong
-                raise Rejected.invalid(loc, f"{kind} {ident} does not exist")
-            raise Rejected.not_found(kind, ident)
-        return document
-
-    def _save(self, collection: str, document: dict) -> None:
-        self.db[collection].replace_one({"_id": document["_id"]}, document, session=self.session)
-
-    def _page(self, collection: str, query: dict, limit: int, cursor: str | None) -> dict:
-        return page(self.db[collection], query, limit, cursor, as_resource, self.session)
+class Repository(DocumentRepository):
+    to_resource = staticmethod(as_resource)
 
     @staticmethod
     def _division_query(prefix: str | None) -> dict:
