@@ -3,6 +3,7 @@ MONGODB_URI) and an isolated RabbitMQ virtual host, so tests never share state w
 running platform or with each other."""
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -189,9 +190,14 @@ class EventTap:
         self.connection.release()
 
 
+# Serial numbers from a random start: unique within a process, and across processes unless
+# two runs issue hundreds of millions of codes.
+_credit_serials = itertools.count(uuid.uuid4().int % (9 * 10**8))
+
+
 def credit_code(division: str = "370113") -> str:
     """A fresh, valid unified social credit code for a unit in `division`."""
     from platform_contracts.codes import credit_code_check_character
 
-    body = f"91{division[:6]}{uuid.uuid4().int % 10**9:09d}"
+    body = f"91{division[:6]}{next(_credit_serials) % 10**9:09d}"
     return body + credit_code_check_character(body)
