@@ -10,9 +10,10 @@ from pymongo import AsyncMongoClient
 
 from .events import Broadcaster, EventConsumer, EventLog, purge_periodically
 from .metrics import MetricsMiddleware
+from .notifications import NotificationStore
 from .problems import install as install_problem_handlers
-from .routes import (admin, coverage, instructors, members, ops, organizations, stream, transfers, units,
-                     users)
+from .routes import (admin, coverage, instructors, members, notifications, ops, organizations, stream, transfers,
+                     units, users)
 from .rpc import RpcClient
 from .settings import Settings
 from .users import UserRepository
@@ -24,6 +25,7 @@ async def ensure_indexes(db) -> None:
     """Idempotent: run at every start and by `python -m gateway migrate`."""
     await UserRepository(db).ensure_indexes()
     await EventLog(db).ensure_indexes()
+    await NotificationStore(db).ensure_indexes()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -39,11 +41,13 @@ def create_app(settings: Settings) -> FastAPI:
         event_log = EventLog(db)
         broadcaster = Broadcaster(event_log)
         await broadcaster.start()
-        consumer = EventConsumer(settings.amqp_uri, event_log, broadcaster)
+        notification_store = NotificationStore(db)
+        consumer = EventConsumer(settings.amqp_uri, event_log, broadcaster, notification_store)
         await consumer.start()
         purger = asyncio.create_task(purge_periodically(event_log, settings.event_log_retention_hours))
         app.state.settings, app.state.db, app.state.users = settings, db, users_repo
         app.state.rpc, app.state.broadcaster, app.state.consumer = rpc, broadcaster, consumer
+        app.state.notifications = notification_store
         log.info("gateway ready on http://%s:%d (docs at /docs)", settings.host, settings.port)
         try:
             yield
@@ -63,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware)
-    for module in (users, units, organizations, instructors, coverage, members, transfers, admin, stream, ops):
+    for module in (users, units, organizations, instructors, coverage, members, transfers, notifications, admin,
+                   stream, ops):
         app.include_router(module.router)
     return app

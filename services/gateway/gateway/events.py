@@ -10,7 +10,7 @@ import fnmatch
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -18,13 +18,16 @@ import aio_pika
 from pydantic import ValidationError
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from platform_contracts.codes import normalize_division_prefix
 from platform_contracts.envelope import CloudEvent
 from platform_contracts.events import SOURCES, exchange_for, validate_event
 
-from .metrics import EVENTS_DUPLICATE, EVENTS_INVALID, EVENTS_RECEIVED, EVENTS_SKIPPED
+from .auth import DIVISION_ROLES, Principal
+from .metrics import EVENTS_DUPLICATE, EVENTS_INVALID, EVENTS_RECEIVED, EVENTS_SKIPPED, NOTIFICATIONS_CREATED
+from .notifications import NOTIFICATION_CREATED, NotificationStore, addressed_to, with_notifications
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +52,28 @@ class LogEntry:
 @dataclass(frozen=True)
 class EventFilter:
     """Which events a client receives: `types` are glob patterns (any may match; none = all),
-    `division` a prefix of the event's `division` extension."""
+    `division` a prefix of the event's `division` extension. With a `reader`, notifications are
+    only those addressed to them (and pass the division filter when they carry no division),
+    and other events only reach the roles that see division-scoped records."""
 
     types: tuple[str, ...] = ()
     division: str | None = None
+    reader: Principal | None = None
 
     def matches(self, entry: LogEntry) -> bool:
         if self.types and not any(fnmatch.fnmatchcase(entry.type, p) for p in self.types):
             return False
-        if self.division is not None and not (entry.division or "").startswith(self.division):
+        if entry.type == NOTIFICATION_CREATED:
+            audience = entry.envelope.get("data", {}).get("audience") or {}
+            if self.reader is not None and not addressed_to(audience, self.reader):
+                return False
+            return entry.division is None or self._in_division(entry)
+        if self.reader is not None and self.reader.role not in DIVISION_ROLES:
             return False
-        return True
+        return self._in_division(entry)
+
+    def _in_division(self, entry: LogEntry) -> bool:
+        return self.division is None or (entry.division or "").startswith(self.division)
 
 
 def parse_types(raw: str | list | None) -> tuple[str, ...]:
@@ -93,8 +107,12 @@ def _log_doc(seq: int, event: CloudEvent) -> dict:
             "logged_at": datetime.now(timezone.utc), "envelope": event.to_json_dict()}
 
 
+OnLogged = Callable[[list[LogEntry], AsyncClientSession], Awaitable[None]]
+
+
 class EventLog:
     def __init__(self, db: AsyncDatabase):
+        self.client = db.client
         self.collection = db["event_log"]
         self.counters = db["counters"]
 
@@ -107,51 +125,52 @@ class EventLog:
 
     async def append(self, event: CloudEvent) -> LogEntry | None:
         """Log the event under the next sequence number; None if it is already logged."""
-        if await self.collection.find_one({"event_id": event.id}, {"_id": 1}) is not None:
-            return None
-        doc = _log_doc(await self._allocate(1), event)
-        try:
-            await self.collection.insert_one(doc)
-        except DuplicateKeyError:  # another replica logged the same event a moment ago
-            return None
-        return _entry(doc)
+        return (await self.append_batch([event]))[0]
 
-    async def append_batch(self, events: list[CloudEvent]) -> list[LogEntry | None]:
-        """Log the events, in order, under consecutive sequence numbers with three database
-        operations in all; for each event its entry, or None if it is already logged (before,
-        or earlier in this batch)."""
+    async def append_batch(self, events: list[CloudEvent], on_logged: OnLogged | None = None,
+                           ) -> list[LogEntry | None]:
+        """Log the events, in order, under consecutive sequence numbers; for each event its
+        entry, or None if it is already logged (before, or earlier in this batch).
+
+        One transaction: a duplicate check, a counter update, an insert, and `on_logged` with the
+        new entries (the notifications among them are stored with them). Undone as a whole, the
+        counter included, so positions stay dense and nothing is half written."""
+        while True:
+            try:
+                async with self.client.start_session() as session:
+                    return await session.with_transaction(lambda s: self._append_batch(events, on_logged, s))
+            except BulkWriteError as exc:
+                # Another replica logged one of these since the check (only around a consumer
+                # hand-over): check again, now that its write is visible.
+                if any(error.get("code") != 11000 for error in exc.details["writeErrors"]):
+                    raise
+
+    async def _append_batch(self, events: list[CloudEvent], on_logged: OnLogged | None,
+                            session: AsyncClientSession) -> list[LogEntry | None]:
         first_index_by_id: dict[str, int] = {}
         for index, event in enumerate(events):
             first_index_by_id.setdefault(event.id, index)
         already_logged = await self.collection.find(
-            {"event_id": {"$in": list(first_index_by_id)}}, {"event_id": 1, "_id": 0}).to_list()
+            {"event_id": {"$in": list(first_index_by_id)}}, {"event_id": 1, "_id": 0}, session=session).to_list()
         logged_ids = {doc["event_id"] for doc in already_logged}
         fresh = [i for i in first_index_by_id.values() if events[i].id not in logged_ids]
         results: list[LogEntry | None] = [None] * len(events)
         if not fresh:
             return results
-        last = await self._allocate(len(fresh))
+        last = await self._allocate(len(fresh), session)
         docs = [_log_doc(seq, events[i]) for seq, i in zip(range(last - len(fresh) + 1, last + 1), fresh)]
-        try:
-            await self.collection.insert_many(docs, ordered=True)
-            inserted = len(docs)
-        except BulkWriteError as exc:
-            # Another replica logged one of these since the check (only around a consumer
-            # hand-over). An ordered insert stopped there: log the rest one by one. Their unused
-            # positions are a gap the broadcaster skips, as when a writer dies mid-append.
-            if any(error.get("code") != 11000 for error in exc.details["writeErrors"]):
-                raise
-            inserted = exc.details["nInserted"]
-            for i in fresh[inserted:]:
-                results[i] = await self.append(events[i])
-        for i, doc in zip(fresh[:inserted], docs):
+        await self.collection.insert_many(docs, ordered=True, session=session)
+        for i, doc in zip(fresh, docs):
             results[i] = _entry(doc)
+        if on_logged is not None:
+            await on_logged([entry for entry in results if entry is not None], session)
         return results
 
-    async def _allocate(self, count: int) -> int:
+    async def _allocate(self, count: int, session: AsyncClientSession | None = None) -> int:
         """Reserve `count` sequence numbers; the last of them."""
         counter = await self.counters.find_one_and_update(
-            {"_id": "event_log"}, {"$inc": {"seq": count}}, upsert=True, return_document=ReturnDocument.AFTER)
+            {"_id": "event_log"}, {"$inc": {"seq": count}}, upsert=True, return_document=ReturnDocument.AFTER,
+            session=session)
         return counter["seq"]
 
     async def after(self, seq: int, limit: int, upto: int | None = None) -> list[LogEntry]:
@@ -327,16 +346,19 @@ def _describe(exc: ValueError) -> str:
 
 
 class EventConsumer:
-    """Consumes every service's events into the log in the order the broker delivered them.
+    """Consumes every service's events into the log in the order the broker delivered them,
+    each followed by the notifications it gives rise to.
 
     Whatever has been delivered by the time the log is free is appended as one batch (a lone
     event at once, never waiting for more), and acked only once it is logged. The prefetch holds
     a second batch, so the next one arrives while the current one is being written."""
 
-    def __init__(self, amqp_uri: str, event_log: EventLog, broadcaster: Broadcaster):
+    def __init__(self, amqp_uri: str, event_log: EventLog, broadcaster: Broadcaster,
+                 notifications: NotificationStore):
         self.amqp_uri = amqp_uri
         self.log = event_log
         self.broadcaster = broadcaster
+        self.notifications = notifications
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._task: asyncio.Task | None = None
 
@@ -369,13 +391,16 @@ class EventConsumer:
             await self.handle(batch)
 
     async def handle(self, messages: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
-        events = [event for message in messages if (event := self._parse(message)) is not None]
+        received = [event for message in messages if (event := self._parse(message)) is not None]
+        events = with_notifications(received)
         entries = await self._append(events) if events else []
         # Every earlier delivery on the channel is in this batch or acked already, so one
         # multiple-ack of the last covers the batch.
         await messages[-1].ack(multiple=True)
         for event, entry in zip(events, entries):
-            if entry is None:
+            if event.type == NOTIFICATION_CREATED:
+                NOTIFICATIONS_CREATED.inc(entry is not None)
+            elif entry is None:
                 EVENTS_DUPLICATE.inc()
             else:
                 EVENTS_RECEIVED.labels(event.source).inc()
@@ -385,7 +410,7 @@ class EventConsumer:
     async def _append(self, events: list[CloudEvent]) -> list[LogEntry | None]:
         while True:
             try:
-                return await self.log.append_batch(events)
+                return await self.log.append_batch(events, on_logged=self.notifications.record)
             except PyMongoError:
                 # Keep the messages (and everything after them) until the log can take them.
                 log.warning("appending %d events to the log failed; retrying", len(events), exc_info=True)

@@ -20,6 +20,7 @@ EVENTS_RECEIVED = Counter("gateway_events_received", "Valid events consumed from
 EVENTS_INVALID = Counter("gateway_events_invalid", "Consumed messages that are not valid events (acked, dropped)")
 EVENTS_DUPLICATE = Counter("gateway_events_duplicate", "Redelivered events already in the event log")
 EVENTS_SKIPPED = Counter("gateway_event_log_gaps", "Event log positions skipped after waiting for them")
+NOTIFICATIONS_CREATED = Counter("gateway_notifications_created", "Notifications created from consumed events")
 RPC_DURATION = Histogram(
     "gateway_rpc_duration_seconds", "nameko RPC round trips by outcome (success, rejected, error, timeout, "
     "unavailable)", ["service", "method", "outcome"],

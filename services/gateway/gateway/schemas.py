@@ -94,3 +94,13 @@ def changed_fields(changes: BaseModel) -> dict:
     if not fields:
         raise ApiProblem.invalid(["body"], "name at least one field to change")
     return fields
+
+
+class NotificationItem(BaseModel):
+    id: str
+    type: str
+    title: str
+    body: str
+    subject: str | None = None
+    created_at: datetime
+    read: bool

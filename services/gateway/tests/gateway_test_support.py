@@ -23,7 +23,8 @@ def valid(event: dict) -> dict:
     return event
 
 
-def alert_event(division: str, type_: str = "coverage.alert_raised", event_id: str | None = None) -> dict:
+def alert_event(division: str, type_: str = "coverage.alert_cleared", event_id: str | None = None) -> dict:
+    """A coverage alert; by default one that notifies nobody, so streams carry only it."""
     return valid({
         "specversion": "1.0", "id": event_id or uuid.uuid4().hex, "source": "organization", "type": type_,
         "time": datetime.now(timezone.utc).isoformat(), "subject": "u1", "datacontenttype": "application/json",
@@ -31,6 +32,24 @@ def alert_event(division: str, type_: str = "coverage.alert_raised", event_id: s
         "data": {"unit_id": "u1", "unit_name": "顺丰速运", "division": division, "full_members": 3,
                  "reason": "3 full members and no standalone organization"},
     })
+
+
+def transfer_event(step: str, transfer: dict, event_id: str | None = None) -> dict:
+    """A `transfer.<step>` as the member service emits it; `transfer` holds the transfer's ids
+    and divisions (as its data carries them). The envelope's division is the side to act next."""
+    division = transfer["to_division"] if step in ("approved", "received", "completed") else transfer["from_division"]
+    return valid({
+        "specversion": "1.0", "id": event_id or uuid.uuid4().hex, "source": "member", "type": f"transfer.{step}",
+        "time": datetime.now(timezone.utc).isoformat(), "subject": transfer["transfer_id"],
+        "datacontenttype": "application/json", "division": division, "correlationid": uuid.uuid4().hex,
+        "causationid": None, "data": {**transfer, "status": step, "by": "someone", "note": None},
+    })
+
+
+def new_transfer(from_division: str, to_division: str) -> dict:
+    return {"transfer_id": uuid.uuid4().hex, "member_id": uuid.uuid4().hex,
+            "from_organization_id": uuid.uuid4().hex, "to_organization_id": uuid.uuid4().hex,
+            "from_unit_id": None, "to_unit_id": None, "from_division": from_division, "to_division": to_division}
 
 
 def station_event(division: str) -> dict:

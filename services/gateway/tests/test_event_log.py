@@ -74,7 +74,7 @@ async def test_append_read_and_purge(db):
     assert (await log.append(event())).seq == 3  # the counter never goes back
 
 
-async def test_a_batch_is_logged_in_order_with_three_operations(db, commands):
+async def test_a_batch_is_logged_in_order_with_three_operations_in_a_transaction(db, commands):
     log = EventLog(db)
     await log.ensure_indexes()
     earlier = event()
@@ -84,7 +84,7 @@ async def test_a_batch_is_logged_in_order_with_three_operations(db, commands):
 
     commands.names.clear()
     entries = await log.append_batch(batch)
-    assert commands.names == ["find", "findAndModify", "insert"]
+    assert commands.names == ["find", "findAndModify", "insert", "commitTransaction"]
 
     # Already logged, or earlier in the batch: None, and not logged again.
     assert [e.seq if e else None for e in entries] == [2, None, 3, 4, None, 5, 6]
@@ -95,24 +95,38 @@ async def test_a_batch_is_logged_in_order_with_three_operations(db, commands):
     assert (await log.append_batch([event()]))[0].seq == 7  # a replay allocated nothing
 
 
-async def test_a_batch_racing_another_writer_falls_back_to_one_by_one(db):
+async def test_a_batch_racing_another_writer_is_retried_with_dense_positions(db):
     """Another replica logs one of the batch's events between the check and the insert (a
-    consumer hand-over): every event is still logged exactly once, in order."""
+    consumer hand-over): the transaction is undone and retried, so every event is logged exactly
+    once, in order, with no unused position."""
     log, rival = EventLog(db), EventLog(db)
     await log.ensure_indexes()
     batch = [event() for _ in range(5)]
     allocate = log._allocate
 
-    async def allocate_after_the_rival(count):
+    async def allocate_after_the_rival(count, session):
         log._allocate = allocate
         await rival.append(batch[2])
-        return await allocate(count)
+        return await allocate(count, session)
 
     log._allocate = allocate_after_the_rival
     entries = await log.append_batch(batch)
 
     assert entries[2] is None  # the rival logged it
     assert [e.envelope["id"] for e in entries if e] == [batch[i].id for i in (0, 1, 3, 4)]
-    seqs = [e.seq for e in entries if e]
-    assert seqs == sorted(seqs) and len(set(seqs)) == 4
-    assert sorted(await logged_event_ids(log)) == sorted(e.id for e in batch)
+    assert [e.seq for e in entries if e] == [2, 3, 4, 5]  # the rival's event took 1
+    assert await logged_event_ids(log) == [batch[i].id for i in (2, 0, 1, 3, 4)]
+
+
+async def test_what_is_written_with_a_batch_is_undone_with_it(db):
+    log = EventLog(db)
+    await log.ensure_indexes()
+
+    async def fail_after_writing(entries, session):
+        await db["projection"].insert_one({"seqs": [e.seq for e in entries]}, session=session)
+        raise RuntimeError("the projection failed")
+
+    with pytest.raises(RuntimeError):
+        await log.append_batch([event(), event()], on_logged=fail_after_writing)
+    assert await logged_event_ids(log) == [] and await db["projection"].count_documents({}) == 0
+    assert (await log.append(event())).seq == 1  # the undone batch left no gap

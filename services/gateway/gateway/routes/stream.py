@@ -1,4 +1,6 @@
-"""Live events for frontends: Server-Sent Events (resumable) and WebSocket."""
+"""Live events for frontends: Server-Sent Events (resumable) and WebSocket. Any role may listen:
+admins and operators get the events of their division scope, and everyone the notifications
+addressed to them."""
 
 import asyncio
 import json
@@ -10,7 +12,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from . import API
-from ..auth import DIVISION_ROLES, Principal, division_filter, require_role
+from ..auth import DIVISION_ROLES, Principal, division_filter
 from ..deps import authenticate, stream_principal
 from ..events import Broadcaster, EventFilter, Subscription, parse_division, parse_types
 from ..metrics import STREAM_CLIENTS
@@ -24,7 +26,8 @@ KEEPALIVE_SECONDS = 15
 
 
 def client_filter(principal: Principal, types, division, loc: str) -> EventFilter:
-    """The caller's filter: an operator only ever sees their own division scope."""
+    """The caller's filter: an operator only ever sees their own division scope; for the other
+    roles (only their notifications) a division just narrows what they asked for."""
     try:
         patterns = parse_types(types)
     except ValueError as exc:
@@ -33,7 +36,9 @@ def client_filter(principal: Principal, types, division, loc: str) -> EventFilte
         requested = parse_division(division)
     except ValueError as exc:
         raise ApiProblem.invalid([loc, "division"], str(exc)) from None
-    return EventFilter(types=patterns, division=division_filter(principal, requested))
+    if principal.role in DIVISION_ROLES:
+        requested = division_filter(principal, requested)
+    return EventFilter(types=patterns, division=requested, reader=principal)
 
 
 def parse_last_event_id(value, loc: list) -> int | None:
@@ -82,11 +87,10 @@ async def event_stream(
 async def event_socket(websocket: WebSocket, access_token: str | None = None):
     """Send `{"subscribe": {"types": [...], "division": "...", "last_event_id": n}}` (again
     to change the filter); receive `{"subscribed": {...}}`, then `{"id": n, "event": {...}}`
-    per event. Errors arrive as `{"error": <problem>}`; auth failures close with 4401/4403."""
+    per event. Errors arrive as `{"error": <problem>}`; auth failures close with 4401."""
     await websocket.accept()
     try:
         principal = await authenticate(websocket, access_token)
-        require_role(principal, DIVISION_ROLES)
     except ApiProblem as exc:
         await websocket.send_json({"error": exc.document})
         await websocket.close(code=4000 + exc.status, reason=exc.document["title"])

@@ -1,0 +1,195 @@
+"""Notifications: who must act on an event (pure rules), whom a notification addresses, and the
+inbox they are kept in.
+
+The consumer derives each event's notifications before logging it and logs them right after it
+as `notification.created` events, in the same transaction that stores them in `notifications`
+(`NotificationStore.record`). Their ids are derived from the source event and the rule, so a
+redelivered event derives the same ids and the log's duplicate check drops them with it.
+
+An audience names a user (`user_id`, `username`) or the people in a scope: operators whose
+division prefix covers `division`, secretaries holding one of `organization_ids`, the worker
+whose member id is `member_id`; `role`, when present, narrows that to one role. Read marks are
+per user (`read_by`), so one operator reading a notification leaves it unread for the others."""
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from pymongo import DESCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from platform_contracts.envelope import CloudEvent
+from platform_contracts.events import CoverageAlert, TransferEventData, data_of
+
+from .auth import ADMIN, OPERATOR, SECRETARY, WORKER, Principal
+
+NOTIFICATION_CREATED = "notification.created"
+# A fixed namespace: the same (event, rule) always gives the same notification id.
+_ID_NAMESPACE = uuid.UUID("6f1d3c2e-8a47-4b0e-9d55-0c4f7a1be2a9")
+
+
+@dataclass(frozen=True)
+class Notification:
+    rule: str
+    type: str
+    title: str
+    body: str
+    subject: str
+    audience: dict
+
+
+# ---- rules: which events notify whom ----------------------------------------------------------
+# Texts carry ids only, never names, ID numbers or phones.
+
+def _side(organization_id: str, division: str | None) -> dict:
+    """A transfer's side: the operators over its division and the organization's secretaries."""
+    return {k: v for k, v in (("division", division), ("organization_ids", [organization_id])) if v}
+
+
+def _transfer_rules(event: CloudEvent) -> list[Notification]:
+    t: TransferEventData = data_of(event, TransferEventData)
+    sending, receiving = _side(t.from_organization_id, t.from_division), _side(t.to_organization_id, t.to_division)
+    member = {"role": WORKER, "member_id": t.member_id}
+    ref = t.transfer_id
+
+    def note(rule, type_, audience, zh, en):
+        return Notification(rule, type_, f"{zh} / {en}", f"组织关系转接 {ref}：{zh}。/ Transfer {ref}: {en}.",
+                            ref, audience)
+
+    step = event.type.removeprefix("transfer.")
+    if step == "requested":
+        return [note("sending_side", "transfer.awaiting_approval", sending, "转接待审批", "awaiting approval"),
+                note("member", "transfer.requested", member, "转接申请已提交", "requested")]
+    if step == "approved":
+        return [note("receiving_side", "transfer.awaiting_receipt", receiving, "转接待接收", "awaiting receipt"),
+                note("member", "transfer.approved", member, "转出方已批准", "approved by the sending side")]
+    if step == "received":
+        return [note("member", "transfer.awaiting_report_in", member, "请到新组织报到",
+                     "report in to your new organization")]
+    outcome = {"completed": ("转接已完成", "completed"), "rejected": ("转接被退回", "rejected"),
+               "cancelled": ("转接已撤销", "cancelled"), "expired": ("介绍信已过期", "letter expired")}
+    if step in outcome:
+        # The side the envelope names: the receiving one that took the member in, or the
+        # sending one whose request has ended.
+        side = receiving if step == "completed" else sending
+        zh, en = outcome[step]
+        return [note("member", event.type, member, zh, en), note("side", event.type, side, zh, en)]
+    return []
+
+
+def _coverage_rules(event: CloudEvent) -> list[Notification]:
+    alert: CoverageAlert = data_of(event, CoverageAlert)
+    return [Notification(
+        "operators", "coverage.should_establish", "单位应建立党组织 / The unit should establish an organization",
+        f"单位 {alert.unit_id} 有 {alert.full_members} 名正式党员，尚无单独的党组织。"
+        f"/ Unit {alert.unit_id} has {alert.full_members} full members and no standalone organization.",
+        alert.unit_id, {"role": OPERATOR, "division": alert.division})]
+
+
+def rules_for(event: CloudEvent) -> list[Notification]:
+    if event.type.startswith("transfer."):
+        return _transfer_rules(event)
+    if event.type == "coverage.alert_raised":
+        return _coverage_rules(event)
+    return []
+
+
+def notification_events(event: CloudEvent) -> list[CloudEvent]:
+    """The `notification.created` events an event gives rise to."""
+    created_at = datetime.now(timezone.utc).isoformat()
+    events = []
+    for n in rules_for(event):
+        notification_id = uuid.uuid5(_ID_NAMESPACE, f"{event.id}\n{n.rule}").hex
+        events.append(CloudEvent(
+            id=notification_id, source="gateway", type=NOTIFICATION_CREATED, subject=notification_id,
+            division=n.audience.get("division"), correlationid=event.correlationid, causationid=event.id,
+            data={"id": notification_id, "type": n.type, "title": n.title, "body": n.body, "subject": n.subject,
+                  "created_at": created_at, "audience": n.audience}))
+    return events
+
+
+def with_notifications(events: list[CloudEvent]) -> list[CloudEvent]:
+    """The events, each followed by the notifications it gives rise to."""
+    return [e for event in events for e in (event, *notification_events(event))]
+
+
+# ---- addressing -------------------------------------------------------------------------------
+
+def addressed_to(audience: dict, principal: Principal) -> bool:
+    """Whether a notification for `audience` is the caller's (admins see every one)."""
+    if principal.role == ADMIN:
+        return True
+    if principal.id == audience.get("user_id") or principal.username == audience.get("username"):
+        return True
+    if audience.get("role") not in (None, principal.role):
+        return False
+    scope = principal.scope
+    if principal.role == OPERATOR:
+        return bool(audience.get("division")) and audience["division"].startswith(scope)
+    if principal.role == SECRETARY:
+        return bool(set(audience.get("organization_ids") or ()) & set(scope or ()))
+    if principal.role == WORKER:
+        return audience.get("member_id") is not None and audience["member_id"] == scope
+    return False
+
+
+def audience_query(principal: Principal) -> dict:
+    """`addressed_to` as a MongoDB filter on stored notifications."""
+    if principal.role == ADMIN:
+        return {}
+    clauses: list[dict] = [{"audience.user_id": principal.id}, {"audience.username": principal.username}]
+    scope = principal.scope
+    if principal.role == OPERATOR:
+        by_scope = {"audience.division": {"$regex": f"^{re.escape(scope)}"}}
+    elif principal.role == SECRETARY:
+        by_scope = {"audience.organization_ids": {"$in": list(scope or [])}}
+    elif principal.role == WORKER:
+        by_scope = {"audience.member_id": scope}
+    else:
+        return {"$or": clauses}
+    clauses.append({"audience.role": {"$in": [None, principal.role]}, **by_scope})
+    return {"$or": clauses}
+
+
+# ---- the inbox --------------------------------------------------------------------------------
+
+def _item(doc: dict, principal: Principal) -> dict:
+    return {"id": doc["_id"], **{k: doc[k] for k in ("type", "title", "body", "subject", "created_at")},
+            "read": principal.id in doc.get("read_by", ())}
+
+
+class NotificationStore:
+    def __init__(self, db: AsyncDatabase):
+        self.collection = db["notifications"]
+
+    async def ensure_indexes(self) -> None:
+        await self.collection.create_index([("seq", DESCENDING)], unique=True, name="seq_unique")
+
+    async def record(self, entries, session) -> None:
+        """Store the notifications among freshly logged entries (inside the log's transaction);
+        `seq` is their log position, which orders an inbox newest first."""
+        docs = [{"_id": data["id"], **{k: v for k, v in data.items() if k != "id"}, "seq": entry.seq, "read_by": []}
+                for entry in entries if entry.type == NOTIFICATION_CREATED
+                for data in (entry.envelope["data"],)]
+        if docs:
+            await self.collection.insert_many(docs, ordered=True, session=session)
+
+    async def list_for(self, principal: Principal, unread: bool | None, limit: int,
+                       before: int | None) -> tuple[list[dict], int | None]:
+        """The caller's notifications, newest first, from before log position `before`; and the
+        position to continue from, if there may be more."""
+        query = audience_query(principal)
+        if unread is not None:
+            query = {**query, "read_by": {"$ne": principal.id} if unread else principal.id}
+        if before is not None:
+            query = {**query, "seq": {"$lt": before}}
+        docs = await self.collection.find(query).sort("seq", DESCENDING).limit(limit).to_list()
+        return [_item(doc, principal) for doc in docs], docs[-1]["seq"] if len(docs) == limit else None
+
+    async def mark_read(self, notification_id: str, principal: Principal) -> dict | None:
+        """Mark it read for the caller; None if there is no such notification for them."""
+        doc = await self.collection.find_one_and_update(
+            {"_id": notification_id, **audience_query(principal)}, {"$addToSet": {"read_by": principal.id}},
+            return_document=ReturnDocument.AFTER)
+        return _item(doc, principal) if doc else None
