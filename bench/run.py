@@ -211,6 +211,19 @@ def bulk_registration(platform: RunningPlatform, batches: int, batch_size: int) 
             "units_per_s": round(batches * batch_size / elapsed)}
 
 
+def wait_for_outbox_drained(platform: RunningPlatform, timeout: float = 600) -> float:
+    """Seconds until every event is published: queries are then measured on a quiet platform."""
+    started = time.perf_counter()
+    url = f"http://{platform.metrics_targets['organization']}/metrics"
+    while time.perf_counter() - started < timeout:
+        text = httpx.get(url).text
+        pending = [line for line in text.splitlines() if line.startswith("outbox_pending_events{")]
+        if pending and float(pending[0].split()[-1]) == 0:
+            return round(time.perf_counter() - started, 1)
+        time.sleep(1)
+    return float("nan")
+
+
 def coverage_queries(platform: RunningPlatform, count: int) -> dict:
     filters = [{"division": "370113"}, {"division": "37"}, {"division": "370113005"}, {},
                {"division": "3701", "industry": "express"}, {"division": "370211", "type": "market"}]
@@ -248,6 +261,7 @@ def main() -> None:
             show("post->sse @10/s", steady_latency(platform, 10, 8 if quick else 30))
             show("sustained commands", sustained_commands(platform, 8, 8 if quick else 20))
             show("bulk registration", bulk_registration(platform, 4 if quick else 20, 500))
+            show("outbox drained", {"seconds": wait_for_outbox_drained(platform)})
             targets = [23_000, 115_000, 230_000] if not quick else [5_000, 20_000]
             for target in targets:
                 seed_units(mongodb_uri, platform.organization_database, target)

@@ -83,7 +83,7 @@ class Commands:
         repo.insert_units(units)
         for unit in units:
             self._emit_unit(uow, "unit.registered", unit)
-        coverage.apply_unit_changes(uow, repo, [(None, unit) for unit in units], "unit.registered")
+        coverage.apply_unit_changes(uow, repo, [(None, unit) for unit in units], "unit.registered", report_level=6)
         return [as_resource(unit) for unit in units]
 
     def update_unit(self, uow, unit_id: str, changes: UpdateUnit, actor: dict) -> dict:

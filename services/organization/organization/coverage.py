@@ -40,11 +40,12 @@ def load_gauges(repo: Repository) -> None:
         publish_gauges(district, counts)
 
 
-def _split(before: dict | None, after: dict | None) -> list[tuple[str, dict | None, dict | None]]:
-    """A change keyed by the division it is reported under; a move reports on both sides."""
+def _split(before: dict | None, after: dict | None, level: int) -> list[tuple[str, dict | None, dict | None]]:
+    """A change keyed by the division it is reported under (cut to `level` digits); a move
+    reports on both sides."""
     if before and after and before["division"] != after["division"]:
-        return [(before["division"], before, None), (after["division"], None, after)]
-    return [((after or before)["division"], before, after)]
+        return [(before["division"][:level], before, None), (after["division"][:level], None, after)]
+    return [((after or before)["division"][:level], before, after)]
 
 
 class CounterBuffer:
@@ -82,11 +83,14 @@ class CounterBuffer:
         self.pending = []
 
 
-def apply_unit_changes(uow, repo: Repository, changes: list[tuple[dict | None, dict | None]], cause: str) -> None:
-    """Move the counters for `changes` (unit before, unit after) and emit what they mean."""
+def apply_unit_changes(uow, repo: Repository, changes: list[tuple[dict | None, dict | None]], cause: str,
+                       report_level: int = 12) -> None:
+    """Move the counters for `changes` (unit before, unit after) and emit what they mean:
+    one coverage.changed per division touched, down to `report_level` digits (a ledger
+    import reports per district rather than per community)."""
     groups: dict[str, list] = defaultdict(list)
     for before, after in changes:
-        for division, b, a in _split(before, after):
+        for division, b, a in _split(before, after, report_level):
             groups[division].append((b, a))
 
     deltas = {division: domain.merge_deltas([domain.counter_delta(b, a) for b, a in pairs])
