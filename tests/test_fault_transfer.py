@@ -1,0 +1,231 @@
+"""Fault tests for transfers of organizational relationship (组织关系转接) across two districts,
+Changqing (370113) → Licheng (370112), through the gateway as the two sides' operators do it.
+
+(a) kill -9 the member service between approval and receipt: the receiving side's receipts
+    and report-ins are in flight from client threads that retry with the same
+    Idempotency-Key on 5xx and timeouts, as a frontend does. After the restart every transfer
+    is completed exactly once, every member sits in the receiving organization, the stream
+    carries one `transfer.completed` per transfer, and both units count what they should.
+(b) kill -9 the organization service between `transfer.completed` and its coverage update:
+    it is killed right after the first completion reaches the stream, while more are being
+    reported in and their events are on their way to it. After the restart both units'
+    member counts are exact (the inbox applies each event once: nothing lost, nothing
+    doubled), and the service's reconciliation in report mode finds no drift."""
+
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from service_kit.testing import wait_for
+from tests.test_e2e_transfers import account, created, full_member, joint_branch, ok, unit_body, unit_figures
+
+pytestmark = pytest.mark.slow
+
+TRANSFERS = 10
+# How long a client keeps retrying one command. A process killed inside an open transaction
+# leaves it to the database to abort, which it does when the transaction's lifetime runs out
+# (60 s, as mongod's transactionLifetimeLimitSeconds): writes that touch what it wrote wait
+# that long, so the tests allow for it.
+DEADLINE_SECONDS = 120
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+def send(api: httpx.Client, path: str, key: str, failures: list, json: dict | None = None) -> dict | None:
+    """POST `path` until it is answered below 500, always with the same Idempotency-Key."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            response = api.post(path, json=json, headers={"Idempotency-Key": key})
+        except httpx.HTTPError:
+            response = None
+        if response is not None and response.status_code < 500:
+            if response.status_code != 200:
+                failures.append(f"{path}: {response.status_code} {response.text[:300]}")
+                return None
+            return response.json()
+        time.sleep(0.5)
+    failures.append(f"{path}: never answered")
+    return None
+
+
+def two_sides(platform, admin, street: str, members: int, receiving_members: int):
+    """A unit in each district, each covered by a joint branch; `members` full members on the
+    sending side (to be transferred) and `receiving_members` on the receiving side."""
+    sending_unit = created(admin.post("/units", json=unit_body(f"370113{street}")))
+    receiving_unit = created(admin.post("/units", json=unit_body(f"370112{street}")))
+    sending = joint_branch(admin, f"370113{street}", sending_unit["id"])
+    receiving = joint_branch(admin, f"370112{street}", receiving_unit["id"])
+    with ThreadPoolExecutor(4) as pool:  # registered side by side: only the setup is faster
+        moving = list(pool.map(lambda _: full_member(admin, sending, sending_unit), range(members)))
+        list(pool.map(lambda _: full_member(admin, receiving, receiving_unit), range(receiving_members)))
+    wait_for(lambda: unit_figures(admin, sending_unit)[0] == members, timeout=60, what="sending unit counted")
+    wait_for(lambda: unit_figures(admin, receiving_unit)[0] == receiving_members, timeout=60,
+             what="receiving unit counted")
+    return sending_unit, receiving_unit, sending, receiving, moving
+
+
+def request_and_approve(platform, sending_operator: str, receiving: dict, receiving_unit: dict,
+                        members: list[dict], worker: str | None = None) -> list[dict]:
+    def request(index: int) -> dict:
+        token = worker if (worker and index == 0) else sending_operator  # the member asks, or the sending side
+        with platform.client(token) as api:
+            return created(api.post("/transfers", json={
+                "member_id": members[index]["id"], "to_organization_id": receiving["id"],
+                "to_unit_id": receiving_unit["id"], "reason": "工作调动到历城区"}))
+
+    def approve(transfer: dict) -> str:
+        with platform.client(sending_operator) as api:
+            return ok(api.post(f"/transfers/{transfer['id']}/approve", json={}))["status"]
+
+    with ThreadPoolExecutor(4) as pool:
+        transfers = list(pool.map(request, range(len(members))))
+        assert set(pool.map(approve, transfers)) == {"approved"}
+    return transfers
+
+
+def transfers_of(admin, receiving: dict) -> dict[str, dict]:
+    page = ok(admin.get("/transfers", params={"organization_id": receiving["id"], "limit": 500}))
+    return {t["id"]: t for t in page["items"]}
+
+
+def completed_on(stream, ids: set[str]) -> Counter:
+    return Counter(e["data"]["subject"] for e in list(stream.events)
+                   if e["data"]["type"] == "transfer.completed" and e["data"]["subject"] in ids)
+
+
+# ---- (a) the member service killed between approval and receipt ---------------------------------
+
+def test_kill_member_service_between_approval_and_receipt(platform, sse):
+    stream = sse({"types": "transfer.completed"})
+    receiving_before = 2
+    with platform.client() as admin:
+        sending_unit, receiving_unit, sending, receiving, members = two_sides(
+            platform, admin, "205", TRANSFERS, receiving_before)
+        sending_operator = account(platform, admin, "operator", "370113")
+        receiving_operator = account(platform, admin, "operator", "370112")
+        worker = account(platform, admin, "worker", members[0]["id"])
+    transfers = request_and_approve(platform, sending_operator, receiving, receiving_unit, members, worker)
+    ids = {t["id"] for t in transfers}
+
+    answered: list[str] = []  # "receive:<id>" / "report-in:<id>", as the answers come
+    failures: list[str] = []
+
+    def receive_and_report_in(batch: list[dict]):
+        with platform.client(receiving_operator) as side, platform.client(worker) as me:
+            for transfer in batch:
+                if send(side, f"/transfers/{transfer['id']}/receive", uuid.uuid4().hex, failures):
+                    answered.append(f"receive:{transfer['id']}")
+                time.sleep(0.3)
+                # The member reports in themselves where they can; otherwise the receiving side.
+                api = me if transfer["member_id"] == members[0]["id"] else side
+                result = send(api, f"/transfers/{transfer['id']}/report-in", uuid.uuid4().hex, failures)
+                if result:
+                    answered.append(f"report-in:{transfer['id']}")
+                    if result["status"] != "completed":
+                        failures.append(f"report-in answered {result['status']}")
+                time.sleep(0.3)
+
+    clients = [threading.Thread(target=receive_and_report_in, args=(transfers[i::5],)) for i in range(5)]
+    for client in clients:
+        client.start()
+    # Some receipts are through, most are still to come or in flight: kill -9 the member service.
+    wait_for(lambda: len(answered) >= 3, timeout=60, interval=0.02, what="first receipts answered")
+    answered_at_kill = len(answered)
+    platform.kill("member")
+    for client in clients:
+        client.join(DEADLINE_SECONDS * 2 + 10)
+    assert not failures, failures
+    assert answered_at_kill < 2 * TRANSFERS, "the kill landed after every command was answered"
+    assert sorted(answered) == sorted([f"receive:{i}" for i in ids] + [f"report-in:{i}" for i in ids])
+
+    with platform.client() as admin:
+        # Every transfer completed, each exactly once.
+        listed = transfers_of(admin, receiving)
+        assert ids <= set(listed)
+        for transfer_id in ids:
+            steps = [step["status"] for step in listed[transfer_id]["history"]]
+            assert listed[transfer_id]["status"] == "completed", listed[transfer_id]
+            assert steps == ["requested", "approved", "received", "completed"], steps
+        # Each member is in the receiving organization, its unit and its district.
+        for member in members:
+            moved = ok(admin.get(f"/members/{member['id']}"))
+            assert (moved["organization_id"], moved["unit_id"], moved["division"], moved["open_transfer_id"]) == \
+                   (receiving["id"], receiving_unit["id"], receiving["division"], None)
+        # One transfer.completed per transfer on the stream.
+        wait_for(lambda: set(completed_on(stream, ids)) == ids, timeout=120, what="every transfer.completed")
+        time.sleep(1)  # a late duplicate would show up now
+        assert set(completed_on(stream, ids).values()) == {1}, completed_on(stream, ids)
+        # Both units' counts moved by exactly the transfers.
+        wait_for(lambda: (unit_figures(admin, sending_unit), unit_figures(admin, receiving_unit))
+                 == ((0, False), (receiving_before + TRANSFERS, True)),
+                 timeout=120, interval=0.5, what="both units counted the transfers")
+        time.sleep(1)
+        assert unit_figures(admin, sending_unit) == (0, False)
+        assert unit_figures(admin, receiving_unit) == (receiving_before + TRANSFERS, True)
+
+
+# ---- (b) the organization service killed between transfer.completed and its coverage update -------
+
+def test_kill_organization_service_between_completion_and_coverage(platform, sse):
+    stream = sse({"types": "transfer.completed,unit.updated,coverage.changed"})
+    with platform.client() as admin:
+        sending_unit, receiving_unit, sending, receiving, members = two_sides(platform, admin, "206", TRANSFERS, 0)
+        assert unit_figures(admin, sending_unit) == (TRANSFERS, True)
+        sending_operator = account(platform, admin, "operator", "370113")
+        receiving_operator = account(platform, admin, "operator", "370112")
+    transfers = request_and_approve(platform, sending_operator, receiving, receiving_unit, members)
+    with platform.client(receiving_operator) as api:
+        for transfer in transfers:
+            assert ok(api.post(f"/transfers/{transfer['id']}/receive"))["status"] == "received"
+    ids = {t["id"] for t in transfers}
+
+    failures: list[str] = []
+    reported: list[str] = []
+
+    def report_in(batch: list[dict]):
+        with platform.client(receiving_operator) as api:
+            for transfer in batch:
+                result = send(api, f"/transfers/{transfer['id']}/report-in", uuid.uuid4().hex, failures)
+                if result:
+                    reported.append(transfer["id"])
+                time.sleep(0.15)
+
+    clients = [threading.Thread(target=report_in, args=(transfers[i::2],)) for i in range(2)]
+    for client in clients:
+        client.start()
+    # The first completion is on the stream: the organization service is applying it or about
+    # to, and the next ones are being reported in. kill -9 it now.
+    wait_for(lambda: completed_on(stream, ids), timeout=60, interval=0.01, what="the first transfer.completed")
+    completed_at_kill = sum(completed_on(stream, ids).values())
+    platform.kill("organization")
+    for client in clients:
+        client.join(DEADLINE_SECONDS * 2 + 10)
+    assert not failures, failures
+    assert sorted(reported) == sorted(ids)
+    assert completed_at_kill < TRANSFERS, "the kill landed after every transfer had completed"
+
+    with platform.client() as admin:
+        listed = transfers_of(admin, receiving)
+        assert all(listed[i]["status"] == "completed" for i in ids)
+        wait_for(lambda: set(completed_on(stream, ids)) == ids, timeout=120, what="every transfer.completed")
+        # Nothing lost, nothing applied twice: the counts equal the transfers, and stay there.
+        expected = ((0, False), (TRANSFERS, True))
+        wait_for(lambda: (unit_figures(admin, sending_unit), unit_figures(admin, receiving_unit)) == expected,
+                 timeout=120, interval=0.5, what="both units counted every transfer once")
+        time.sleep(2)
+        assert (unit_figures(admin, sending_unit), unit_figures(admin, receiving_unit)) == expected
+        # Every completion was applied once: one unit.updated per unit for each of them.
+        completions = {e["data"]["id"] for e in stream.events
+                       if e["data"]["type"] == "transfer.completed" and e["data"]["subject"] in ids}
+        updates = Counter((e["data"]["causationid"], e["data"]["subject"]) for e in stream.events
+                          if e["data"]["type"] == "unit.updated" and e["data"].get("causationid") in completions)
+        assert set(updates.values()) == {1} and len(updates) == 2 * TRANSFERS, updates
+        # The coverage counters agree with a full recount.
+        report = ok(admin.post("/coverage/reconcile", params={"repair": "false"}))
+        assert report["drifted_counters"] == 0 and report["drifted_units"] == 0, report
