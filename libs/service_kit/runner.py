@@ -10,6 +10,7 @@ import eventlet
 from nameko.runners import ServiceRunner
 
 from . import topology
+from .entrypoints import ExpectedErrorsWithoutTraceback
 from .config import retry_delays
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ def configure_logging(level: str) -> None:
     )
     logging.getLogger("kombu").setLevel(logging.WARNING)
     logging.getLogger("amqp").setLevel(logging.WARNING)
+    logging.getLogger("nameko.containers").addFilter(ExpectedErrorsWithoutTraceback())
 
 
 def run(service_cls, config: dict, migrate) -> None:
