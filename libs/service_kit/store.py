@@ -78,11 +78,36 @@ class UnitOfWork:
             )
 
 
+def parse_command_id(command_id) -> tuple[str, str | None]:
+    """A command id is a string, or `{"key": str, "request": str}` where `request` is a
+    fingerprint of the request that carried the key (the gateway sends that): a repeat whose
+    fingerprint differs is a key reused for another request, refused rather than answered with
+    the first request's result."""
+    if isinstance(command_id, dict) and set(command_id) == {"key", "request"}:
+        key, request = command_id["key"], command_id["request"]
+        if isinstance(request, str) and 1 <= len(request) <= 200:
+            command_id = key
+        else:
+            command_id = None
+    else:
+        request = None
+    if not isinstance(command_id, str) or not 1 <= len(command_id) <= 300:
+        raise Rejected.invalid(["header", "Idempotency-Key"], "must be a string of 1 to 300 characters")
+    return command_id, request
+
+
+def _check_same_request(record: dict, request: str | None) -> None:
+    if request is not None and record.get("request") not in (None, request):
+        raise Rejected.make(422, "this Idempotency-Key was already used for a different request; use a new key",
+                            [{"loc": ["header", "Idempotency-Key"], "msg": "already used for a different request"}])
+
+
 class _PendingCommand:
     """A command waiting for the writer; whoever holds the write lock may execute it."""
 
-    def __init__(self, command_id: str, work: Callable[[UnitOfWork], dict]):
+    def __init__(self, command_id: str, request: str | None, work: Callable[[UnitOfWork], dict]):
         self.command_id = command_id
+        self.request = request
         self.work = work
         self.finished = False
         self._result = None
@@ -149,18 +174,18 @@ class Store:
         """`exclusive=False` for long, mostly-reading transactions that must not hold up writers."""
         return self._transaction(work, correlationid, correlationid, exclusive)[0]
 
-    def execute_command(self, command_id: str, work: Callable[[UnitOfWork], dict]) -> dict:
-        """Run `work` once per command id; a repeat returns the stored result unchanged.
+    def execute_command(self, command_id: str | dict, work: Callable[[UnitOfWork], dict]) -> dict:
+        """Run `work` once per command id (see `parse_command_id`); a repeat returns the stored
+        result unchanged.
 
         With serialized writes, commands that queue up while another commits are committed
         together in one transaction (group commit): the commit and the outbox and command-log
         writes are paid once for the group. If any command of a group fails, the group is
         rolled back and each command runs on its own, so one bad command fails alone."""
-        if not isinstance(command_id, str) or not 1 <= len(command_id) <= 200:
-            raise Rejected.invalid(["header", "Idempotency-Key"], "must be a string of 1 to 200 characters")
+        command_id, request = parse_command_id(command_id)
         if not self._serialize:
-            return self._execute_alone(command_id, work, exclusive=False)
-        pending = _PendingCommand(command_id, work)
+            return self._execute_alone(command_id, request, work, exclusive=False)
+        pending = _PendingCommand(command_id, request, work)
         self._queue.append(pending)
         with self._write_lock:
             while not pending.finished:
@@ -169,14 +194,17 @@ class Store:
                 self._execute_group(group)
         return pending.outcome()
 
-    def _execute_alone(self, command_id: str, work: Callable[[UnitOfWork], dict], exclusive: bool) -> dict:
+    def _execute_alone(self, command_id: str, request: str | None, work: Callable[[UnitOfWork], dict],
+                       exclusive: bool) -> dict:
         def once(uow: UnitOfWork):
             done = self.db.commands.find_one({"_id": command_id}, session=uow.session)
             if done is not None:
+                _check_same_request(done, request)
                 return done["result"]
             result = work(uow)
             uow.db.commands.insert_one(
-                {"_id": command_id, "result": result, "executed_at": uow.now}, session=uow.session
+                {"_id": command_id, "result": result, "request": request, "executed_at": uow.now},
+                session=uow.session,
             )
             return result
 
@@ -187,6 +215,7 @@ class Store:
             done = self.db.commands.find_one({"_id": command_id})
             if done is None:
                 raise exc
+            _check_same_request(done, request)
             return done["result"]
 
     def _execute_group(self, group: list["_PendingCommand"]) -> None:
@@ -208,7 +237,8 @@ class Store:
         for pending in group:
             COMMANDS_PER_TRANSACTION.labels(self.source).observe(1)
             try:
-                pending.finish(result=self._execute_alone(pending.command_id, pending.work, exclusive=False))
+                pending.finish(result=self._execute_alone(pending.command_id, pending.request, pending.work,
+                                                          exclusive=False))
             except Exception as exc:  # noqa: BLE001 - handed to the caller waiting for it
                 pending.finish(error=exc)
 
@@ -217,18 +247,19 @@ class Store:
 
         def attempt(session):
             ids = [p.command_id for p in group]
-            results = {d["_id"]: d["result"]
-                       for d in self.db.commands.find({"_id": {"$in": ids}}, session=session)}
+            done = {d["_id"]: d for d in self.db.commands.find({"_id": {"$in": ids}}, session=session)}
             uows, records, shared, before_commit = [], [], {}, []
             for pending in group:
-                if pending.command_id in results:  # done before, or earlier in this group
+                if pending.command_id in done:  # done before, or earlier in this group
+                    _check_same_request(done[pending.command_id], pending.request)
                     continue
                 uow = UnitOfWork(self.db, session, self.source, pending.command_id, pending.command_id,
                                  shared, before_commit)
-                results[pending.command_id] = pending.work(uow)
+                record = {"_id": pending.command_id, "result": pending.work(uow), "request": pending.request,
+                          "executed_at": uow.now}
+                done[pending.command_id] = record
                 uows.append(uow)
-                records.append({"_id": pending.command_id, "result": results[pending.command_id],
-                                "executed_at": uow.now})
+                records.append(record)
             for hook in before_commit:
                 hook()
             events = [e for uow in uows for e in uow.events]
@@ -236,7 +267,7 @@ class Store:
                 UnitOfWork(self.db, session, self.source, None, None).write_outbox(events)
             if records:
                 self.db.commands.insert_many(records, session=session)
-            holder.update(results=[results[i] for i in ids], uows=uows)
+            holder.update(results=[done[i]["result"] for i in ids], uows=uows)
 
         with self.client.start_session() as session:
             session.with_transaction(attempt)

@@ -1,5 +1,7 @@
 """FastAPI dependencies: the caller, role checks, idempotency and the RPC client."""
 
+import hashlib
+import json
 import uuid
 from typing import Annotated
 
@@ -52,13 +54,30 @@ async def admin_user(principal: Annotated[Principal, Depends(current_principal)]
     return principal
 
 
-def command_id(
+async def command_id(
+    request: Request,
     principal: Annotated[Principal, Depends(current_principal)],
     idempotency_key: Annotated[str | None, Header(max_length=200, description=(
-        "repeat a write with the same key to get its first result instead of a second write"))] = None,
-) -> str:
-    """Makes a write idempotent: the service returns the first result for a repeated id."""
-    return f"{principal.username}:{idempotency_key}" if idempotency_key else uuid.uuid4().hex
+        "repeat a write with the same key to get its first result instead of a second write; "
+        "the same key on a different request (another path or body) is refused with 422"))] = None,
+) -> str | dict:
+    """Makes a write idempotent: the service returns the first result for a repeated key, and
+    refuses a key reused for a different request, which it tells by the request's fingerprint."""
+    if not idempotency_key:
+        return uuid.uuid4().hex
+    return {"key": f"{principal.username}:{idempotency_key}", "request": await request_fingerprint(request)}
+
+
+async def request_fingerprint(request: Request) -> str:
+    """Method, path, query and body, the body as parsed JSON so that formatting does not count."""
+    body = await request.body()
+    try:
+        body = json.dumps(json.loads(body), sort_keys=True, ensure_ascii=False).encode() if body else b""
+    except ValueError:
+        pass  # not JSON: FastAPI refuses it before the command runs anyway
+    digest = hashlib.sha256(f"{request.method} {request.url.path}?{request.url.query}\n".encode())
+    digest.update(body)
+    return digest.hexdigest()
 
 
 def rpc_client(request: Request) -> RpcClient:
@@ -67,7 +86,7 @@ def rpc_client(request: Request) -> RpcClient:
 
 Caller = Annotated[Principal, Depends(division_user)]
 Admin = Annotated[Principal, Depends(admin_user)]
-CommandId = Annotated[str, Depends(command_id)]
+CommandId = Annotated[str | dict, Depends(command_id)]
 Rpc = Annotated[RpcClient, Depends(rpc_client)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor of the previous page")]

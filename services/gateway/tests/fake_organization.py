@@ -25,9 +25,10 @@ class FakeOrganization:
     @rpc
     def register_unit(self, command, actor, command_id):
         CALLS.append({"method": "register_unit", "command": command, "actor": actor, "command_id": command_id})
-        if command_id not in RESULTS_BY_COMMAND:  # the first result for a repeated command id
-            RESULTS_BY_COMMAND[command_id] = unit_from(command, f"u{len(RESULTS_BY_COMMAND) + 1}")
-        return RESULTS_BY_COMMAND[command_id]
+        key = command_id["key"] if isinstance(command_id, dict) else command_id
+        if key not in RESULTS_BY_COMMAND:  # the first result for a repeated command id
+            RESULTS_BY_COMMAND[key] = unit_from(command, f"u{len(RESULTS_BY_COMMAND) + 1}")
+        return RESULTS_BY_COMMAND[key]
 
     @rpc
     def get_unit(self, unit_id, actor):

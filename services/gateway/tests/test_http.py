@@ -2,6 +2,7 @@
 service answering its RPCs: auth, users, scope, RPC error mapping, bad input, operations."""
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -159,13 +160,27 @@ def test_register_unit_calls_the_service(admin):
 
 def test_idempotency_key_becomes_the_command_id(gateway, admin):
     key = uuid.uuid4().hex
-    first = admin.post("/api/v1/units", json=unit_command(), headers={"Idempotency-Key": key})
-    assert last_call(gateway)["command_id"] == f"admin:{key}"
-    again = admin.post("/api/v1/units", json=unit_command(), headers={"Idempotency-Key": key})
+    command = unit_command()
+    first = admin.post("/api/v1/units", json=command, headers={"Idempotency-Key": key})
+    sent = last_call(gateway)["command_id"]
+    assert sent["key"] == f"admin:{key}" and len(sent["request"]) == 64
+    # A retry sends the same request: the same fingerprint, however the JSON is laid out.
+    again = admin.post("/api/v1/units", content=json.dumps(command, indent=2, ensure_ascii=False).encode(),
+                       headers={"Idempotency-Key": key, "content-type": "application/json"})
+    assert last_call(gateway)["command_id"] == sent
     assert first.status_code == again.status_code == 201
     assert again.json()["id"] == first.json()["id"]
     other = admin.post("/api/v1/units", json=unit_command())
     assert other.json()["id"] != first.json()["id"]
+
+
+def test_the_same_key_on_another_request_has_another_fingerprint(gateway, admin):
+    key = uuid.uuid4().hex
+    admin.post("/api/v1/units", json=unit_command(), headers={"Idempotency-Key": key})
+    first = last_call(gateway)["command_id"]
+    admin.post("/api/v1/units", json=unit_command(), headers={"Idempotency-Key": key})
+    assert last_call(gateway)["command_id"]["key"] == first["key"]
+    assert last_call(gateway)["command_id"]["request"] != first["request"]
 
 
 def test_rejected_problem_is_passed_through(admin):

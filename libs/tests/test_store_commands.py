@@ -1,0 +1,86 @@
+"""The store's command log on a real MongoDB wire server: a repeated command returns its first
+result, a key reused for a different request is refused and changes nothing — alone and under
+group commit."""
+
+import threading
+import uuid
+
+import pytest
+
+from platform_contracts.problems import Rejected
+from service_kit.store import Store
+from service_kit.testing import mongodb_server
+
+
+@pytest.fixture(scope="module")
+def mongodb_uri():
+    with mongodb_server() as uri:
+        yield uri
+
+
+@pytest.fixture(params=[False, True], ids=["alone", "group-commit"])
+def store(request, mongodb_uri):
+    store = Store(mongodb_uri, f"kit_{uuid.uuid4().hex[:8]}", "kit", serialize_writes=request.param)
+    store.ensure_indexes()
+    yield store
+    store.client.drop_database(store.db.name)
+    store.close()
+
+
+def insert(name: str):
+    def work(uow):
+        uow.db.things.insert_one({"_id": name}, session=uow.session)
+        return {"id": name}
+    return work
+
+
+def test_a_repeated_command_returns_its_first_result(store):
+    key = {"key": "admin:k1", "request": "a" * 64}
+    assert store.execute_command(key, insert("first")) == {"id": "first"}
+    assert store.execute_command(key, insert("second")) == {"id": "first"}
+    assert sorted(d["_id"] for d in store.db.things.find()) == ["first"]
+
+
+def test_a_key_reused_for_another_request_is_refused_and_changes_nothing(store):
+    store.execute_command({"key": "admin:k2", "request": "a" * 64}, insert("first"))
+    with pytest.raises(Rejected) as refused:
+        store.execute_command({"key": "admin:k2", "request": "b" * 64}, insert("second"))
+    assert refused.value.status == 422
+    assert refused.value.problem["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert sorted(d["_id"] for d in store.db.things.find()) == ["first"]
+
+
+def test_a_plain_command_id_is_not_compared(store):
+    store.execute_command("internal-1", insert("first"))
+    assert store.execute_command("internal-1", insert("second")) == {"id": "first"}
+
+
+def test_concurrent_commands_with_one_misused_key_fail_alone(store):
+    """Under group commit the misused key shares a transaction with others: it alone fails."""
+    store.execute_command({"key": "admin:k3", "request": "a" * 64}, insert("first"))
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, command_id):
+        try:
+            outcomes[name] = store.execute_command(command_id, insert(name))
+        except Rejected as exc:
+            outcomes[name] = exc.status
+
+    threads = [threading.Thread(target=run, args=(f"t{i}", {"key": f"admin:n{i}", "request": "c" * 64}))
+               for i in range(6)]
+    threads.append(threading.Thread(target=run, args=("misused", {"key": "admin:k3", "request": "b" * 64})))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.pop("misused") == 422
+    assert outcomes == {f"t{i}": {"id": f"t{i}"} for i in range(6)}
+    assert sorted(d["_id"] for d in store.db.things.find()) == ["first"] + [f"t{i}" for i in range(6)]
+
+
+@pytest.mark.parametrize("command_id", ["", "x" * 301, 5, {"key": "k"}, {"key": "k", "request": ""}])
+def test_malformed_command_ids_are_refused(store, command_id):
+    with pytest.raises(Rejected) as refused:
+        store.execute_command(command_id, insert("never"))
+    assert refused.value.status == 422
+    assert store.db.things.count_documents({}) == 0
