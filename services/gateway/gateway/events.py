@@ -25,7 +25,7 @@ from platform_contracts.codes import normalize_division_prefix
 from platform_contracts.envelope import CloudEvent
 from platform_contracts.events import SOURCES, exchange_for, validate_event
 
-from .auth import DIVISION_ROLES, Principal
+from .auth import DIVISION_ROLES, OPERATOR, Principal
 from .metrics import EVENTS_DUPLICATE, EVENTS_INVALID, EVENTS_RECEIVED, EVENTS_SKIPPED, NOTIFICATIONS_CREATED
 from .notifications import NOTIFICATION_CREATED, NotificationStore, addressed_to, with_notifications
 
@@ -93,7 +93,25 @@ def parse_types(raw: str | list | None) -> tuple[str, ...]:
 
 
 def parse_division(raw: str | None) -> str | None:
-    return normalize_division_prefix(raw) if raw not in (None, "") else None
+    if raw in (None, ""):
+        return None
+    if not isinstance(raw, str):
+        raise ValueError("a division filter is a string of digits")
+    return normalize_division_prefix(raw)
+
+
+def envelope_for(entry: "LogEntry", reader: Principal) -> dict:
+    """The event as `reader` may see it. A coverage.changed also carries the figures of the
+    divisions above its own (district, city, all); an operator gets only those in their scope,
+    as `GET /coverage` would give them."""
+    if entry.type != "coverage.changed" or reader.role != OPERATOR:
+        return entry.envelope
+    data = entry.envelope.get("data") or {}
+    scopes = data.get("scopes")
+    if not isinstance(scopes, list):
+        return entry.envelope
+    visible = [s for s in scopes if isinstance(s, dict) and str(s.get("division") or "").startswith(reader.scope)]
+    return {**entry.envelope, "data": {**data, "scopes": visible}}
 
 
 # ---- the event log --------------------------------------------------------------------------

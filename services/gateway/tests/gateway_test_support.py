@@ -34,6 +34,26 @@ def alert_event(division: str, type_: str = "coverage.alert_cleared", event_id: 
     })
 
 
+def figures(division: str | None, units: int) -> dict:
+    return {"division": division, "units": units, "organization_covered": 0, "work_covered": 0, "uncovered": units,
+            "organization_rate": 0.0, "work_rate": 0.0, "standalone_units": 0, "standalone_rate": 0.0,
+            "should_establish": 0}
+
+
+def coverage_changed_event(division: str) -> dict:
+    """A coverage.changed for a community, with the figures of every division above it, as the
+    organization service reports them."""
+    levels = [None, division[:2], division[:4], division[:6], division[:9], division]
+    return valid({
+        "specversion": "1.0", "id": uuid.uuid4().hex, "source": "organization", "type": "coverage.changed",
+        "time": datetime.now(timezone.utc).isoformat(), "subject": division, "datacontenttype": "application/json",
+        "division": division, "correlationid": uuid.uuid4().hex, "causationid": None,
+        "data": {"division": division, "before": figures(division, 0), "after": figures(division, 1),
+                 "cause": "unit.registered",
+                 "scopes": [{"division": d, "before": figures(d, 0), "after": figures(d, 1)} for d in levels]},
+    })
+
+
 def transfer_event(step: str, transfer: dict, event_id: str | None = None) -> dict:
     """A `transfer.<step>` as the member service emits it; `transfer` holds the transfer's ids
     and divisions (as its data carries them). The envelope's division is the side to act next."""

@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 from service_kit.testing import metric_value
 
 from gateway_test_support import ADMIN_PASSWORD, start_gateway  # noqa: E402
-from gateway_test_support import alert_event, community, publish, station_event
+from gateway_test_support import alert_event, community, coverage_changed_event, publish, station_event
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -185,6 +185,24 @@ async def test_stream_auth_and_operator_scope(gateway, make_user):
     assert json.loads(received[0].data)["subject"] == marker
 
 
+async def test_an_operator_sees_only_the_coverage_figures_in_their_scope(gateway, make_user, admin_token):
+    """A coverage.changed carries the figures of the divisions above its own; an operator of a
+    street may not read the district's or the city's (GET /coverage would refuse them)."""
+    division = community()
+    street = division[:9]
+    _, operator = make_user("operator", street)
+    event = coverage_changed_event(division)
+    async with gateway.async_client(operator) as client, gateway.async_client(admin_token) as admin:
+        async with aconnect_sse(client, "GET", STREAM, params={"types": "coverage.changed"}) as mine, \
+                aconnect_sse(admin, "GET", STREAM, params={"types": "coverage.changed", "division": division}) as all_:
+            await publish(gateway.amqp_uri, event)
+            [seen] = await take(mine, 1)
+            [seen_by_admin] = await take(all_, 1)
+    scopes = [s["division"] for s in json.loads(seen.data)["data"]["scopes"]]
+    assert scopes == [street, division]
+    assert len(json.loads(seen_by_admin.data)["data"]["scopes"]) == 6
+
+
 def ws_url(gateway, token) -> str:
     return gateway.url.replace("http://", "ws://") + f"/api/v1/events/ws?access_token={token}"
 
@@ -210,6 +228,9 @@ async def test_websocket_subscribe_and_resubscribe(gateway, admin_token):
 
         # A bad request gets a problem and the socket stays open.
         await socket.send(json.dumps({"subscribe": {"division": "99"}}))
+        error = json.loads(await asyncio.wait_for(socket.recv(), 5))["error"]
+        assert error["status"] == 422 and error["errors"][0]["loc"] == ["subscribe", "division"]
+        await socket.send(json.dumps({"subscribe": {"division": 370113}}))
         error = json.loads(await asyncio.wait_for(socket.recv(), 5))["error"]
         assert error["status"] == 422 and error["errors"][0]["loc"] == ["subscribe", "division"]
         await socket.send("{not json")

@@ -14,7 +14,7 @@ from starlette.background import BackgroundTask
 from . import API
 from ..auth import DIVISION_ROLES, Principal, division_filter
 from ..deps import authenticate, stream_principal
-from ..events import Broadcaster, EventFilter, Subscription, parse_division, parse_types
+from ..events import Broadcaster, EventFilter, Subscription, envelope_for, parse_division, parse_types
 from ..metrics import STREAM_CLIENTS
 from ..problems import ApiProblem
 
@@ -73,7 +73,7 @@ async def event_stream(
         try:
             async for entry in broadcaster.stream(subscription, last_event_id):
                 yield ServerSentEvent(id=str(entry.seq), event=entry.type,
-                                      data=json.dumps(entry.envelope, ensure_ascii=False))
+                                      data=json.dumps(envelope_for(entry, principal), ensure_ascii=False))
         finally:
             STREAM_CLIENTS.labels("sse").dec()
 
@@ -153,7 +153,7 @@ class SocketSession:
 
     async def _forward(self, subscription: Subscription, last_event_id: int | None) -> None:
         async for entry in self.broadcaster.stream(subscription, last_event_id):
-            await self.send({"id": entry.seq, "event": entry.envelope})
+            await self.send({"id": entry.seq, "event": envelope_for(entry, self.principal)})
             self.last_sent = entry.seq
         # The stream ended: this client fell too far behind, or the gateway is stopping.
         await self.websocket.close(code=1013, reason="resubscribe with last_event_id")
