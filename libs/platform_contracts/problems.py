@@ -95,6 +95,16 @@ def from_validation_error(exc, prefix: str = "body") -> Rejected:
     return Rejected.make(422, f"invalid value(s): {fields}", errors)
 
 
+def describe_invalid(exc: ValueError) -> str:
+    """Why a value was refused, without quoting it (it may hold personal data)."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
+                         for e in exc.errors(include_input=False, include_url=False))
+    return type(exc).__name__ if isinstance(exc, UnicodeDecodeError) else str(exc)[:200]
+
+
 def parse_or_reject(model, payload, prefix: str = "body"):
     """Validate a payload that crossed a process boundary; a 422 naming the fields if bad."""
     from pydantic import ValidationError

@@ -16,10 +16,12 @@ from nameko.events import EventHandler
 from pydantic import ValidationError
 
 from platform_contracts.events import validate_event
+from platform_contracts.problems import describe_invalid
 
 from . import topology
 from .config import max_attempts, retry_delays
 from .metrics import DEAD_LETTERS, HANDLER_RETRIES
+from .pii import redact
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,8 @@ class IntegrationEventHandler(EventHandler):
     def handle_message(self, body, message):
         try:
             event = validate_event(body)
-        except (ValidationError, ValueError) as exc:
-            self._dead_letter(message, f"invalid event: {exc}", attempt=self._attempt(message))
+        except ValueError as exc:  # includes pydantic's ValidationError
+            self._dead_letter(message, f"invalid event: {describe_invalid(exc)}", attempt=self._attempt(message))
             return
         super().handle_message(event, message)
 
@@ -49,7 +51,7 @@ class IntegrationEventHandler(EventHandler):
             self.queue_consumer.ack_message(message)
             return
         attempt = self._attempt(message)
-        error = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()
+        error = redact(describe_failure(exc_info[1]))
         if attempt < self.max_attempts:
             delay = self.delays[min(attempt - 1, len(self.delays) - 1)]
             self._republish(
@@ -97,6 +99,13 @@ class IntegrationEventHandler(EventHandler):
     @staticmethod
     def _message_id(message) -> str | None:
         return message.properties.get("message_id")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong, for the log and the dead letter, without quoting the event's values."""
+    if isinstance(exc, ValidationError):
+        return f"{type(exc).__name__}: {describe_invalid(exc)}"
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
 integration_event_handler = IntegrationEventHandler.decorator

@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -31,7 +32,7 @@ VERSION = "v1"
 NONCE_BYTES = 12
 
 __all__ = ["KEY_ENV", "FieldCipher", "FieldCipherProvider", "key_from_environment", "mask_id_number",
-           "mask_phone", "parse_key"]
+           "mask_phone", "parse_key", "redact"]
 
 
 def parse_key(value: str | None) -> bytes:
@@ -103,3 +104,21 @@ class FieldCipherProvider(DependencyProvider):
 def mask_id_number(value: str) -> str:
     """Only the last four characters show: "**************1234"."""
     return "*" * (len(value) - 4) + value[-4:]
+
+
+_STANDALONE_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+_STANDALONE_MOBILE = re.compile(r"(?<![0-9A-Za-z])1[3-9]\d{9}(?![0-9A-Za-z])")
+
+
+def redact(value):
+    """A copy of `value` (JSON-like) with anything that looks like an ID number or a mobile
+    phone masked, whatever field it is in: for showing messages that were refused, which may
+    hold personal data precisely because they broke the rules."""
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        masked = _STANDALONE_ID_NUMBER.sub(lambda m: mask_id_number(m.group()), value)
+        return _STANDALONE_MOBILE.sub(lambda m: mask_phone(m.group()), masked)
+    return value

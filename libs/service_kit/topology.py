@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 
 from kombu import Connection, Exchange, Queue
 
+from .pii import redact
+
 log = logging.getLogger(__name__)
 
 ATTEMPT_HEADER = "x-attempt"
@@ -55,19 +57,22 @@ def dead_letter_count(amqp_uri: str, service: str) -> int:
 
 
 def _describe(message) -> dict:
+    """A dead letter as an operator sees it; personal data in it masked (see pii.redact)."""
     headers = message.headers or {}
     try:
         body = json.loads(message.body)
     except (TypeError, ValueError):
+        body = None
+    if not isinstance(body, dict):
         body = None
     return {
         "message_id": message.properties.get("message_id") or (body or {}).get("id"),
         "type": (body or {}).get("type"),
         "queue": headers.get(ORIGINAL_QUEUE_HEADER),
         "attempts": headers.get(ATTEMPT_HEADER),
-        "error": headers.get("x-error"),
+        "error": redact(headers.get("x-error")),
         "dead_lettered_at": headers.get("x-dead-lettered-at"),
-        "event": body,
+        "event": redact(body),
     }
 
 

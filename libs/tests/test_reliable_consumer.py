@@ -38,10 +38,10 @@ def flaky(tmp_path_factory):
         service.stop()
 
 
-def publish(amqp_uri, fail_times: int) -> str:
+def publish(amqp_uri, fail_times: int, **data) -> str:
     event_id = uuid.uuid4().hex
     envelope = {"specversion": "1.0", "id": event_id, "source": "member", "type": "member.updated",
-                "time": "2026-11-22T08:00:00+00:00", "data": {"fail_times": fail_times}}
+                "time": "2026-11-22T08:00:00+00:00", "data": {"fail_times": fail_times, **data}}
     with Connection(amqp_uri) as connection:
         exchange = Exchange("member.events", "topic", durable=True)
         Producer(connection.default_channel, exchange=exchange).publish(
@@ -92,3 +92,20 @@ def test_replay_is_for_admins_only(flaky):
     with pytest.raises(Rejected) as caught:
         rpc.replay_dead_letters(None, actor={"username": "o", "role": "operator", "scope": "37"})
     assert caught.value.status == 403
+
+
+def test_personal_data_in_a_refused_event_is_masked_in_the_listing_and_the_log(flaky):
+    """An event carrying a plaintext phone and ID number breaks the catalogue and is
+    dead-lettered at once; neither the operator's listing nor the log shows them in full."""
+    service, _, amqp_uri, rpc = flaky
+    phone, id_number = "13912345678", "11010519491231002X"
+    event_id = publish(amqp_uri, fail_times=0, phone=phone, note=f"ID {id_number}, call {phone}")
+    [letter] = wait_for(lambda: [d for d in rpc.list_dead_letters(100, actor=ADMIN)["items"]
+                                 if d["message_id"] == event_id], timeout=30, what="dead letter")
+    assert letter["attempts"] == 1 and "invalid event" in letter["error"]
+    listed = json.dumps(letter)
+    assert phone not in listed and id_number not in listed
+    assert letter["event"]["data"]["phone"] == "139****5678"
+    assert letter["event"]["data"]["note"] == "ID **************002X, call 139****5678"
+    log = Path(service.log_path).read_text()
+    assert event_id in log and phone not in log and id_number not in log

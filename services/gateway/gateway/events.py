@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import aio_pika
-from pydantic import ValidationError
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -24,6 +23,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 from platform_contracts.codes import normalize_division_prefix
 from platform_contracts.envelope import CloudEvent
 from platform_contracts.events import SOURCES, exchange_for, validate_event
+from platform_contracts.problems import describe_invalid
 
 from .auth import DIVISION_ROLES, OPERATOR, Principal
 from .metrics import EVENTS_DUPLICATE, EVENTS_INVALID, EVENTS_RECEIVED, EVENTS_SKIPPED, NOTIFICATIONS_CREATED
@@ -355,14 +355,6 @@ async def declare_topology(channel: aio_pika.abc.AbstractChannel) -> aio_pika.ab
     return queue
 
 
-def _describe(exc: ValueError) -> str:
-    """Why an event was refused, without the input values (they may hold personal data)."""
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'event'}: {e['msg']}"
-                         for e in exc.errors(include_input=False, include_url=False))
-    return type(exc).__name__ if isinstance(exc, UnicodeDecodeError) else str(exc)[:200]
-
-
 class EventConsumer:
     """Consumes every service's events into the log in the order the broker delivered them,
     each followed by the notifications it gives rise to.
@@ -442,7 +434,7 @@ class EventConsumer:
         except ValueError as exc:  # includes JSON, Unicode and pydantic validation errors
             EVENTS_INVALID.inc()
             log.warning("dropped an invalid event from %s (%s): %s", message.exchange, message.routing_key,
-                        _describe(exc))
+                        describe_invalid(exc))
             return None
 
 
