@@ -107,7 +107,10 @@ class RegisterMember(PersonalDataCommand):
     stage: Stage = Stage.applicant
     stage_on: date | None = Field(None, description="when the member reached `stage`; default today")
     joined_on: date | None = Field(
-        None, description="admission as a probationary member (入党); for `full` members, else taken from stage_on")
+        None, description="admission as a probationary member (入党): required for `full` members, at least a year "
+                          "before stage_on; a probationary member joined on stage_on")
+    override_reason: Text | None = Field(
+        None, description="operators and admins only: register a `full` member within a year of joined_on")
     occupation: Occupation = Occupation.other
     mobile: bool = Field(False, description="流动党员: lives or works away from their organization")
     mobile_location: Location | None = None

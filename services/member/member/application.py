@@ -73,14 +73,17 @@ class Commands:
 
     def register_member(self, uow, command: RegisterMember, organization: dict, actor: dict) -> dict:
         access.ensure_may_manage(actor, organization["id"], organization["division"])
+        if command.override_reason:
+            access.ensure_may_override(actor)
         member_id = new_id()
-        fields = command.model_dump(mode="json", exclude={"id_number", "phone", "stage_on", "joined_on"})
+        fields = command.model_dump(mode="json",
+                                    exclude={"id_number", "phone", "stage_on", "joined_on", "override_reason"})
         member = domain.new_member(
             {**fields, "division": organization["division"],
              **self._protected_id_number(member_id, command.id_number),
              **self._protected_phone(member_id, command.phone)},
-            stage_on=command.stage_on, joined_on=command.joined_on, member_id=member_id,
-            by=access.username(actor), now=uow.now,
+            stage_on=command.stage_on, joined_on=command.joined_on, override_reason=command.override_reason,
+            member_id=member_id, by=access.username(actor), now=uow.now,
         )
         self._repo(uow).insert_member(member)
         resource = as_resource(member)

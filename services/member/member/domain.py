@@ -57,26 +57,48 @@ def check_mobility(member: dict) -> None:
             raise Rejected.invalid(field, "only mobile members have one; set mobile to true")
 
 
-def new_member(fields: dict, *, stage_on: date | None, joined_on: date | None, member_id: str, by: str,
-               now: datetime) -> dict:
-    """A member document from a validated RegisterMember (personal data already protected)."""
+def new_member(fields: dict, *, stage_on: date | None, joined_on: date | None, override_reason: str | None,
+               member_id: str, by: str, now: datetime) -> dict:
+    """A member document from a validated RegisterMember (personal data already protected).
+
+    An admitted member has an admission date: a probationary one joined on `stage_on`, a full
+    one gives `joined_on`. Registering someone directly as full must not skip the probationary
+    year that `promote` enforces: the same year, and the same override (the caller has checked
+    the actor may give one), kept in the first step."""
     today = local_date(now)
     stage_on = stage_on or today
     check_not_future(stage_on, today, "stage_on")
     stage = fields["stage"]
+    if override_reason and stage != Stage.full:
+        raise Rejected.invalid("override_reason", "only the probationary year can be overridden")
     if stage == Stage.probationary:
         joined_on = stage_on
-    if joined_on and joined_on > stage_on:
-        raise Rejected.invalid("joined_on", "admission cannot come after becoming a full member")
+    if stage == Stage.full:
+        check_full_on_registration(joined_on, stage_on, override_reason)
+    step = {"stage": stage, "on": stage_on.isoformat(), "by": by, "recorded_at": now}
+    if override_reason:
+        step["override_reason"] = override_reason
     member = {
         "_id": member_id, **fields, "category": category_of(stage),
         "joined_on": joined_on.isoformat() if joined_on else None,
-        "stage_history": [{"stage": stage, "on": stage_on.isoformat(), "by": by, "recorded_at": now}],
+        "stage_history": [step],
         "status": "active", "open_transfer_id": None, "last_check_in": None,
         "registered_at": now, "updated_at": now,
     }
     check_mobility(member)
     return member
+
+
+def check_full_on_registration(joined_on: date | None, stage_on: date, override_reason: str | None) -> None:
+    if joined_on is None:
+        raise Rejected.invalid("joined_on", "a full member's admission date (入党) is required")
+    if joined_on > stage_on:
+        raise Rejected.invalid("joined_on", "admission cannot come after becoming a full member")
+    earliest = full_membership_from(joined_on)
+    if stage_on < earliest and not override_reason:
+        raise Rejected.invalid(
+            "stage_on", f"a member becomes full no earlier than {earliest}, one year after joined_on, "
+                        "without override_reason")
 
 
 def promote(member: dict, stage: str, *, on: date | None, override_reason: str | None,

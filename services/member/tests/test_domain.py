@@ -125,11 +125,11 @@ def test_events_refuse_a_plaintext_id_number_or_phone():
 
 # ---- the development pipeline --------------------------------------------------------------
 
-def member(stage="applicant", stage_on=date(2025, 1, 1), **fields):
+def member(stage="applicant", stage_on=date(2025, 1, 1), joined_on=None, override_reason=None, **fields):
     return domain.new_member(
         {"name": "张三", "organization_id": "o1", "division": "370113", "stage": stage, "occupation": "rider",
          "mobile": False, "id_number_masked": "**************1234", **fields},
-        stage_on=stage_on, joined_on=None, member_id="m1", by="op", now=NOW)
+        stage_on=stage_on, joined_on=joined_on, override_reason=override_reason, member_id="m1", by="op", now=NOW)
 
 
 def test_category_follows_the_stage():
@@ -158,7 +158,8 @@ def test_the_pipeline_goes_one_step_at_a_time_with_dates():
     ("candidate", "candidate", 409),   # already there
 ])
 def test_only_the_next_stage_is_allowed(current, requested, status):
-    problem = problem_of(domain.promote, member(current), requested, on=None, override_reason=None, by="x", now=NOW)
+    m = member(current, joined_on=date(2024, 1, 1) if current == "full" else None)
+    problem = problem_of(domain.promote, m, requested, on=None, override_reason=None, by="x", now=NOW)
     assert problem["status"] == status and ("body", "stage") in fields_named(problem)
 
 
@@ -170,6 +171,28 @@ def test_full_membership_waits_a_year_unless_overridden():
     assert m["stage"] == "probationary" and len(m["stage_history"]) == 1
     domain.promote(m, "full", on=date(2026, 11, 1), override_reason="党委批准提前转正", by="op", now=NOW)
     assert m["stage"] == "full" and m["stage_history"][-1]["override_reason"] == "党委批准提前转正"
+
+
+def test_registering_a_full_member_keeps_the_probationary_year():
+    assert member("probationary", stage_on=date(2025, 9, 1))["joined_on"] == "2025-09-01"
+    m = member("full", stage_on=date(2025, 9, 1), joined_on=date(2024, 9, 1))
+    assert (m["category"], m["joined_on"]) == ("full", "2024-09-01") and "override_reason" not in m["stage_history"][0]
+    for stage_on, joined_on, field in ((date(2025, 9, 1), None, "joined_on"),              # admission unknown
+                                       (date(2025, 8, 31), date(2024, 9, 1), "stage_on"),  # a day short of a year
+                                       (date(2025, 9, 1), date(2025, 9, 2), "joined_on")):
+        problem = problem_of(member, "full", stage_on=stage_on, joined_on=joined_on)
+        assert problem["status"] == 422 and fields_named(problem) == {("body", field)}, problem
+
+
+def test_registering_a_full_member_early_needs_an_override_on_record():
+    m = member("full", stage_on=date(2025, 3, 1), joined_on=date(2024, 9, 1), override_reason="党委批准提前转正")
+    assert m["stage_history"][0]["override_reason"] == "党委批准提前转正" and m["category"] == "full"
+    # An override shortens the year; it does not put admission after full membership, nor apply to other stages.
+    problem = problem_of(member, "full", stage_on=date(2025, 3, 1), joined_on=date(2025, 4, 1),
+                         override_reason="x")
+    assert fields_named(problem) == {("body", "joined_on")}
+    problem = problem_of(member, "probationary", override_reason="x")
+    assert problem["status"] == 422 and fields_named(problem) == {("body", "override_reason")}
 
 
 def test_the_probationary_year_from_29_february():

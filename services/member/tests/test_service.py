@@ -18,6 +18,7 @@ ADMIN = {"username": "admin", "role": "admin", "scope": None}
 OP_A = {"username": "op113", "role": "operator", "scope": "370113"}
 OP_B = {"username": "op112", "role": "operator", "scope": "370112"}
 MASKED_ID = r"^\*{14}[0-9]{3}[0-9X]$"
+FULL = {"stage": "full", "joined_on": "2015-07-01", "stage_on": "2016-07-01"}  # a full member for years
 
 
 def cid() -> str:
@@ -239,11 +240,29 @@ def test_the_probationary_year_and_its_override(rpc, database, two_districts, ne
     assert member["stage_history"][-1]["by"] == "op113"
 
 
+def test_registering_a_full_member_keeps_the_probationary_year(rpc, database, two_districts, new_id_number):
+    a = two_districts["a"]
+    sec = secretary(a["organization"])
+    early = {"stage": "full", "joined_on": str(today() - timedelta(days=100)), "stage_on": str(today())}
+    before = snapshot(database)
+    for fields, field in (({"stage": "full"}, "joined_on"), (early, "stage_on")):
+        problem = rejected(register, rpc, new_id_number, a["organization"], actor=sec, **fields)
+        assert problem["status"] == 422 and ("body", field) in fields_named(problem), problem
+    problem = rejected(register, rpc, new_id_number, a["organization"], actor=sec, **early, override_reason="表现突出")
+    assert problem["status"] == 403
+    assert snapshot(database) == before
+    member = register(rpc, new_id_number, a["organization"], actor=OP_A, **early,
+                      override_reason="经党委研究同意提前转正")
+    assert (member["category"], member["joined_on"]) == ("full", early["joined_on"])
+    assert member["stage_history"] == [{**member["stage_history"][0], "stage": "full", "on": early["stage_on"],
+                                        "by": "op113", "override_reason": "经党委研究同意提前转正"}]
+
+
 # ---- transfers -----------------------------------------------------------------------------
 
 def test_a_transfer_across_two_districts(rpc, organizations, two_districts, new_id_number, tap):
     a, b = two_districts["a"], two_districts["b"]
-    member = register(rpc, new_id_number, a["organization"], unit_id=a["unit"]["id"], stage="full")
+    member = register(rpc, new_id_number, a["organization"], unit_id=a["unit"]["id"], **FULL)
     wait_for(lambda: unit_counts(organizations, a["unit"]) == (1, 0), what="member counted on the sending unit")
     sec_a, sec_b, me = secretary(a["organization"]), secretary(b["organization"]), worker(member)
 
@@ -290,7 +309,7 @@ def test_a_transfer_across_two_districts(rpc, organizations, two_districts, new_
 
 def test_transfers_that_cannot_be(rpc, database, two_districts, dissolved_organization, new_id_number):
     a, b = two_districts["a"], two_districts["b"]
-    member = register(rpc, new_id_number, a["organization"], stage="full")
+    member = register(rpc, new_id_number, a["organization"], **FULL)
     before = snapshot(database)
     for target, reason in ((a["organization"]["id"], "already belongs"), (dissolved_organization["id"], "dissolved"),
                            ("nowhere", "does not exist")):
@@ -306,7 +325,7 @@ def test_transfers_that_cannot_be(rpc, database, two_districts, dissolved_organi
 
 def test_one_open_transfer_then_reject_and_cancel(rpc, database, two_districts, new_id_number, tap):
     a, b = two_districts["a"], two_districts["b"]
-    member = register(rpc, new_id_number, a["organization"], stage="full")
+    member = register(rpc, new_id_number, a["organization"], **FULL)
     sec_a, sec_b = secretary(a["organization"]), secretary(b["organization"])
     command = {"member_id": member["id"], "to_organization_id": b["organization"]["id"], "reason": "搬家"}
     first = rpc.request_transfer(command, actor=sec_a, command_id=cid())
@@ -334,7 +353,7 @@ def test_one_open_transfer_then_reject_and_cancel(rpc, database, two_districts, 
 
 def test_letters_expire(rpc, database, two_districts, new_id_number, tap):
     a, b = two_districts["a"], two_districts["b"]
-    member = register(rpc, new_id_number, a["organization"], stage="full")
+    member = register(rpc, new_id_number, a["organization"], **FULL)
     transfer = rpc.request_transfer({"member_id": member["id"], "to_organization_id": b["organization"]["id"],
                                      "reason": "x"}, actor=ADMIN, command_id=cid())
     transfer = rpc.approve_transfer(transfer["id"], {"letter_valid_days": 0}, actor=OP_A, command_id=cid())
