@@ -1,13 +1,17 @@
 """The outbox relay: publishes committed outbox events to `<service>.events` with publisher
 confirms, then marks them published.
 
-It wakes as soon as a transaction that emitted events commits, and also polls, so events
-left behind by a crash (or by another replica) go out on the next pass. Delivery is at
-least once: a crash between the broker's confirm and the mark publishes an event again,
-which consumers' inboxes and the gateway's event log absorb by event id."""
+A transaction that emitted events hands its committed outbox records to the relay, which
+publishes them at once, in commit order, without reading them back. It also polls for
+records nobody handed it: left behind by a crash, by this process's failed publish, or by a
+replica that died — those older than `LEFTOVER_AFTER_SECONDS`, so that it does not race the
+replica (or itself) that is publishing them right now. Delivery is at least once: a crash
+between the broker's confirm and the mark publishes an event again, which consumers' inboxes
+and the gateway's event log absorb by event id."""
 
 import logging
 import time
+from collections import deque
 from datetime import timedelta
 
 import eventlet
@@ -28,6 +32,7 @@ log = logging.getLogger(__name__)
 BATCH = 200
 PUBLISHED_RETENTION_SECONDS = 24 * 3600
 GAUGE_REFRESH_SECONDS = 5.0
+LEFTOVER_AFTER_SECONDS = 5.0
 
 
 class OutboxRelay:
@@ -41,10 +46,16 @@ class OutboxRelay:
             config["AMQP_URI"], use_confirms=True, serializer="json", declare=[self.exchange]
         )
         self.store = None  # set by StoreProvider
+        self._committed: deque[dict] = deque()  # handed over at commit, in commit order
         self._wakeup = Event()
         self._running = False
         self._thread = None
         self._gauges_at = 0.0
+
+    def committed(self, records: list[dict]) -> None:
+        """Called by the store right after a commit, with the outbox records it wrote."""
+        self._committed.extend(records)
+        self.wake()
 
     def wake(self) -> None:
         if not self._wakeup.ready():
@@ -64,22 +75,40 @@ class OutboxRelay:
     def _run(self) -> None:
         while self._running:
             try:
-                while self.publish_pending() == BATCH:
-                    pass
-                self._refresh_gauges()
+                while self._committed:
+                    self._publish(self._take_committed())
+                    self._refresh_gauges()
+                while self.publish_leftovers() == BATCH:
+                    self._refresh_gauges()
             except Exception:  # broker or database away: keep the events, try again shortly
+                # What was handed over stays in the outbox: the leftover poll publishes it.
+                self._committed.clear()
                 OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
                 log.exception("outbox relay pass failed; retrying")
                 eventlet.sleep(min(self.poll_seconds, 1.0))
+            # Also when publishing fails: the backlog gauges are how an operator finds out.
+            self._refresh_gauges()
             self._wakeup = Event()
-            with eventlet.Timeout(self.poll_seconds, False):
-                self._wakeup.wait()
+            if not self._committed:
+                with eventlet.Timeout(self.poll_seconds, False):
+                    self._wakeup.wait()
 
-    def publish_pending(self) -> int:
-        pending = list(
-            self.store.db.outbox.find({"published_at": None}).sort("_id", 1).limit(BATCH)
-        )
-        for record in pending:
+    def _take_committed(self) -> list[dict]:
+        batch = []
+        while self._committed and len(batch) < BATCH:
+            batch.append(self._committed.popleft())
+        return batch
+
+    def publish_leftovers(self) -> int:
+        """Publish records nobody handed over; how many there were (at most BATCH)."""
+        cutoff = utc_now() - timedelta(seconds=LEFTOVER_AFTER_SECONDS)
+        pending = list(self.store.db.outbox.find({"published_at": None, "created_at": {"$lt": cutoff}})
+                       .sort("_id", 1).limit(BATCH))
+        self._publish(pending)
+        return len(pending)
+
+    def _publish(self, records: list[dict]) -> None:
+        for record in records:
             envelope = record["envelope"]
             self.publisher.publish(
                 envelope,
@@ -88,28 +117,33 @@ class OutboxRelay:
                 message_id=envelope["id"],
                 type=record["type"],
             )
-        if pending:
+        if records:
             # One write marks the whole confirmed batch: a crash before it repeats the batch,
             # which consumers absorb by event id; a write per event cost more than the publish.
             self.store.db.outbox.update_many(
-                {"_id": {"$in": [r["_id"] for r in pending]}}, {"$set": {"published_at": utc_now()}}
+                {"_id": {"$in": [r["_id"] for r in records]}}, {"$set": {"published_at": utc_now()}}
             )
-            OUTBOX_PUBLISHED.labels(self.service).inc(len(pending))
-        return len(pending)
+            OUTBOX_PUBLISHED.labels(self.service).inc(len(records))
 
     def _refresh_gauges(self) -> None:
         now = time.monotonic()
         if now - self._gauges_at < GAUGE_REFRESH_SECONDS:
             return
         self._gauges_at = now
-        outbox = self.store.db.outbox
-        OUTBOX_PENDING.labels(self.service).set(outbox.count_documents({"published_at": None}))
-        oldest = outbox.find_one({"published_at": None}, sort=[("_id", 1)])
-        age = (utc_now() - oldest["created_at"]).total_seconds() if oldest else 0.0
-        OUTBOX_OLDEST_AGE.labels(self.service).set(max(age, 0.0))
-        cutoff = utc_now() - timedelta(seconds=PUBLISHED_RETENTION_SECONDS)
-        outbox.delete_many({"published_at": {"$lt": cutoff}})
-        DEAD_LETTER_QUEUE.labels(self.service).set(
-            topology.dead_letter_count(self.config["AMQP_URI"], self.service)
-        )
+        try:
+            outbox = self.store.db.outbox
+            OUTBOX_PENDING.labels(self.service).set(outbox.count_documents({"published_at": None}))
+            oldest = outbox.find_one({"published_at": None}, sort=[("_id", 1)])
+            age = (utc_now() - oldest["created_at"]).total_seconds() if oldest else 0.0
+            OUTBOX_OLDEST_AGE.labels(self.service).set(max(age, 0.0))
+            cutoff = utc_now() - timedelta(seconds=PUBLISHED_RETENTION_SECONDS)
+            outbox.delete_many({"published_at": {"$lt": cutoff}})
+        except Exception:  # the database away: the gauges keep their last values
+            log.warning("outbox gauges: the database is unreachable", exc_info=True)
+        try:
+            DEAD_LETTER_QUEUE.labels(self.service).set(
+                topology.dead_letter_count(self.config["AMQP_URI"], self.service)
+            )
+        except Exception:
+            log.warning("dead-letter gauge: the broker is unreachable", exc_info=True)
 

@@ -66,16 +66,13 @@ class UnitOfWork:
         self.events.append(event)
         return event
 
-    def _write_outbox(self) -> None:
-        self.write_outbox(self.events)
-
-    def write_outbox(self, events: list[CloudEvent]) -> None:
-        if events:
-            self.db.outbox.insert_many(
-                [{"_id": ObjectId(), "type": e.type, "envelope": e.to_json_dict(),
-                  "created_at": self.now, "published_at": None} for e in events],
-                session=self.session,
-            )
+    def write_outbox(self, events: list[CloudEvent]) -> list[dict]:
+        """Add `events` to the outbox in this transaction; the records, for the relay once committed."""
+        records = [{"_id": ObjectId(), "type": e.type, "envelope": e.to_json_dict(),
+                    "created_at": self.now, "published_at": None} for e in events]
+        if records:
+            self.db.outbox.insert_many(records, session=self.session)
+        return records
 
 
 def parse_command_id(command_id) -> tuple[str, str | None]:
@@ -125,8 +122,8 @@ class _PendingCommand:
 class Store:
     """The service's database plus its transactional helpers; thread- and greenlet-safe."""
 
-    def __init__(self, uri: str, database: str, source: str, after_commit: Callable[[], None] = lambda: None,
-                 serialize_writes: bool = False):
+    def __init__(self, uri: str, database: str, source: str,
+                 after_commit: Callable[[list[dict]], None] = lambda records: None, serialize_writes: bool = False):
         self.client = pymongo.MongoClient(uri, tz_aware=True)
         self.db = self.client[database]
         self.source = source
@@ -156,15 +153,15 @@ class Store:
             result = work(uow)
             for hook in uow.before_commit:
                 hook()
-            uow._write_outbox()
+            holder["outbox"] = uow.write_outbox(uow.events)
             return result
 
         with self._write_lock if exclusive else contextlib.nullcontext():
             with self.client.start_session() as session:
                 result = session.with_transaction(attempt)
         uow = holder["uow"]
-        if uow.events:
-            self._after_commit()
+        if holder["outbox"]:
+            self._after_commit(holder["outbox"])
         for callback in uow.on_commit:
             callback()
         return result, uow
@@ -221,15 +218,15 @@ class Store:
     def _execute_group(self, group: list["_PendingCommand"]) -> None:
         if len(group) > 1:
             try:
-                results, uows = self._commit_group(group)
+                results, uows, outbox = self._commit_group(group)
             except Exception:  # noqa: BLE001 - any failure: fall back to one transaction each
                 log.debug("group of %d commands rolled back; running them one by one", len(group))
             else:
                 COMMANDS_PER_TRANSACTION.labels(self.source).observe(len(group))
                 for pending, result in zip(group, results):
                     pending.finish(result=result)
-                if any(u.events for u in uows):
-                    self._after_commit()
+                if outbox:
+                    self._after_commit(outbox)
                 for uow in uows:
                     for callback in uow.on_commit:
                         callback()
@@ -242,7 +239,7 @@ class Store:
             except Exception as exc:  # noqa: BLE001 - handed to the caller waiting for it
                 pending.finish(error=exc)
 
-    def _commit_group(self, group: list["_PendingCommand"]) -> tuple[list, list[UnitOfWork]]:
+    def _commit_group(self, group: list["_PendingCommand"]) -> tuple[list, list[UnitOfWork], list[dict]]:
         holder: dict = {}
 
         def attempt(session):
@@ -263,15 +260,14 @@ class Store:
             for hook in before_commit:
                 hook()
             events = [e for uow in uows for e in uow.events]
-            if events:
-                UnitOfWork(self.db, session, self.source, None, None).write_outbox(events)
+            outbox = UnitOfWork(self.db, session, self.source, None, None).write_outbox(events)
             if records:
                 self.db.commands.insert_many(records, session=session)
-            holder.update(results=[done[i]["result"] for i in ids], uows=uows)
+            holder.update(results=[done[i]["result"] for i in ids], uows=uows, outbox=outbox)
 
         with self.client.start_session() as session:
             session.with_transaction(attempt)
-        return holder["results"], holder["uows"]
+        return holder["results"], holder["uows"], holder["outbox"]
 
     def apply_event(self, handler: str, event: CloudEvent, work: Callable[[UnitOfWork], None]) -> bool:
         """Apply an integration event once per handler; False if it had been applied before."""
@@ -307,7 +303,7 @@ class StoreProvider(DependencyProvider):
         self.relay = OutboxRelay(self.container, config)
         self.store = Store(
             config["MONGODB_URI"], config["MONGODB_DATABASE"], self.container.service_name,
-            after_commit=self.relay.wake, serialize_writes=self.serialize_writes,
+            after_commit=self.relay.committed, serialize_writes=self.serialize_writes,
         )
         self.relay.store = self.store
 

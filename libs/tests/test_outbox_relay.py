@@ -1,0 +1,106 @@
+"""The outbox relay on a real RabbitMQ and MongoDB wire server: what a commit hands over is
+published at once, leftovers of a crash are found by the poll, and while the broker is away the
+backlog gauges still tell the operator."""
+
+import uuid
+from datetime import timedelta
+
+import eventlet
+import pytest
+from bson import ObjectId
+from kombu import Connection, Exchange, Queue
+from prometheus_client import generate_latest
+
+from platform_contracts.envelope import CloudEvent
+from service_kit.outbox import LEFTOVER_AFTER_SECONDS, OutboxRelay
+from service_kit.store import Store, utc_now
+from service_kit.testing import metric_value, mongodb_server, rabbit_vhost
+
+pytestmark = pytest.mark.timeout(90)
+
+
+class Container:
+    """What the relay needs of a nameko container."""
+
+    def __init__(self, name: str):
+        self.service_name = name
+
+    def spawn_managed_thread(self, fn, identifier=None):
+        return eventlet.spawn(fn)
+
+
+@pytest.fixture(scope="module")
+def mongodb_uri():
+    with mongodb_server() as uri:
+        yield uri
+
+
+def relay_and_store(mongodb_uri: str, amqp_uri: str) -> tuple[OutboxRelay, Store]:
+    name = f"relay{uuid.uuid4().hex[:6]}"
+    relay = OutboxRelay(Container(name), {"AMQP_URI": amqp_uri, "OUTBOX_POLL_SECONDS": "0.2"})
+    store = relay.store = Store(mongodb_uri, name, name, after_commit=relay.committed)
+    store.ensure_indexes()
+    return relay, store
+
+
+def emit(store: Store, count: int = 1) -> list[str]:
+    events = [CloudEvent(source=store.source, type="unit.updated", subject=f"u{i}", data={}) for i in range(count)]
+    store.transaction(lambda uow: uow.events.extend(events))
+    return [e.id for e in events]
+
+
+def wait(predicate, seconds: float = 20):
+    """Poll with eventlet.sleep, so the relay's green thread runs meanwhile."""
+    for _ in range(int(seconds / 0.05)):
+        if predicate():
+            return
+        eventlet.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_committed_events_are_published_in_order_and_leftovers_are_found(mongodb_uri):
+    with rabbit_vhost() as amqp_uri:
+        relay, store = relay_and_store(mongodb_uri, amqp_uri)
+        received: list[str] = []
+        with Connection(amqp_uri) as connection:
+            exchange = Exchange(f"{store.source}.events", "topic", durable=True)
+            queue = Queue(f"q-{store.source}", exchange=exchange, routing_key="#", auto_delete=True)
+            queue(connection.default_channel).declare()
+
+            def drain():
+                while (message := queue(connection.default_channel).get(no_ack=True)) is not None:
+                    received.append(message.payload["id"])
+                return received
+
+            relay.start()
+            try:
+                ids = emit(store, 3) + emit(store, 2)
+                wait(lambda: len(drain()) >= 5)
+                assert received == ids
+                assert store.db.outbox.count_documents({"published_at": None}) == 0
+
+                # A record written by a process that died before handing it over.
+                leftover = CloudEvent(source=store.source, type="unit.updated", subject="x", data={})
+                store.db.outbox.insert_one({
+                    "_id": ObjectId(), "type": leftover.type, "envelope": leftover.to_json_dict(),
+                    "created_at": utc_now() - timedelta(seconds=LEFTOVER_AFTER_SECONDS + 1), "published_at": None})
+                wait(lambda: leftover.id in drain())
+                assert received.count(leftover.id) == 1 and len(received) == 6
+            finally:
+                relay.stop()
+
+
+def test_while_the_broker_is_away_the_backlog_gauges_still_move(mongodb_uri):
+    relay, store = relay_and_store(mongodb_uri, "amqp://guest:guest@127.0.0.1:1/")  # nothing listens there
+    emit(store, 2)
+    relay.start()
+    try:
+        def gauges():
+            text = generate_latest().decode()
+            return (metric_value(text, "outbox_pending_events", service=store.source),
+                    metric_value(text, "outbox_publish_failures_total", service=store.source))
+
+        wait(lambda: gauges()[0] == 2 and gauges()[1] >= 1, seconds=40)
+        assert store.db.outbox.count_documents({"published_at": None}) == 2
+    finally:
+        relay._running = False  # stop() would wait out the publisher's connection retries
