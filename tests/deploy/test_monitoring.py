@@ -137,6 +137,29 @@ def test_service_monitor_covers_every_platform_service(rendered):
         assert {"action": "replace", "targetLabel": "platform", "replacement": "partybuilding"} in relabel
 
 
+def readme_prometheus_selector() -> dict:
+    """The labels the README's kube-prometheus-stack install selects ServiceMonitors and
+    PrometheusRules by: the chart's default serviceMonitorSelector/ruleSelector is
+    release=<Helm release name> (serviceMonitorSelectorNilUsesHelmValues=true)."""
+    command = re.search(r"helm (?:upgrade --install|install) (\S+) prometheus-community/kube-prometheus-stack[^\n]*",
+                        README.read_text())
+    assert command, "deploy/README.md: no `helm install ... prometheus-community/kube-prometheus-stack` command"
+    return {"release": command.group(1)}
+
+
+@pytest.mark.parametrize("source", ["prod", "monitoring"])
+def test_monitors_and_rules_carry_the_label_prometheus_selects(rendered, source):
+    """kube-prometheus-stack ignores ServiceMonitors and PrometheusRules without its
+    release label: the services would never be scraped and no alert would load."""
+    selector = readme_prometheus_selector()
+    objects = [o for o in rendered[source] if o["kind"] in ("ServiceMonitor", "PrometheusRule")]
+    assert {o["kind"] for o in objects} == {"ServiceMonitor", "PrometheusRule"}
+    for obj in objects:
+        labels = obj["metadata"].get("labels", {})
+        assert all(labels.get(k) == v for k, v in selector.items()), \
+            f"{obj['kind']}/{obj['metadata']['name']}: labels {labels} lack {selector}"
+
+
 def test_rabbitmq_service_monitor_scrapes_per_queue_consumers(rendered):
     monitor = find(rendered["monitoring"], "ServiceMonitor", "rabbitmq")
     detailed = [e for e in monitor["spec"]["endpoints"] if e["path"] == "/metrics/detailed"]
