@@ -30,7 +30,7 @@ SERVICE_METRICS = {
     "service_entrypoint_requests_total", "service_entrypoint_duration_seconds_bucket",
     "gateway_http_requests_total", "gateway_http_request_duration_seconds_bucket",
     "gateway_event_stream_clients", "gateway_events_received_total",
-    "outbox_pending_events", "outbox_oldest_pending_age_seconds", "outbox_published_total",
+    "outbox_pending_events", "outbox_oldest_pending_age_seconds", "outbox_published_total", "outbox_publish_failures_total",
     "inbox_duplicates_total", "event_handler_retries_total", "dead_letters_total", "dead_letter_queue_messages",
     "coverage_units", "coverage_organization_rate", "coverage_work_rate", "coverage_standalone_rate",
     "coverage_should_establish_units", "coverage_reconciliation_drift", "coverage_reconciliation_runs_total",
