@@ -4,6 +4,7 @@ import base64
 import re
 import shlex
 from collections import Counter
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -163,3 +164,43 @@ def test_dev_references_only_existing_secrets(rendered):
             for source in container.get("envFrom", []):
                 if "secretRef" in source:
                     assert source["secretRef"]["name"] in secrets
+
+
+def _readme_literal(command: str, key: str) -> str:
+    """The value of --from-literal=KEY=... in a README command, with $NS filled in."""
+    match = re.search(rf'--from-literal={key}=("[^"]*"|\S+)', command)
+    assert match, f"deploy/README.md: no {key} in the command"
+    namespace = re.search(r"^NS=(\S+)$", README.read_text(), re.M)
+    assert namespace, "deploy/README.md: no NS=... before the Secret commands"
+    return match.group(1).strip('"').replace("${NS}", namespace.group(1)).replace("$NS", namespace.group(1))
+
+
+def _broker_services(objects) -> set[str]:
+    """Names of the Services that reach RabbitMQ's AMQP port: the dev StatefulSet's Service,
+    or the client Service the Cluster Operator names after the RabbitmqCluster."""
+    names = {c["metadata"]["name"] for c in by_kind(objects, "RabbitmqCluster")}
+    for service in by_kind(objects, "Service"):
+        if service["spec"].get("selector", {}).get("app.kubernetes.io/name") == "rabbitmq" \
+                and 5672 in {p["port"] for p in service["spec"]["ports"]}:
+            names.add(service["metadata"]["name"])
+    return names
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_amqp_uri_names_the_broker_fully_qualified(rendered, overlay):
+    """KEDA's operator runs in namespace keda and gets AMQP_URI through the
+    TriggerAuthentication: a short name like "rabbitmq" does not resolve there."""
+    objects = rendered[overlay]
+    if overlay == "prod":
+        auth = find(rendered["prod"], "TriggerAuthentication", "rabbitmq-amqp")
+        [ref] = [r for r in auth["spec"]["secretTargetRef"] if r["parameter"] == "host"]
+        namespace = auth["metadata"]["namespace"]
+        uri = _readme_literal(_readme_secret_command(ref["name"]), ref["key"])  # prod: the operator's Secret
+    else:  # dev removes KEDA, but generates the same key the same way
+        secret = find(objects, "Secret", "partybuilding-secrets")
+        namespace = secret["metadata"]["namespace"]
+        uri = base64.b64decode(secret["data"]["AMQP_URI"]).decode()
+    host = urlsplit(uri).hostname
+    expected = {f"{name}.{namespace}.svc.cluster.local" for name in _broker_services(objects)}
+    assert expected, f"{overlay}: no RabbitMQ Service found"
+    assert host in expected, f"{overlay}: AMQP_URI host {host!r}, KEDA needs one of {sorted(expected)}"
