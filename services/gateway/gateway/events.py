@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import aio_pika
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import BulkWriteError, PyMongoError
@@ -129,10 +129,19 @@ OnLogged = Callable[[list[LogEntry], AsyncClientSession], Awaitable[None]]
 
 
 class EventLog:
+    """The retained log. Positions are handed out by the one writer (the active consumer) from
+    memory: the unique index on `seq` is the guard, so a writer whose idea of the next position
+    is stale (another replica wrote meanwhile) collides, reloads it and tries again. It reloads
+    anyway before writing after a pause: a replica that stood by while others wrote and purged
+    could otherwise write below the purged positions without colliding."""
+
+    RELOAD_AFTER_IDLE_SECONDS = 1.0
+
     def __init__(self, db: AsyncDatabase):
         self.client = db.client
         self.collection = db["event_log"]
-        self.counters = db["counters"]
+        self._next_seq: int | None = None
+        self._appended_at = 0.0
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("seq", ASCENDING)], unique=True, name="seq_unique")
@@ -150,46 +159,51 @@ class EventLog:
         """Log the events, in order, under consecutive sequence numbers; for each event its
         entry, or None if it is already logged (before, or earlier in this batch).
 
-        One transaction: a duplicate check, a counter update, an insert, and `on_logged` with the
-        new entries (the notifications among them are stored with them). Undone as a whole, the
-        counter included, so positions stay dense and nothing is half written."""
+        One transaction: an insert and `on_logged` with the new entries (the notifications among
+        them are stored with them), undone as a whole, so positions stay dense and nothing is
+        half written. Events are rarely logged already (a redelivery after a crash): the insert
+        is tried first, and only when the event-id index refuses it are the known ones left out."""
+        skip_logged = False
         while True:
+            if self._next_seq is None or time.monotonic() - self._appended_at > self.RELOAD_AFTER_IDLE_SECONDS:
+                self._next_seq = await self.last_seq() + 1
             try:
                 async with self.client.start_session() as session:
-                    return await session.with_transaction(lambda s: self._append_batch(events, on_logged, s))
+                    results = await session.with_transaction(
+                        lambda s: self._append_batch(events, on_logged, s, skip_logged))
             except BulkWriteError as exc:
-                # Another replica logged one of these since the check (only around a consumer
-                # hand-over): check again, now that its write is visible.
-                if any(error.get("code") != 11000 for error in exc.details["writeErrors"]):
+                refused = {_refused_index(error) for error in exc.details["writeErrors"]}
+                if not refused <= {"seq_unique", "event_id_unique"}:
                     raise
+                skip_logged = skip_logged or "event_id_unique" in refused
+                if "seq_unique" in refused:  # another replica wrote meanwhile
+                    self._next_seq = None
+                continue
+            self._next_seq += sum(entry is not None for entry in results)
+            self._appended_at = time.monotonic()
+            return results
 
     async def _append_batch(self, events: list[CloudEvent], on_logged: OnLogged | None,
-                            session: AsyncClientSession) -> list[LogEntry | None]:
+                            session: AsyncClientSession, skip_logged: bool) -> list[LogEntry | None]:
         first_index_by_id: dict[str, int] = {}
         for index, event in enumerate(events):
             first_index_by_id.setdefault(event.id, index)
-        already_logged = await self.collection.find(
-            {"event_id": {"$in": list(first_index_by_id)}}, {"event_id": 1, "_id": 0}, session=session).to_list()
-        logged_ids = {doc["event_id"] for doc in already_logged}
+        logged_ids = set()
+        if skip_logged:
+            already_logged = await self.collection.find(
+                {"event_id": {"$in": list(first_index_by_id)}}, {"event_id": 1, "_id": 0}, session=session).to_list()
+            logged_ids = {doc["event_id"] for doc in already_logged}
         fresh = [i for i in first_index_by_id.values() if events[i].id not in logged_ids]
         results: list[LogEntry | None] = [None] * len(events)
         if not fresh:
             return results
-        last = await self._allocate(len(fresh), session)
-        docs = [_log_doc(seq, events[i]) for seq, i in zip(range(last - len(fresh) + 1, last + 1), fresh)]
+        docs = [_log_doc(self._next_seq + n, events[i]) for n, i in enumerate(fresh)]
         await self.collection.insert_many(docs, ordered=True, session=session)
         for i, doc in zip(fresh, docs):
             results[i] = _entry(doc)
         if on_logged is not None:
             await on_logged([entry for entry in results if entry is not None], session)
         return results
-
-    async def _allocate(self, count: int, session: AsyncClientSession | None = None) -> int:
-        """Reserve `count` sequence numbers; the last of them."""
-        counter = await self.counters.find_one_and_update(
-            {"_id": "event_log"}, {"$inc": {"seq": count}}, upsert=True, return_document=ReturnDocument.AFTER,
-            session=session)
-        return counter["seq"]
 
     async def after(self, seq: int, limit: int, upto: int | None = None) -> list[LogEntry]:
         bounds = {"$gt": seq} if upto is None else {"$gt": seq, "$lte": upto}
@@ -212,8 +226,22 @@ class EventLog:
                 last_expired = doc["seq"]
         if last_expired is None:
             return 0
+        # The newest entry stays whatever its age: it is where the next position is read from.
+        last_expired = min(last_expired, await self.last_seq() - 1)
         result = await self.collection.delete_many({"seq": {"$lte": last_expired}})
         return result.deleted_count
+
+
+def _refused_index(write_error: dict) -> str | None:
+    """The unique index a duplicate-key write error names, if that is what it is."""
+    if write_error.get("code") != 11000:
+        return None
+    pattern = write_error.get("keyPattern") or {}
+    if "seq" in pattern or "seq_unique" in write_error.get("errmsg", ""):
+        return "seq_unique"
+    if "event_id" in pattern or "event_id_unique" in write_error.get("errmsg", ""):
+        return "event_id_unique"
+    return None
 
 
 # ---- fan-out --------------------------------------------------------------------------------
@@ -320,9 +348,27 @@ class Broadcaster:
                 log.warning("reading the event log failed; retrying", exc_info=True)
                 await asyncio.sleep(1)
 
+    def deliver_logged(self, entries: list[LogEntry]) -> None:
+        """Entries this replica has just logged: delivered straight away when they follow what
+        was delivered last, without reading them back; otherwise the log is read for the gap."""
+        if not entries:
+            return
+        if entries[0].seq == self.delivered + 1:
+            for entry in entries:
+                self._deliver(entry)
+        else:
+            self.notify()
+
+    def _deliver(self, entry: LogEntry) -> None:
+        self.delivered = entry.seq
+        for subscription in list(self._subscriptions):
+            subscription.offer(entry)
+
     async def _deliver_new(self) -> None:
         entries = await self.log.after(self.delivered, REPLAY_PAGE)
         for entry in entries:
+            if entry.seq <= self.delivered:  # delivered by deliver_logged while this read ran
+                continue
             if entry.seq != self.delivered + 1:
                 now = time.monotonic()
                 self._gap_since = self._gap_since or now
@@ -331,9 +377,7 @@ class Broadcaster:
                 EVENTS_SKIPPED.inc(entry.seq - self.delivered - 1)
                 log.warning("event log positions %d-%d never appeared; skipped", self.delivered + 1, entry.seq - 1)
             self._gap_since = None
-            self.delivered = entry.seq
-            for subscription in list(self._subscriptions):
-                subscription.offer(entry)
+            self._deliver(entry)
         if len(entries) == REPLAY_PAGE:
             self.notify()
 
@@ -414,8 +458,7 @@ class EventConsumer:
                 EVENTS_DUPLICATE.inc()
             else:
                 EVENTS_RECEIVED.labels(event.source).inc()
-        if any(entry is not None for entry in entries):
-            self.broadcaster.notify()
+        self.broadcaster.deliver_logged([entry for entry in entries if entry is not None])
 
     async def _append(self, events: list[CloudEvent]) -> list[LogEntry | None]:
         while True:

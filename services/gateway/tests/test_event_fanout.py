@@ -114,6 +114,28 @@ async def test_resume_replays_then_goes_live_without_gap_or_repeat():
         await broadcaster.stop()
 
 
+async def test_entries_logged_here_are_delivered_without_reading_them_back_and_only_once():
+    log = MemoryLog(entry(1))
+    broadcaster = Broadcaster(log, poll_interval=3600)  # no poll: only what is handed over
+    await broadcaster.start()
+    try:
+        stream = broadcaster.stream(broadcaster.subscribe(EventFilter()), None)
+        log.add(entry(2), entry(3))  # written by this replica's consumer...
+        broadcaster.deliver_logged([entry(2), entry(3)])  # ...and handed over
+        assert await collect(stream, 2) == [2, 3]
+
+        # A gap (another replica wrote 4): the log is read, and nothing is delivered twice.
+        log.add(entry(4), entry(5))
+        broadcaster.deliver_logged([entry(5)])
+        broadcaster.notify()
+        assert await collect(stream, 2) == [4, 5]
+        broadcaster.notify()
+        with pytest.raises(TimeoutError):  # nothing more: 4 and 5 came once
+            await collect(stream, 1, timeout=0.2)
+    finally:
+        await broadcaster.stop()
+
+
 async def test_stop_ends_streams():
     broadcaster = Broadcaster(MemoryLog(), poll_interval=0.02)
     await broadcaster.start()

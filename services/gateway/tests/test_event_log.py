@@ -74,7 +74,21 @@ async def test_append_read_and_purge(db):
     assert (await log.append(event())).seq == 3  # the counter never goes back
 
 
-async def test_a_batch_is_logged_in_order_with_three_operations_in_a_transaction(db, commands):
+async def test_a_batch_is_logged_in_order_with_one_insert_in_a_transaction(db, commands):
+    log = EventLog(db)
+    await log.ensure_indexes()
+    earlier = event()
+    await log.append(earlier)
+    burst = [event() for _ in range(5)]
+
+    commands.names.clear()
+    entries = await log.append_batch(burst)
+    assert commands.names == ["insert", "commitTransaction"]  # positions come from memory
+    assert [e.seq for e in entries] == [2, 3, 4, 5, 6]
+    assert await logged_event_ids(log) == [earlier.id] + [e.id for e in burst]
+
+
+async def test_events_already_logged_are_left_out_without_using_positions(db, commands):
     log = EventLog(db)
     await log.ensure_indexes()
     earlier = event()
@@ -82,10 +96,7 @@ async def test_a_batch_is_logged_in_order_with_three_operations_in_a_transaction
     burst = [event() for _ in range(5)]
     batch = [burst[0], earlier, burst[1], burst[2], burst[1], burst[3], burst[4]]
 
-    commands.names.clear()
     entries = await log.append_batch(batch)
-    assert commands.names == ["find", "findAndModify", "insert", "commitTransaction"]
-
     # Already logged, or earlier in the batch: None, and not logged again.
     assert [e.seq if e else None for e in entries] == [2, None, 3, 4, None, 5, 6]
     assert [e.envelope["id"] if e else None for e in entries] == [
@@ -95,27 +106,38 @@ async def test_a_batch_is_logged_in_order_with_three_operations_in_a_transaction
     assert (await log.append_batch([event()]))[0].seq == 7  # a replay allocated nothing
 
 
-async def test_a_batch_racing_another_writer_is_retried_with_dense_positions(db):
-    """Another replica logs one of the batch's events between the check and the insert (a
-    consumer hand-over): the transaction is undone and retried, so every event is logged exactly
-    once, in order, with no unused position."""
+async def test_a_writer_with_a_stale_position_collides_and_retries_with_dense_positions(db):
+    """Another replica logs meanwhile (a consumer hand-over), one of the batch's events among
+    them: the batch is undone and retried, so every event is logged exactly once, in order,
+    with no unused position."""
     log, rival = EventLog(db), EventLog(db)
     await log.ensure_indexes()
+    await log.append(event())  # `log` now believes the next position is 2
     batch = [event() for _ in range(5)]
-    allocate = log._allocate
+    await rival.append(batch[2])  # takes 2
+    await rival.append(event())  # takes 3
 
-    async def allocate_after_the_rival(count, session):
-        log._allocate = allocate
-        await rival.append(batch[2])
-        return await allocate(count, session)
-
-    log._allocate = allocate_after_the_rival
     entries = await log.append_batch(batch)
 
     assert entries[2] is None  # the rival logged it
     assert [e.envelope["id"] for e in entries if e] == [batch[i].id for i in (0, 1, 3, 4)]
-    assert [e.seq for e in entries if e] == [2, 3, 4, 5]  # the rival's event took 1
-    assert await logged_event_ids(log) == [batch[i].id for i in (2, 0, 1, 3, 4)]
+    assert [e.seq for e in entries if e] == [4, 5, 6, 7]
+    assert [e.seq for e in await log.after(0, 100)] == list(range(1, 8))
+
+
+async def test_a_writer_back_from_standing_by_reloads_its_position(db):
+    """A replica that stood by while others wrote and purged must not write below the purged
+    positions (where nothing would collide): after a pause it reads the position again."""
+    log, rival = EventLog(db), EventLog(db)
+    await log.ensure_indexes()
+    await log.append(event())
+    for _ in range(3):
+        await rival.append(event())
+    old = datetime.now(timezone.utc) - timedelta(days=30)
+    await log.collection.update_many({}, {"$set": {"logged_at": old}})
+    assert await log.purge(old + timedelta(days=1)) == 3  # the newest one stays
+    log._appended_at -= EventLog.RELOAD_AFTER_IDLE_SECONDS + 1
+    assert (await log.append(event())).seq == 5
 
 
 async def test_what_is_written_with_a_batch_is_undone_with_it(db):
