@@ -66,6 +66,76 @@ def find(objects: list[dict], kind: str, name: str) -> dict:
     return matches[0]
 
 
+# ----------------------------------------------------------------- code-side facts
+
+def nameko_service_class(name: str):
+    """The nameko service class of services/<name> (the class in <name>.service whose
+    nameko `name` is <name>)."""
+    import importlib
+    import inspect
+
+    module = importlib.import_module(f"{name}.service")
+    classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
+               if c.__module__ == module.__name__ and getattr(c, "name", None) == name]
+    assert len(classes) == 1, f"{name}.service: expected one nameko service class named {name!r}"
+    return classes[0]
+
+
+def nameko_container(name: str):
+    """A nameko ServiceContainer of the service (built, not started: no broker needed)."""
+    from nameko.containers import ServiceContainer
+
+    return ServiceContainer(nameko_service_class(name), {"AMQP_URI": "amqp://guest:guest@localhost:5672/"})
+
+
+def consumed_queues(name: str) -> dict[str, dict]:
+    """Queue name -> x-arguments of every queue the service consumes, read from the code.
+
+    nameko services: each entrypoint's queue as nameko declares it (set up, not started).
+    The gateway: the queues its declare_topology() declares, on a recording channel."""
+    if name in NAMEKO_SERVICES:
+        from nameko.events import EventHandler
+        from nameko.rpc import Rpc
+
+        queues = {}
+        container = nameko_container(name)  # extensions hold it by weak reference: keep it
+        for entrypoint in container.entrypoints:
+            if isinstance(entrypoint, EventHandler):
+                entrypoint.setup()
+                queue = entrypoint.queue
+            elif isinstance(entrypoint, Rpc):
+                entrypoint.rpc_consumer.setup()
+                queue = entrypoint.rpc_consumer.queue
+            else:  # timers: no queue
+                continue
+            queues[queue.name] = dict(queue.queue_arguments or {})
+        return queues
+    if name == "gateway":
+        import asyncio
+
+        from gateway.events import declare_topology
+
+        class Queue:
+            async def bind(self, *args, **kwargs):
+                pass
+
+        class RecordingChannel:
+            def __init__(self):
+                self.queues = {}
+
+            async def declare_queue(self, queue_name, *args, arguments=None, **kwargs):
+                self.queues[queue_name] = dict(arguments or {})
+                return Queue()
+
+            async def declare_exchange(self, *args, **kwargs):
+                return object()
+
+        channel = RecordingChannel()
+        asyncio.run(declare_topology(channel))
+        return channel.queues
+    raise AssertionError(f"consumed_queues: teach me how service {name!r} declares its queues")
+
+
 # --------------------------------------------------------------------------- CRDs
 
 def strict_schema(schema: dict) -> dict:
