@@ -194,10 +194,6 @@ class Store:
     def _execute_alone(self, command_id: str, request: str | None, work: Callable[[UnitOfWork], dict],
                        exclusive: bool) -> dict:
         def once(uow: UnitOfWork):
-            done = self.db.commands.find_one({"_id": command_id}, session=uow.session)
-            if done is not None:
-                _check_same_request(done, request)
-                return done["result"]
             result = work(uow)
             uow.db.commands.insert_one(
                 {"_id": command_id, "result": result, "request": request, "executed_at": uow.now},
@@ -207,11 +203,14 @@ class Store:
 
         try:
             return self._transaction(once, command_id, command_id, exclusive)[0]
-        except DuplicateKeyError as exc:
-            # Two deliveries of the same command raced; the winner's result is the answer.
+        except (DuplicateKeyError, Rejected):
+            # Commands are almost always new, so the log is not read first: a repeat shows when
+            # its record will not be written twice, or when the repeat itself is refused because
+            # the first run changed what it checks (the unit is registered now). The record
+            # written first is the answer (also when two deliveries raced).
             done = self.db.commands.find_one({"_id": command_id})
             if done is None:
-                raise exc
+                raise
             _check_same_request(done, request)
             return done["result"]
 
@@ -243,27 +242,21 @@ class Store:
         holder: dict = {}
 
         def attempt(session):
-            ids = [p.command_id for p in group]
-            done = {d["_id"]: d for d in self.db.commands.find({"_id": {"$in": ids}}, session=session)}
+            # A repeated command (done before, or twice in this group) fails the group when its
+            # record is written again, and is then answered on its own by _execute_alone.
             uows, records, shared, before_commit = [], [], {}, []
             for pending in group:
-                if pending.command_id in done:  # done before, or earlier in this group
-                    _check_same_request(done[pending.command_id], pending.request)
-                    continue
                 uow = UnitOfWork(self.db, session, self.source, pending.command_id, pending.command_id,
                                  shared, before_commit)
-                record = {"_id": pending.command_id, "result": pending.work(uow), "request": pending.request,
-                          "executed_at": uow.now}
-                done[pending.command_id] = record
+                records.append({"_id": pending.command_id, "result": pending.work(uow),
+                                "request": pending.request, "executed_at": uow.now})
                 uows.append(uow)
-                records.append(record)
             for hook in before_commit:
                 hook()
             events = [e for uow in uows for e in uow.events]
             outbox = UnitOfWork(self.db, session, self.source, None, None).write_outbox(events)
-            if records:
-                self.db.commands.insert_many(records, session=session)
-            holder.update(results=[done[i]["result"] for i in ids], uows=uows, outbox=outbox)
+            self.db.commands.insert_many(records, session=session)
+            holder.update(results=[r["result"] for r in records], uows=uows, outbox=outbox)
 
         with self.client.start_session() as session:
             session.with_transaction(attempt)

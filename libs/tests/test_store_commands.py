@@ -41,6 +41,25 @@ def test_a_repeated_command_returns_its_first_result(store):
     assert sorted(d["_id"] for d in store.db.things.find()) == ["first"]
 
 
+def register(name: str):
+    """Like registering a unit: refused if the thing exists already."""
+    def work(uow):
+        if uow.db.things.find_one({"_id": name}, session=uow.session):
+            raise Rejected.conflict(f"{name} exists already")
+        uow.db.things.insert_one({"_id": name}, session=uow.session)
+        return {"id": name}
+    return work
+
+
+def test_a_repeat_that_its_first_run_would_now_refuse_gets_the_first_result(store):
+    key = {"key": "admin:r1", "request": "a" * 64}
+    assert store.execute_command(key, register("unit-1")) == {"id": "unit-1"}
+    assert store.execute_command(key, register("unit-1")) == {"id": "unit-1"}
+    with pytest.raises(Rejected) as refused:  # a new command is refused as before
+        store.execute_command({"key": "admin:r2", "request": "a" * 64}, register("unit-1"))
+    assert refused.value.status == 409
+
+
 def test_a_key_reused_for_another_request_is_refused_and_changes_nothing(store):
     store.execute_command({"key": "admin:k2", "request": "a" * 64}, insert("first"))
     with pytest.raises(Rejected) as refused:
