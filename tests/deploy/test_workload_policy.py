@@ -9,7 +9,36 @@ import pytest
 
 from deploy_helpers import NAMEKO_SERVICES, OVERLAYS, REPO, SERVICES, by_kind, consumed_queues, find
 
-SLOWEST_HANDLER_SECONDS = 60  # coverage reconciliation of a large district
+# Seconds a pod needs after its work in flight is done: nameko stops its consumers and
+# the outbox relay flushes, uvicorn closes connections, the process exits.
+STOP_SECONDS = 15
+
+
+def drain_bound_seconds(objects) -> dict:
+    """What bounds the work a pod may have in flight at SIGTERM, from the manifests:
+
+    - a MongoDB transaction: mongod aborts one older than transactionLifetimeLimitSeconds
+      at its next cleanup, which runs every min(60 s, limit/2), so none outlives
+      limit + min(60, limit/2). The slowest handler, the coverage reconciliation, runs one
+      such transaction per district: a cut rolls back only the district in flight.
+    - an RPC: the gateway waits RPC_TIMEOUT_SECONDS, then the reply is of no use.
+    """
+    mongod = find(objects, "StatefulSet", "mongodb")["spec"]["template"]["spec"]["containers"][0]
+    command = " ".join(mongod.get("command", []) + mongod.get("args", []))
+    match = re.search(r"--setParameter[ =]transactionLifetimeLimitSeconds=(\d+)", command)
+    assert match, "mongod: set transactionLifetimeLimitSeconds explicitly (the grace periods derive from it)"
+    limit = int(match.group(1))
+    gateway = find(objects, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
+    rpc_timeout = float(_config_values(objects, gateway)["RPC_TIMEOUT_SECONDS"])
+    return {"transaction": limit + min(60, limit / 2), "rpc": rpc_timeout}
+
+
+def pre_stop_seconds(container: dict) -> float:
+    command = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    if not command:
+        return 0.0
+    assert command[0] == "sleep" and len(command) == 2, f"preStop {command}: only `sleep N` is accounted for"
+    return float(command[1])
 
 
 def platform_deployments(objects):
@@ -59,8 +88,10 @@ def test_deployments_are_hardened_probed_and_drain(rendered, overlay):
         name = deployment["metadata"]["name"]
         pod = deployment["spec"]["template"]["spec"]
         assert_hardened(pod, name)
-        assert pod["terminationGracePeriodSeconds"] > SLOWEST_HANDLER_SECONDS, name
         container = pod["containers"][0]
+        needed = pre_stop_seconds(container) + max(drain_bound_seconds(rendered[overlay]).values()) + STOP_SECONDS
+        assert pod["terminationGracePeriodSeconds"] >= needed, \
+            f"{name}: grace {pod['terminationGracePeriodSeconds']} s < {needed} s (preStop + drain bound + stop)"
         assert container["command"] == ["python", "-m", name], name
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert "http" in ports, f"{name}: a port named http (probes, metrics)"
