@@ -74,7 +74,12 @@ def _transfer_rules(event: CloudEvent) -> list[Notification]:
         # sending one whose request has ended.
         side = receiving if step == "completed" else sending
         zh, en = outcome[step]
-        return [note("member", event.type, member, zh, en), note("side", event.type, side, zh, en)]
+        notes = [note("member", event.type, member, zh, en), note("side", event.type, side, zh, en)]
+        # Only approval issues the letter: a transfer ending with one had been announced to the
+        # receiving side as awaiting receipt, so that side must hear it will not arrive.
+        if step != "completed" and t.letter_expires_on is not None:
+            notes.append(note("receiving_side", event.type, receiving, zh, en))
+        return notes
     return []
 
 

@@ -147,6 +147,21 @@ async def test_pages_newest_first(gateway, side):
     assert pages == [expected[:3], expected[3:]]
 
 
+async def test_the_receiving_side_hears_that_an_approved_transfer_ended(gateway, side):
+    transfer, tokens = side
+    approved = {**transfer, "letter_expires_on": "2026-12-22"}  # approval issued the letter
+    await publish(gateway.amqp_uri, transfer_event("approved", approved), transfer_event("rejected", approved))
+    for _ in range(50):
+        if len(await listing(gateway, tokens["receiving_secretary"])) == 2:
+            break
+        await asyncio.sleep(0.1)
+    for who in ("receiving_secretary", "receiving_operator"):
+        assert [n["type"] for n in await listing(gateway, tokens[who])] == \
+               ["transfer.rejected", "transfer.awaiting_receipt"], who
+    assert [n["type"] for n in await listing(gateway, tokens["sending_operator"])] == ["transfer.rejected"]
+    assert [n["type"] for n in await listing(gateway, tokens["worker"])] == ["transfer.rejected", "transfer.approved"]
+
+
 async def test_a_redelivered_event_creates_one_notification(gateway, side, mongodb_uri):
     transfer, tokens = side
     event = transfer_event("requested", transfer)

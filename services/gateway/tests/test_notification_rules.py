@@ -36,9 +36,23 @@ def test_each_transfer_step_notifies_the_side_that_must_act_and_the_member(trans
     assert audiences("received", transfer) == {"member": ("transfer.awaiting_report_in", member)}
     assert audiences("completed", transfer) == {"member": ("transfer.completed", member),
                                                 "side": ("transfer.completed", receiving)}
-    for step in ("rejected", "cancelled", "expired"):
+    for step in ("rejected", "cancelled"):  # before approval: the receiving side never heard of it
         assert audiences(step, transfer) == {"member": (f"transfer.{step}", member),
                                              "side": (f"transfer.{step}", sending)}
+
+
+def test_a_transfer_ending_after_approval_tells_the_receiving_side_too(transfer):
+    approved = {**transfer, "letter_expires_on": "2026-12-22"}  # the letter approval issued
+    sending = {"division": SENDING, "organization_ids": [transfer["from_organization_id"]]}
+    receiving = {"division": RECEIVING, "organization_ids": [transfer["to_organization_id"]]}
+    for step in ("rejected", "cancelled", "expired"):
+        assert audiences(step, approved) == {"member": (f"transfer.{step}", {"role": "worker",
+                                                                            "member_id": transfer["member_id"]}),
+                                             "side": (f"transfer.{step}", sending),
+                                             "receiving_side": (f"transfer.{step}", receiving)}
+    # Completion is the receiving side's own news, once.
+    assert audiences("completed", approved)["side"] == ("transfer.completed", receiving)
+    assert "receiving_side" not in audiences("completed", approved)
 
 
 def test_a_coverage_alert_notifies_the_divisions_operators():
