@@ -1,16 +1,16 @@
-"""The organization service, as the member service asks it: does an organization exist, and
-is it active? Asked over RPC before a transaction opens (a transaction must not wait on
-another service); the organization service owns the answer."""
+"""The organization service, as the member service asks it: does an organization or a unit
+exist, and is it active? Asked over RPC before a transaction opens (a transaction must not
+wait on another service); the organization service owns the answer."""
 
 from nameko.exceptions import get_module_path, registry
 
-from platform_contracts.organization import OrganizationStatus
+from platform_contracts.organization import OrganizationStatus, UnitStatus
 from platform_contracts.problems import Rejected
 
 # The organization service refuses with Rejected; let it arrive here as Rejected.
 registry[get_module_path(Rejected)] = Rejected
 
-# Reading any organization is an admin's right; the member service checks its own callers.
+# Reading any organization or unit is an admin's right; the member service checks its own callers.
 SYSTEM_ACTOR = {"username": "member-service", "role": "admin", "scope": None}
 
 
@@ -32,3 +32,17 @@ def online_branch(proxy, organization_id: str) -> dict:
     if not organization.get("online"):
         raise Rejected.invalid("online_branch_id", f"organization {organization_id} is not an online branch (云端支部)")
     return organization
+
+
+def active_unit(proxy, unit_id: str, field: str) -> dict:
+    """The unit named by request field `field`; 422 naming it if missing or deregistered. Any
+    active unit will do, wherever it is (see the README: where a member may work)."""
+    try:
+        unit = proxy.get_unit(unit_id, actor=SYSTEM_ACTOR)
+    except Rejected as exc:
+        if exc.status == 404:
+            raise Rejected.invalid(field, f"unit {unit_id} does not exist")
+        raise
+    if unit["status"] != UnitStatus.active:
+        raise Rejected.invalid(field, f"unit {unit_id} is deregistered")
+    return unit

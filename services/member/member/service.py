@@ -22,7 +22,7 @@ from service_kit.store import StoreProvider, utc_now
 
 from . import access, domain
 from .application import Commands
-from .organizations import active_organization, online_branch
+from .organizations import active_organization, active_unit, online_branch
 from .repository import Repository, as_resource
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ class MemberService(OperationsMixin):
     def register_member(self, command, actor=None, command_id=None):
         parsed = parse_or_reject(RegisterMember, command)
         organization = active_organization(self.organizations, parsed.organization_id, "organization_id")
+        if parsed.unit_id:
+            active_unit(self.organizations, parsed.unit_id, "unit_id")
         if parsed.online_branch_id:
             online_branch(self.organizations, parsed.online_branch_id)
         return self._execute(command_id, lambda uow: self.commands.register_member(uow, parsed, organization, actor))
@@ -113,6 +115,8 @@ class MemberService(OperationsMixin):
     def request_transfer(self, command, actor=None, command_id=None):
         parsed = parse_or_reject(RequestTransfer, command)
         to_organization = active_organization(self.organizations, parsed.to_organization_id, "to_organization_id")
+        if parsed.to_unit_id:
+            active_unit(self.organizations, parsed.to_unit_id, "to_unit_id")
         return self._execute(
             command_id, lambda uow: self.commands.request_transfer(uow, parsed, to_organization, actor))
 
@@ -140,9 +144,12 @@ class MemberService(OperationsMixin):
 
     @rpc
     def report_in(self, transfer_id, actor=None, command_id=None):
-        # The member is about to belong to the receiving organization: it must still be active.
-        active_organization(self.organizations, self.repo.transfer(transfer_id)["to_organization_id"],
-                            "to_organization_id")
+        # The member is about to belong to the receiving organization and work in the unit
+        # named: both must still be active, or the member would drop out of every count.
+        transfer = self.repo.transfer(transfer_id)
+        active_organization(self.organizations, transfer["to_organization_id"], "to_organization_id")
+        if transfer["to_unit_id"]:
+            active_unit(self.organizations, transfer["to_unit_id"], "to_unit_id")
         return self._execute(command_id, lambda uow: self.commands.report_in(uow, transfer_id, actor))
 
     @rpc

@@ -49,8 +49,10 @@ def database_names():
 
 @pytest.fixture(scope="session")
 def services(mongodb_uri, amqp_uri, database_names, logs, member_events):
+    # Both services encrypt personal data (members' ID numbers and phones, instructors' phones).
     common = {"MONGODB_URI": mongodb_uri, "AMQP_URI": amqp_uri, "HTTP_HOST": "127.0.0.1",
-              "OUTBOX_POLL_SECONDS": "0.5", "EVENT_RETRY_DELAYS_SECONDS": "1", "EVENT_MAX_ATTEMPTS": "2"}
+              "OUTBOX_POLL_SECONDS": "0.5", "EVENT_RETRY_DELAYS_SECONDS": "1", "EVENT_MAX_ATTEMPTS": "2",
+              "FIELD_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode()}
     organization_port, member_port = free_port(), free_port()
     organization = ServiceProcess("organization", {
         **common, "MONGODB_ORGANIZATION_DB": database_names["organization"], "HTTP_PORT": str(organization_port),
@@ -58,7 +60,6 @@ def services(mongodb_uri, amqp_uri, database_names, logs, member_events):
     }, organization_port, str(logs / "organization.log"))
     member = ServiceProcess("member", {
         **common, "MONGODB_MEMBER_DB": database_names["member"], "HTTP_PORT": str(member_port),
-        "FIELD_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
         "TRANSFER_EXPIRY_CHECK_SECONDS": "1", "LOG_LEVEL": "DEBUG",
     }, member_port, str(logs / "member.log"))
     for service in (organization, member):
@@ -167,3 +168,14 @@ def dissolved_organization(organizations):
 @pytest.fixture(scope="session")
 def online_branch(organizations):
     return _organization(organizations, "370113", [], formation="area", online=True)
+
+
+@pytest.fixture
+def new_unit(organizations):
+    return lambda division="370112001": _unit(organizations, division)
+
+
+@pytest.fixture(scope="session")
+def deregistered_unit(organizations):
+    unit = _unit(organizations, "370113002")
+    return organizations.deregister_unit(unit["id"], actor=ADMIN, command_id=uuid.uuid4().hex)

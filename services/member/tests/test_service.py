@@ -132,6 +132,43 @@ def test_the_organization_must_exist_and_be_active(rpc, database, dissolved_orga
     assert snapshot(database) == before
 
 
+def test_the_unit_must_exist_and_be_active(rpc, database, two_districts, deregistered_unit, new_id_number):
+    a, b = two_districts["a"], two_districts["b"]
+    member = register(rpc, new_id_number, a["organization"], **FULL)
+    before = snapshot(database)
+    for unit_id, reason in ((deregistered_unit["id"], "deregistered"), ("doesnotexist", "does not exist")):
+        problem = rejected(register, rpc, new_id_number, a["organization"], unit_id=unit_id)
+        assert problem["status"] == 422 and ("body", "unit_id") in fields_named(problem) and reason in problem["detail"]
+        command = {"member_id": member["id"], "to_organization_id": b["organization"]["id"], "to_unit_id": unit_id,
+                   "reason": "x"}
+        problem = rejected(rpc.request_transfer, command, actor=ADMIN, command_id=cid())
+        assert problem["status"] == 422 and ("body", "to_unit_id") in fields_named(problem)
+        assert reason in problem["detail"]
+    # The unit changes only with a transfer (which moves both units' counts).
+    problem = rejected(rpc.update_member, member["id"], {"unit_id": b["unit"]["id"]}, actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422 and ("body", "unit_id") in fields_named(problem)
+    assert snapshot(database) == before
+    # Any active unit will do: a mobile member works wherever the work is.
+    elsewhere = register(rpc, new_id_number, a["organization"], unit_id=b["unit"]["id"], mobile=True)
+    assert (elsewhere["unit_id"], elsewhere["division"]) == (b["unit"]["id"], "370113001")
+
+
+def test_a_transfer_does_not_complete_into_a_unit_deregistered_meanwhile(rpc, organizations, database, two_districts,
+                                                                         new_unit, new_id_number):
+    a, b = two_districts["a"], two_districts["b"]
+    unit = new_unit("370112001")
+    member = register(rpc, new_id_number, a["organization"], unit_id=a["unit"]["id"], **FULL)
+    transfer = rpc.request_transfer({"member_id": member["id"], "to_organization_id": b["organization"]["id"],
+                                     "to_unit_id": unit["id"], "reason": "换工作"}, actor=ADMIN, command_id=cid())
+    rpc.approve_transfer(transfer["id"], {}, actor=ADMIN, command_id=cid())
+    rpc.receive_transfer(transfer["id"], actor=ADMIN, command_id=cid())
+    organizations.deregister_unit(unit["id"], actor=ADMIN, command_id=cid())
+    problem = rejected(rpc.report_in, transfer["id"], actor=worker(member), command_id=cid())
+    assert problem["status"] == 422 and ("body", "to_unit_id") in fields_named(problem)
+    assert rpc.get_transfer(transfer["id"], actor=ADMIN)["status"] == "received"
+    assert rpc.get_member(member["id"], actor=ADMIN)["unit_id"] == a["unit"]["id"]
+
+
 def test_scopes_limit_who_sees_and_registers_members(rpc, two_districts, new_id_number):
     a, b = two_districts["a"], two_districts["b"]
     mine = register(rpc, new_id_number, a["organization"])
