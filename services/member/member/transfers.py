@@ -55,11 +55,16 @@ def advance(transfer: dict, action: str, *, by: str, now: datetime, note: str | 
     """The transfer after `action`; 409 from a state the action does not start from, or on a
     letter past its date (only expiring it is still possible then)."""
     sources, target = MOVES[action]
-    if transfer["status"] not in sources:
-        raise Rejected.conflict(f"transfer {transfer['_id']} is {transfer['status']}: it cannot be {target.value}")
+    status = transfer["status"]
+    if status not in sources:
+        raise Rejected.make(409, f"transfer {transfer['_id']} is {status}: it cannot be {target.value}", [
+            {"loc": ["path", "transfer_id"], "msg": f"is {status}; only a transfer that is "
+                                                    f"{' or '.join(sorted(sources))} can be {target.value}"}])
     if action in ("receive", "report_in") and letter_expired(transfer, local_date(now)):
-        raise Rejected.conflict(
-            f"the introduction letter of transfer {transfer['_id']} expired on {transfer['letter_expires_on']}")
+        # No request field is at fault: name the transfer's own field that stands in the way.
+        expires = transfer["letter_expires_on"]
+        raise Rejected.make(409, f"the introduction letter of transfer {transfer['_id']} expired on {expires}",
+                            [{"loc": ["letter_expires_on"], "msg": f"the letter expired on {expires}"}])
     transfer["status"] = target.value
     transfer["history"].append({"status": target.value, "at": now, "by": by, "note": note})
     transfer["updated_at"] = now

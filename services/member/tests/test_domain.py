@@ -275,16 +275,20 @@ def test_every_action_from_every_state(action, state):
     if state in sources:
         assert transfers.advance(t, action, by="x", now=NOW)["status"] == target
     else:
-        assert problem_of(transfers.advance, t, action, by="x", now=NOW)["status"] == 409
-        assert t["status"] == state
+        problem = problem_of(transfers.advance, t, action, by="x", now=NOW)
+        assert problem["status"] == 409 and fields_named(problem) == {("path", "transfer_id")}
+        assert state in problem["errors"][0]["msg"] and t["status"] == state
 
 
 def test_a_letter_past_its_date_cannot_be_received_or_reported_in_on():
     t = transfer("approved", letter_expires_on="2026-11-21")
     assert transfers.letter_expired(t, TODAY) and not transfers.letter_expired(t, date(2026, 11, 21))
-    assert "expired on 2026-11-21" in problem_of(transfers.advance, t, "receive", by="x", now=NOW)["detail"]
+    problem = problem_of(transfers.advance, t, "receive", by="x", now=NOW)
+    assert problem["status"] == 409 and "expired on 2026-11-21" in problem["detail"]
+    assert fields_named(problem) == {("letter_expires_on",)}
     t["status"] = "received"
-    assert problem_of(transfers.advance, t, "report_in", by="x", now=NOW)["status"] == 409
+    problem = problem_of(transfers.advance, t, "report_in", by="x", now=NOW)
+    assert problem["status"] == 409 and fields_named(problem) == {("letter_expires_on",)}
     assert transfers.advance(t, "expire", by="system", now=NOW)["status"] == "expired"
 
 

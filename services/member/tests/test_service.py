@@ -404,7 +404,8 @@ def test_letters_expire(rpc, database, two_districts, new_id_number, tap):
     assert rpc.get_member(member["id"], actor=ADMIN)["open_transfer_id"] is None
     for call in (rpc.approve_transfer, rpc.receive_transfer, rpc.report_in):
         args = (transfer["id"], {}) if call is rpc.approve_transfer else (transfer["id"],)
-        assert rejected(call, *args, actor=ADMIN, command_id=cid())["status"] == 409
+        problem = rejected(call, *args, actor=ADMIN, command_id=cid())
+        assert problem["status"] == 409 and ("path", "transfer_id") in fields_named(problem), problem
 
 
 # ---- check-ins and the reveal --------------------------------------------------------------
