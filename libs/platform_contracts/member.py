@@ -256,4 +256,5 @@ class Transfer(BaseModel):
 class TransferFilter(Command):
     status: TransferStatus | None = None
     organization_id: EntityId | None = Field(None, description="either side of the transfer")
+    division: DivisionPrefix | None = Field(None, description="either side's division has this prefix")
     member_id: EntityId | None = None

@@ -143,3 +143,25 @@ def visibility(actor) -> Visibility:
     if role == WORKER and isinstance(scope, str) and scope:
         return Visibility(member_id=scope)
     raise Rejected.forbidden(f"a {role} account with this scope has no access to members")
+
+
+def ensure_filters_in_scope(visible: Visibility, *, division: str | None, organization_id: str | None,
+                            organization_division: str | None) -> None:
+    """A list filter narrows within the caller's scope; one naming a division or organization
+    outside it is refused (403, as the organization service refuses one) rather than answered
+    with an empty page. `organization_division` is where the filtered organization is, if known.
+    A worker's list is their own record whatever the filter; a secretary's scope has no
+    division, so a division filter only narrows their organizations."""
+    if visible.division is not None:
+        if division is not None and not division.startswith(visible.division):
+            raise _outside("division", f"division {division} is outside your scope {visible.division}")
+        if organization_division is not None and not organization_division.startswith(visible.division):
+            raise _outside("organization_id", f"organization {organization_id} (division {organization_division}) "
+                                              f"is outside your scope {visible.division}")
+    if visible.organization_ids is not None and organization_id is not None \
+            and organization_id not in visible.organization_ids:
+        raise _outside("organization_id", f"organization {organization_id} is outside your scope")
+
+
+def _outside(field: str, detail: str) -> Rejected:
+    return Rejected.make(403, detail, [{"loc": ["query", field], "msg": "outside your scope"}])

@@ -27,6 +27,16 @@ def active_organization(proxy, organization_id: str, field: str) -> dict:
     return organization
 
 
+def division_of(proxy, organization_id: str) -> str | None:
+    """Where an organization is, dissolved or not; None if there is no such organization."""
+    try:
+        return proxy.get_organization(organization_id, actor=SYSTEM_ACTOR)["division"]
+    except Rejected as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 def online_branch(proxy, organization_id: str) -> dict:
     organization = active_organization(proxy, organization_id, "online_branch_id")
     if not organization.get("online"):

@@ -128,18 +128,24 @@ class Repository(DocumentRepository):
         if filters.get("organization_id"):
             clauses.append({"$or": [{"from_organization_id": filters["organization_id"]},
                                     {"to_organization_id": filters["organization_id"]}]})
+        if filters.get("division"):
+            clauses.append(self._either_division(filters["division"]))
         return self._page("transfers", {"$and": clauses}, limit, cursor)
 
     @staticmethod
     def _visible_transfers(visible: Visibility) -> dict:
         if visible.division is not None:
-            return {"$or": [{"from_division": prefix_query(visible.division)}, {"to_division": prefix_query(visible.division)}]}
+            return Repository._either_division(visible.division)
         if visible.organization_ids is not None:
             ids = list(visible.organization_ids)
             return {"$or": [{"from_organization_id": {"$in": ids}}, {"to_organization_id": {"$in": ids}}]}
         if visible.member_id is not None:
             return {"member_id": visible.member_id}
         return {}
+
+    @staticmethod
+    def _either_division(prefix: str) -> dict:
+        return {"$or": [{"from_division": prefix_query(prefix)}, {"to_division": prefix_query(prefix)}]}
 
     def letters_expired_before(self, day: str, limit: int) -> list[str]:
         """Open transfers whose letter's last valid day is before `day` (ISO dates sort as text)."""

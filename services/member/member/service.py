@@ -22,7 +22,7 @@ from service_kit.store import StoreProvider, utc_now
 
 from . import access, domain
 from .application import Commands
-from .organizations import active_organization, active_unit, online_branch
+from .organizations import active_organization, active_unit, division_of, online_branch
 from .repository import Repository, as_resource
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,16 @@ class MemberService(OperationsMixin):
 
     def _execute(self, command_id, work):
         return self.store.execute_command(command_id, work)
+
+    def _visible(self, actor, filters: MemberFilter | TransferFilter) -> access.Visibility:
+        """What the actor's list may show, once its filters are known to lie inside it."""
+        visible = access.visibility(actor)
+        # Only a division scope needs to know where a filtered organization is.
+        organization_division = (division_of(self.organizations, filters.organization_id)
+                                 if filters.organization_id and visible.division is not None else None)
+        access.ensure_filters_in_scope(visible, division=filters.division, organization_id=filters.organization_id,
+                                       organization_division=organization_division)
+        return visible
 
     # ---- members -------------------------------------------------------------------------
 
@@ -89,8 +99,8 @@ class MemberService(OperationsMixin):
     @rpc
     def list_members(self, filters=None, limit=50, cursor=None, actor=None):
         parsed = parse_or_reject(MemberFilter, filters or {}, "query")
-        return self.repo.members(parsed.model_dump(mode="json"), access.visibility(actor), check_page_limit(limit),
-                                 cursor)
+        return self.repo.members(parsed.model_dump(mode="json"), self._visible(actor, parsed),
+                                 check_page_limit(limit), cursor)
 
     @rpc
     def promote_member(self, member_id, command, actor=None, command_id=None):
@@ -129,7 +139,7 @@ class MemberService(OperationsMixin):
     @rpc
     def list_transfers(self, filters=None, limit=50, cursor=None, actor=None):
         parsed = parse_or_reject(TransferFilter, filters or {}, "query")
-        return self.repo.transfers(parsed.model_dump(mode="json"), access.visibility(actor),
+        return self.repo.transfers(parsed.model_dump(mode="json"), self._visible(actor, parsed),
                                    check_page_limit(limit), cursor)
 
     @rpc

@@ -345,3 +345,21 @@ def test_list_visibility_by_role():
     assert access.visibility(SEC_FROM).organization_ids == ("o1",)
     assert access.visibility(WORKER).member_id == "m1"
     assert problem_of(access.visibility, {"role": "operator", "scope": None})["status"] == 403
+
+
+def test_list_filters_outside_the_scope_are_refused():
+    def check(actor, division=None, organization_id=None, organization_division=None):
+        access.ensure_filters_in_scope(access.visibility(actor), division=division, organization_id=organization_id,
+                                       organization_division=organization_division)
+
+    check(OP_FROM, division="370113001", organization_id="o1", organization_division="370113001")
+    check(OP_FROM, organization_id="o9")  # no such organization: nothing to refuse, nothing to list
+    for filters, field in (({"division": "370112"}, "division"), ({"division": "3701"}, "division"),  # wider
+                           ({"organization_id": "o2", "organization_division": "370112"}, "organization_id")):
+        problem = problem_of(check, OP_FROM, **filters)
+        assert problem["status"] == 403 and fields_named(problem) == {("query", field)}, filters
+    check(SEC_FROM, division="370112", organization_id="o1")  # a division only narrows their organizations
+    problem = problem_of(check, SEC_FROM, organization_id="o2")
+    assert problem["status"] == 403 and fields_named(problem) == {("query", "organization_id")}
+    for actor in (ADMIN, WORKER):
+        check(actor, division="370112", organization_id="o2", organization_division="370112")

@@ -181,9 +181,31 @@ def test_scopes_limit_who_sees_and_registers_members(rpc, two_districts, new_id_
     listed = rpc.list_members({}, 500, None, actor=sec_a)["items"]
     assert {m["organization_id"] for m in listed} == {a["organization"]["id"]}
     assert [m["id"] for m in rpc.list_members({}, 50, None, actor=worker(mine))["items"]] == [mine["id"]]
-    listed = rpc.list_members({"division": "3701"}, 500, None, actor=OP_B)["items"]
-    assert listed and all(m["division"].startswith("370112") for m in listed)
+    listed = rpc.list_members({"division": "370112001"}, 500, None, actor=OP_B)["items"]
+    assert theirs["id"] in {m["id"] for m in listed} and all(m["division"].startswith("370112001") for m in listed)
     assert rejected(rpc.list_members, {"mobile": "perhaps"}, 50, None, actor=ADMIN)["status"] == 422
+
+
+def test_list_filters_outside_the_scope_are_refused(rpc, two_districts, new_id_number):
+    a, b = two_districts["a"], two_districts["b"]
+    member = register(rpc, new_id_number, a["organization"], **FULL)
+    transfer = rpc.request_transfer({"member_id": member["id"], "to_organization_id": b["organization"]["id"],
+                                     "reason": "x"}, actor=ADMIN, command_id=cid())
+    sec_b = secretary(b["organization"])
+    for listing in (rpc.list_members, rpc.list_transfers):
+        for actor, filters, field in ((OP_B, {"division": "370113"}, "division"),
+                                      (OP_B, {"division": "3701"}, "division"),  # wider than the scope
+                                      (OP_B, {"organization_id": a["organization"]["id"]}, "organization_id"),
+                                      (sec_b, {"organization_id": a["organization"]["id"]}, "organization_id")):
+            problem = rejected(listing, filters, 50, None, actor=actor)
+            assert problem["status"] == 403 and fields_named(problem) == {("query", field)}, (listing, filters)
+    assert rpc.list_members({"organization_id": "no-such-org"}, 50, None, actor=OP_B)["items"] == []
+    # Either side's division: the receiving side finds the transfer in its own.
+    for actor in (OP_B, ADMIN):
+        listed = rpc.list_transfers({"division": "370112001", "member_id": member["id"]}, 50, None, actor=actor)
+        assert [t["id"] for t in listed["items"]] == [transfer["id"]]
+    assert rpc.list_transfers({"organization_id": b["organization"]["id"], "member_id": member["id"]}, 50, None,
+                              actor=sec_b)["items"][0]["id"] == transfer["id"]
 
 
 def test_paging_and_filters(rpc, two_districts, new_id_number):

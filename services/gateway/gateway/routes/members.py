@@ -32,7 +32,8 @@ async def register_member(command: RegisterMember, caller: MemberCaller, command
                           actor=caller.actor(), command_id=command_id)
 
 
-@router.get("", response_model=Page[Member], summary="List members (narrowed to your scope)")
+@router.get("", response_model=Page[Member],
+            summary="List members (narrowed to your scope; a filter outside it is 403)")
 async def list_members(
     caller: MemberCaller, rpc: Rpc,
     organization_id: Annotated[EntityIdValue | None, Query()] = None,

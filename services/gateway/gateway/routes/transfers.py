@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from platform_contracts.member import (ApproveTransfer, CancelTransfer, RejectTransfer, RequestTransfer, Transfer,
                                        TransferStatus)
-from platform_contracts.organization import EntityId as EntityIdValue
+from platform_contracts.organization import DivisionPrefix, EntityId as EntityIdValue
 
 from . import API, MEMBER as SERVICE
 from ..deps import CommandId, Cursor, EntityId, Limit, Rpc
@@ -24,15 +24,17 @@ async def request_transfer(command: RequestTransfer, caller: MemberCaller, comma
                           actor=caller.actor(), command_id=command_id)
 
 
-@router.get("", response_model=Page[Transfer], summary="List transfers (either side, narrowed to your scope)")
+@router.get("", response_model=Page[Transfer],
+            summary="List transfers (either side, narrowed to your scope; a filter outside it is 403)")
 async def list_transfers(
     caller: MemberCaller, rpc: Rpc,
     status: Annotated[TransferStatus | None, Query()] = None,
     organization_id: Annotated[EntityIdValue | None, Query(description="either side of the transfer")] = None,
     member_id: Annotated[EntityIdValue | None, Query()] = None,
+    division: Annotated[DivisionPrefix | None, Query(description="either side's division")] = None,
     limit: Limit = 50, cursor: Cursor = None,
 ):
-    filters = {"status": status, "organization_id": organization_id, "member_id": member_id}
+    filters = {"status": status, "organization_id": organization_id, "member_id": member_id, "division": division}
     return await rpc.call(SERVICE, "list_transfers", filters={k: v for k, v in filters.items() if v is not None},
                           limit=limit, cursor=cursor, actor=caller.actor())
 
