@@ -149,6 +149,29 @@ class RevealIdNumber(Command):
     reason: Text
 
 
+class AuditOutcome(StrEnum):
+    revealed = "revealed"
+    refused = "refused"
+
+
+class AuditRecord(BaseModel):
+    """An attempt to see a full ID number (who, as what, when, which member, why, outcome)."""
+    id: str
+    action: str
+    member_id: str
+    by: str
+    role: str
+    reason: str
+    # Records from before refusals were kept are all of reveals.
+    outcome: AuditOutcome = AuditOutcome.revealed
+    at: datetime
+
+
+class AuditFilter(Command):
+    member_id: EntityId | None = None
+    outcome: AuditOutcome | None = None
+
+
 class CheckIn(Command):
     station_id: EntityId
 

@@ -78,6 +78,10 @@ def ensure_may_reveal(actor, member: dict) -> None:
             "only an admin, or an operator whose division holds the member, may see a full ID number")
 
 
+def ensure_may_read_audit_log(actor) -> None:
+    _ensure(_role(actor) == ADMIN, "only an admin may read the audit log")
+
+
 # ---- transfers -----------------------------------------------------------------------------
 
 def sending_side(actor, transfer: dict) -> bool:

@@ -7,8 +7,8 @@ Nothing below this layer sees a plaintext ID number or phone, and nothing return
 except the audited reveal."""
 
 from platform_contracts.member import (
-    ApproveTransfer, CancelTransfer, CheckIn, PromoteMember, RegisterMember, RejectTransfer, RequestTransfer,
-    UpdateMember,
+    ApproveTransfer, AuditOutcome, CancelTransfer, CheckIn, PromoteMember, RegisterMember, RejectTransfer,
+    RequestTransfer, UpdateMember,
 )
 from platform_contracts.problems import Rejected
 from service_kit.documents import new_id
@@ -130,14 +130,23 @@ class Commands:
         })
         return as_resource(member)
 
-    def reveal_id_number(self, uow, member_id: str, reason: str, actor: dict) -> dict:
-        """The one read of a plaintext ID number, and its audit record, in one transaction."""
+    def reveal_id_number(self, uow, member_id: str, reason: str, actor: dict) -> dict | Rejected:
+        """The one read of a plaintext ID number, and its audit record, in one transaction.
+
+        An attempt by someone not allowed is on record too: the refusal is returned rather than
+        raised, so that its record commits, and the caller raises it."""
+        by = access.username(actor)
         repo = self._repo(uow)
         member = repo.member(member_id)
-        access.ensure_may_reveal(actor, member)
+        record = {"_id": new_id(), "action": "reveal_id_number", "member_id": member_id, "by": by,
+                  "role": actor.get("role"), "reason": reason, "at": uow.now}
+        try:
+            access.ensure_may_reveal(actor, member)
+        except Rejected as refusal:
+            repo.insert_audit({**record, "outcome": AuditOutcome.refused.value})
+            return refusal
         id_number = self.cipher.decrypt(member["id_number_encrypted"], f"member:{member_id}:id_number")
-        repo.insert_audit({"_id": new_id(), "action": "reveal_id_number", "member_id": member_id,
-                           "by": access.username(actor), "role": actor.get("role"), "reason": reason, "at": uow.now})
+        repo.insert_audit({**record, "outcome": AuditOutcome.revealed.value})
         return {"member_id": member_id, "id_number": id_number}
 
     def check_in(self, uow, member_id: str, command: CheckIn, actor: dict) -> dict:

@@ -42,7 +42,7 @@ def ensure_indexes(db) -> None:
     db.transfers.create_index([("to_division", ASCENDING), ("_id", ASCENDING)])
     db.transfers.create_index([("member_id", ASCENDING), ("_id", ASCENDING)])
     db.check_ins.create_index([("member_id", ASCENDING), ("checked_in_at", ASCENDING)])
-    db.audit_log.create_index([("member_id", ASCENDING), ("at", ASCENDING)])
+    db.audit_log.create_index([("member_id", ASCENDING), ("_id", ASCENDING)])
 
 
 def _duplicate_id_number() -> Rejected:
@@ -159,3 +159,8 @@ class Repository(DocumentRepository):
 
     def insert_audit(self, record: dict) -> None:
         self.db.audit_log.insert_one(record, session=self.session)
+
+    def audit_log(self, filters: dict, limit: int, cursor: str | None) -> dict:
+        """Oldest first (`_id` order is the order of the attempts)."""
+        query = {k: v for k, v in filters.items() if k in ("member_id", "outcome") and v is not None}
+        return self._page("audit_log", query, limit, cursor)

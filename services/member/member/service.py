@@ -10,8 +10,8 @@ from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from platform_contracts.member import (
-    ApproveTransfer, CancelTransfer, CheckIn, FindMember, MemberFilter, PromoteMember, RegisterMember, RejectTransfer,
-    RequestTransfer, RevealIdNumber, TransferFilter, UpdateMember,
+    ApproveTransfer, AuditFilter, CancelTransfer, CheckIn, FindMember, MemberFilter, PromoteMember, RegisterMember,
+    RejectTransfer, RequestTransfer, RevealIdNumber, TransferFilter, UpdateMember,
 )
 from platform_contracts.problems import Rejected, check_page_limit, parse_or_reject
 from service_kit.entrypoints import rpc
@@ -111,7 +111,17 @@ class MemberService(OperationsMixin):
     def reveal_id_number(self, member_id, reason=None, actor=None):
         parsed = parse_or_reject(RevealIdNumber, {"reason": reason})
         # Not a command: its result must never be kept (the command log stores results).
-        return self.store.transaction(lambda uow: self.commands.reveal_id_number(uow, member_id, parsed.reason, actor))
+        outcome = self.store.transaction(
+            lambda uow: self.commands.reveal_id_number(uow, member_id, parsed.reason, actor))
+        if isinstance(outcome, Rejected):  # refused, and the attempt on record
+            raise outcome
+        return outcome
+
+    @rpc
+    def list_audit_log(self, filters=None, limit=50, cursor=None, actor=None):
+        access.ensure_may_read_audit_log(actor)
+        parsed = parse_or_reject(AuditFilter, filters or {}, "query")
+        return self.repo.audit_log(parsed.model_dump(mode="json"), check_page_limit(limit), cursor)
 
     @rpc
     def check_in(self, member_id, station_id, actor=None, command_id=None):

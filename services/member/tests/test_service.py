@@ -448,17 +448,33 @@ def test_revealing_an_id_number_is_audited(rpc, database, two_districts, new_id_
     a = two_districts["a"]
     member = register(rpc, new_id_number, a["organization"])
     number = issued["id_numbers"][-1]
-    for actor in (secretary(a["organization"]), OP_B, worker(member)):
+    assert rejected(rpc.reveal_id_number, member["id"], "", actor=ADMIN)["status"] == 422  # not an attempt yet
+    refused_by = (secretary(a["organization"]), OP_B, worker(member))
+    for actor in refused_by:
         assert rejected(rpc.reveal_id_number, member["id"], "核对身份", actor=actor)["status"] == 403
-    assert rejected(rpc.reveal_id_number, member["id"], "", actor=ADMIN)["status"] == 422
-    assert database.audit_log.count_documents({"member_id": member["id"]}) == 0
-
     assert rpc.reveal_id_number(member["id"], "核对组织关系转接材料", actor=OP_A) == \
            {"member_id": member["id"], "id_number": number}
-    record = database.audit_log.find_one({"member_id": member["id"]})
-    assert (record["by"], record["role"], record["reason"], record["action"]) == \
-           ("op113", "operator", "核对组织关系转接材料", "reveal_id_number")
-    assert record["at"] is not None
+
+    records = list(database.audit_log.find({"member_id": member["id"]}).sort("_id"))
+    assert [(r["by"], r["role"], r["reason"], r["outcome"]) for r in records] == [
+        *((actor["username"], actor["role"], "核对身份", "refused") for actor in refused_by),
+        ("op113", "operator", "核对组织关系转接材料", "revealed")]
+    assert all(r["action"] == "reveal_id_number" and r["at"] is not None for r in records)
+
+    # Admins read it, paged like any list.
+    seen, cursor = [], None
+    while True:
+        page = rpc.list_audit_log({"member_id": member["id"]}, 3, cursor, actor=ADMIN)
+        seen += page["items"]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert [r["id"] for r in seen] == [r["_id"] for r in records]
+    assert seen[-1] | {"member_id": member["id"], "by": "op113", "outcome": "revealed"} == seen[-1]
+    refused = rpc.list_audit_log({"member_id": member["id"], "outcome": "refused"}, 50, None, actor=ADMIN)["items"]
+    assert [r["by"] for r in refused] == [actor["username"] for actor in refused_by]
+    for actor in (OP_A, secretary(a["organization"]), worker(member)):
+        assert rejected(rpc.list_audit_log, {}, 50, None, actor=actor)["status"] == 403
+    assert rejected(rpc.list_audit_log, {"outcome": "maybe"}, 50, None, actor=ADMIN)["status"] == 422
 
 
 def test_metrics_and_health(services):

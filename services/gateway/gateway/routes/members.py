@@ -1,22 +1,24 @@
 """Members (党员 and those on the way): thin calls to the member service, which enforces scope
 and holds the personal data. ID numbers and phones only ever come back masked, except from the
-audited reveal endpoint, a POST so the full number never sits in a URL or an access log."""
+audited reveal endpoint, a POST so the full number never sits in a URL or an access log; admins
+read that audit (reveals and refused attempts) at /admin/audit-log."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
-from platform_contracts.member import (CheckIn, CheckInRecord, FindMember, Member, PromoteMember, RegisterMember,
-                                       RevealIdNumber, Stage, UpdateMember)
+from platform_contracts.member import (AuditOutcome, AuditRecord, CheckIn, CheckInRecord, FindMember, Member,
+                                       PromoteMember, RegisterMember, RevealIdNumber, Stage, UpdateMember)
 from platform_contracts.organization import DivisionPrefix, EntityId as EntityIdValue
 
 from . import API, MEMBER as SERVICE
-from ..deps import CommandId, Cursor, EntityId, Limit, Rpc
+from ..deps import Admin, CommandId, Cursor, EntityId, Limit, Rpc
 from ..member_access import MemberCaller
 from ..schemas import Page, changed_fields
 
-router = APIRouter(prefix=f"{API}/members", tags=["members"])
+# The prefix stops at the API root: the audit log of reveals lives under /admin.
+router = APIRouter(prefix=API, tags=["members"])
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -26,13 +28,13 @@ class RevealedIdNumber(BaseModel):
     id_number: str
 
 
-@router.post("", status_code=201, response_model=Member, summary="Register a member")
+@router.post("/members", status_code=201, response_model=Member, summary="Register a member")
 async def register_member(command: RegisterMember, caller: MemberCaller, command_id: CommandId, rpc: Rpc):
     return await rpc.call(SERVICE, "register_member", command=command.model_dump(mode="json"),
                           actor=caller.actor(), command_id=command_id)
 
 
-@router.get("", response_model=Page[Member],
+@router.get("/members", response_model=Page[Member],
             summary="List members (narrowed to your scope; a filter outside it is 403)")
 async def list_members(
     caller: MemberCaller, rpc: Rpc,
@@ -47,18 +49,18 @@ async def list_members(
                           limit=limit, cursor=cursor, actor=caller.actor())
 
 
-@router.post("/lookup", response_model=Member,
+@router.post("/members/lookup", response_model=Member,
              summary="Find a member by ID number (in the body, never a URL); 404 outside your scope")
 async def find_member(body: FindMember, caller: MemberCaller, rpc: Rpc):
     return await rpc.call(SERVICE, "find_member_by_id_number", id_number=body.id_number, actor=caller.actor())
 
 
-@router.get("/{member_id}", response_model=Member, summary="Get a member")
+@router.get("/members/{member_id}", response_model=Member, summary="Get a member")
 async def get_member(member_id: EntityId, caller: MemberCaller, rpc: Rpc):
     return await rpc.call(SERVICE, "get_member", member_id=member_id, actor=caller.actor())
 
 
-@router.patch("/{member_id}", response_model=Member,
+@router.patch("/members/{member_id}", response_model=Member,
               summary="Change a member's details (organization, unit and stage change by transfer and promotion)")
 async def update_member(member_id: EntityId, changes: UpdateMember, caller: MemberCaller, command_id: CommandId,
                         rpc: Rpc):
@@ -66,7 +68,8 @@ async def update_member(member_id: EntityId, changes: UpdateMember, caller: Memb
                           actor=caller.actor(), command_id=command_id)
 
 
-@router.post("/{member_id}/promote", response_model=Member, summary="Move a member one stage along the pipeline")
+@router.post("/members/{member_id}/promote", response_model=Member,
+             summary="Move a member one stage along the pipeline")
 async def promote_member(member_id: EntityId, command: PromoteMember, caller: MemberCaller, command_id: CommandId,
                          rpc: Rpc):
     return await rpc.call(SERVICE, "promote_member", member_id=member_id,
@@ -74,17 +77,30 @@ async def promote_member(member_id: EntityId, command: PromoteMember, caller: Me
                           actor=caller.actor(), command_id=command_id)
 
 
-@router.post("/{member_id}/check-ins", status_code=201, response_model=CheckInRecord,
+@router.post("/members/{member_id}/check-ins", status_code=201, response_model=CheckInRecord,
              summary="Record a member's report-in at a station or check-in point")
 async def check_in(member_id: EntityId, body: CheckIn, caller: MemberCaller, command_id: CommandId, rpc: Rpc):
     return await rpc.call(SERVICE, "check_in", member_id=member_id, station_id=body.station_id,
                           actor=caller.actor(), command_id=command_id)
 
 
-@router.post("/{member_id}/id-number/reveal", response_model=RevealedIdNumber,
+@router.post("/members/{member_id}/id-number/reveal", response_model=RevealedIdNumber,
              summary="The full ID number (admin; operator of the member's division), with a reason; audited")
 async def reveal_id_number(member_id: EntityId, body: RevealIdNumber, caller: MemberCaller, rpc: Rpc,
                            response: Response):
     response.headers.update(NO_STORE)
     return await rpc.call(SERVICE, "reveal_id_number", member_id=member_id, reason=body.reason,
                           actor=caller.actor())
+
+
+@router.get("/admin/audit-log", response_model=Page[AuditRecord], tags=["administration"],
+            summary="Attempts to see a full ID number, revealed or refused, oldest first (admin)")
+async def list_audit_log(
+    admin: Admin, rpc: Rpc,
+    member_id: Annotated[EntityIdValue | None, Query()] = None,
+    outcome: Annotated[AuditOutcome | None, Query()] = None,
+    limit: Limit = 50, cursor: Cursor = None,
+):
+    filters = {"member_id": member_id, "outcome": outcome}
+    return await rpc.call(SERVICE, "list_audit_log", filters={k: v for k, v in filters.items() if v is not None},
+                          limit=limit, cursor=cursor, actor=admin.actor())
