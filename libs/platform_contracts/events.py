@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from .envelope import CloudEvent
-from .member import MaskedIdNumber, MaskedPhone
+from .member import Location, MaskedIdNumber, MaskedPhone
 from .organization import CoverageFigures, Instructor, Organization, Unit
 
 
@@ -72,13 +72,20 @@ class MaskedPersonalData(EventData):
     phone: MaskedPhone | None = None
 
 
-class MemberEventData(MaskedPersonalData):
+class MemberMobility(EventData):
+    """A mobile member's (流动党员) whereabouts and online branch (云端支部): no personal
+    identifiers (a location's description refuses anything like a phone or ID number)."""
+    mobile: bool | None = None
+    mobile_location: Location | None = None
+    online_branch_id: str | None = None
+
+
+class MemberEventData(MaskedPersonalData, MemberMobility):
     member_id: str
     organization_id: str
     unit_id: str | None = None
     division: str | None = None
     occupation: str | None = None
-    mobile: bool | None = None
 
 
 class MemberRegistered(MemberEventData):
@@ -86,7 +93,7 @@ class MemberRegistered(MemberEventData):
     category: str | None = None  # "full" | "probationary" once admitted
 
 
-class MemberUpdated(MaskedPersonalData):
+class MemberUpdated(MaskedPersonalData, MemberMobility):
     # The member service sends every field of MemberEventData, stage and category; they are
     # not required yet because libs/tests/test_reliable_consumer.py publishes free-form data.
     member_id: str | None = None
@@ -98,7 +105,7 @@ class MemberUpdated(MaskedPersonalData):
     changed: list[str] = []
 
 
-class MemberPromoted(EventData):
+class MemberPromoted(MemberMobility):
     member_id: str
     organization_id: str
     unit_id: str | None = None
@@ -110,7 +117,7 @@ class MemberPromoted(EventData):
     override_reason: str | None = None
 
 
-class MemberCheckedIn(EventData):
+class MemberCheckedIn(MemberMobility):
     check_in_id: str
     member_id: str
     station_id: str

@@ -5,6 +5,7 @@ Resident identity numbers, GB 11643-1999: 17 digits (6 division, 8 birth date YY
 sequence) and a check character. They are personal data: resources and events carry them
 masked (`MaskedIdNumber`), and only the member service's reveal RPC returns one in full."""
 
+import re
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
@@ -85,10 +86,21 @@ class TransferStatus(StrEnum):
     expired = "expired"
 
 
+def no_contact_numbers(value: str) -> str:
+    """A place description is published with the member's events: it must not carry a phone or
+    an ID number, so no run of 7 or more digits (a landline has 7 or 8), spaces and dashes aside."""
+    if re.search(r"[0-9]{7}", re.sub(r"[\s-]", "", value)):
+        raise ValueError("describes a place: no phone or ID number (no run of 7 or more digits)")
+    return value
+
+
 class Location(BaseModel):
     """Where a mobile member (流动党员) lives or works now."""
+    model_config = ConfigDict(hide_input_in_errors=True)
+
     division: DivisionCode | None = None
-    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200),
+                           AfterValidator(no_contact_numbers)] | None = None
 
 
 # ---- members -------------------------------------------------------------------------------

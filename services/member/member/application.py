@@ -18,14 +18,19 @@ from . import access, domain, transfers
 from .repository import Repository, as_resource
 
 ID_NUMBER_INDEX = "member.id_number"  # the blind index's context: the same for every member
+MOBILITY_FIELDS = ("mobile", "mobile_location", "online_branch_id")
 MEMBER_EVENT_FIELDS = ("organization_id", "unit_id", "division", "name", "id_number", "phone", "occupation",
-                       "mobile", "stage", "category")
+                       *MOBILITY_FIELDS, "stage", "category")
 STORED_AS = {"id_number_encrypted": "id_number", "id_number_index": "id_number", "id_number_masked": "id_number",
              "phone_encrypted": "phone", "phone_masked": "phone"}
 
 
 def _member_data(resource: dict, **extra) -> dict:
     return {"member_id": resource["id"], **{k: resource.get(k) for k in MEMBER_EVENT_FIELDS}, **extra}
+
+
+def _mobility(member: dict) -> dict:
+    return {k: member.get(k) for k in MOBILITY_FIELDS}
 
 
 def _transfer_data(transfer: dict, **extra) -> dict:
@@ -127,6 +132,7 @@ class Commands:
             "member_id": member_id, "organization_id": member["organization_id"], "unit_id": member.get("unit_id"),
             "division": member["division"], "from_stage": from_stage, "to_stage": member["stage"],
             "category": member["category"], "on": step["on"], "override_reason": step.get("override_reason"),
+            **_mobility(member),
         })
         return as_resource(member)
 
@@ -162,7 +168,7 @@ class Commands:
         resource = as_resource(record)
         uow.emit("member.checked_in", subject=member_id, division=member["division"], data={
             "check_in_id": record["_id"], **{k: resource[k] for k in (
-                "member_id", "station_id", "organization_id", "checked_in_at")}})
+                "member_id", "station_id", "organization_id", "checked_in_at")}, **_mobility(member)})
         return resource
 
     # ---- transfers ---------------------------------------------------------------------------

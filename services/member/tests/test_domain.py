@@ -123,6 +123,18 @@ def test_events_refuse_a_plaintext_id_number_or_phone():
             validate_event({"source": "member", "type": "member.registered", "data": {**data, field: plaintext}})
 
 
+def test_member_events_carry_where_a_mobile_member_is_but_no_phone_in_it():
+    data = {"member_id": "m1", "organization_id": "o1", "stage": "full", "mobile": True, "online_branch_id": "ob1",
+            "mobile_location": {"division": "370112001", "description": "历城区华山街道88号"}}
+    for type_ in ("member.registered", "member.updated"):
+        validate_event({"source": "member", "type": type_, "data": data})
+    for description in ("电话13812345678", f"身份证{id_number()}", "座机 8888123", "手机 138-1234 5678"):
+        bad = {**data, "mobile_location": {"description": description}}
+        with pytest.raises(ValidationError) as caught:
+            validate_event({"source": "member", "type": "member.registered", "data": bad})
+        assert description not in str(caught.value)
+
+
 # ---- the development pipeline --------------------------------------------------------------
 
 def member(stage="applicant", stage_on=date(2025, 1, 1), joined_on=None, override_reason=None, **fields):

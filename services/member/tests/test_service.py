@@ -241,9 +241,13 @@ def test_a_repeated_command_id_registers_once(rpc, database, two_districts, new_
 
 def test_mobile_members_have_a_location_and_an_online_branch(rpc, two_districts, online_branch, new_id_number, tap):
     a = two_districts["a"]
+    where = {"division": "370112001", "description": "历城区华山街道"}
     member = register(rpc, new_id_number, a["organization"], mobile=True, online_branch_id=online_branch["id"],
-                      mobile_location={"division": "370112001", "description": "历城区华山街道"})
-    assert member["mobile_location"] == {"division": "370112001", "description": "历城区华山街道"}
+                      mobile_location=where)
+    assert member["mobile_location"] == where
+    event = tap.wait_for(lambda e: e["type"] == "member.registered" and e["subject"] == member["id"])[0]
+    assert event["data"] | {"mobile": True, "mobile_location": where, "online_branch_id": online_branch["id"]} \
+           == event["data"]
     problem = rejected(rpc.update_member, member["id"], {"online_branch_id": a["organization"]["id"]},
                        actor=ADMIN, command_id=cid())
     assert problem["status"] == 422 and ("body", "online_branch_id") in fields_named(problem)
@@ -252,6 +256,19 @@ def test_mobile_members_have_a_location_and_an_online_branch(rpc, two_districts,
     assert updated["mobile_location"]["division"] == "370113001" and updated["phone"] == "139****1111"
     event = tap.wait_for(lambda e: e["type"] == "member.updated" and e["subject"] == member["id"])[0]
     assert event["data"]["changed"] == ["mobile_location", "phone"] and event["data"]["phone"] == "139****1111"
+    assert (event["data"]["mobile_location"], event["data"]["online_branch_id"]) == \
+           ({"division": "370113001"}, online_branch["id"])
+    checked_in = rpc.check_in(member["id"], "station-0001", actor=worker(member), command_id=cid())
+    event = tap.wait_for(lambda e: e["type"] == "member.checked_in" and e["data"]["check_in_id"] == checked_in["id"])
+    assert event[0]["data"]["online_branch_id"] == online_branch["id"]
+
+
+def test_a_location_description_is_a_place_not_a_phone(rpc, database, two_districts, new_id_number, new_phone):
+    before = snapshot(database)
+    problem = rejected(register, rpc, new_id_number, two_districts["a"]["organization"], mobile=True,
+                       mobile_location={"description": f"联系电话{new_phone()}"})
+    assert problem["status"] == 422 and ("body", "mobile_location", "description") in fields_named(problem)
+    assert snapshot(database) == before
 
 
 # ---- the development pipeline --------------------------------------------------------------
