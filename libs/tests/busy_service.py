@@ -1,0 +1,38 @@
+"""A nameko service whose RPC holds a worker for as long as it is told: the tests fill the
+worker pool with it and check that /healthz, /readyz and /metrics still answer (they are
+served outside the pool). Started as a process by test_operations_http.py."""
+
+import eventlet
+
+eventlet.monkey_patch()
+
+import os  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from nameko.dependency_providers import Config  # noqa: E402
+
+from service_kit import runner  # noqa: E402
+from service_kit.config import env_config  # noqa: E402
+from service_kit.entrypoints import rpc  # noqa: E402
+from service_kit.metrics import EntrypointMetrics  # noqa: E402
+from service_kit.operations import OperationsMixin  # noqa: E402
+from service_kit.store import StoreProvider  # noqa: E402
+
+
+class BusyService(OperationsMixin):
+    name = "busy"
+    store = StoreProvider()
+    metrics = EntrypointMetrics()
+    config = Config()
+
+    @rpc
+    def hold(self, seconds):
+        # One file per worker that started: the test counts the workers in use.
+        Path(os.environ["BUSY_MARKER_DIR"], uuid.uuid4().hex).touch()
+        eventlet.sleep(seconds)
+        return "done"
+
+
+if __name__ == "__main__":
+    runner.run(BusyService, env_config("busy", default_http_port=8098), lambda config: None)

@@ -1,0 +1,106 @@
+"""/healthz, /readyz and /metrics are served outside nameko's worker pool: they answer while
+every worker is busy, and /readyz still reports an unreachable database (503 with a detail)
+within the probes' timeout. The service runs as a process, as in production."""
+
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from service_kit.testing import ServiceProcess, free_port, mongo_ready, rabbit_vhost, start_secantus, wait_for
+
+MAX_WORKERS = 2
+HOLD_SECONDS = 5
+PROBE_TIMEOUT = 2  # well under a hold: an answer that had to wait for a worker times out
+
+
+def get(url: str, timeout: float = PROBE_TIMEOUT) -> tuple[int, str, str, float]:
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body, status, content_type = response.read().decode(), response.status, response.headers["Content-Type"]
+    except urllib.error.HTTPError as error:
+        body, status, content_type = error.read().decode(), error.code, error.headers["Content-Type"]
+    return status, content_type, body, time.monotonic() - started
+
+
+@pytest.fixture
+def busy(tmp_path):
+    """The busy service on its own SecantusDB (which a test may stop) and vhost."""
+    storage, mongodb_port = tmp_path / "db", free_port()
+    storage.mkdir()
+    database = start_secantus(str(storage), mongodb_port, str(tmp_path / "secantus.log"))
+    mongodb_uri = f"mongodb://127.0.0.1:{mongodb_port}/?directConnection=true"
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    try:
+        wait_for(lambda: mongo_ready(mongodb_uri), timeout=30, what="SecantusDB")
+        with rabbit_vhost() as amqp_uri:
+            port = free_port()
+            service = ServiceProcess("busy", {
+                "MONGODB_URI": mongodb_uri, "AMQP_URI": amqp_uri, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
+                "MAX_WORKERS": str(MAX_WORKERS), "BUSY_MARKER_DIR": str(markers),
+            }, port, str(tmp_path / "busy.log"), script=str(Path(__file__).with_name("busy_service.py")))
+            service.start()
+            try:
+                with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=60) as proxy:
+                    yield {"url": f"http://127.0.0.1:{port}", "rpc": proxy.busy, "markers": markers,
+                           "database": database, "service": service}
+            finally:
+                service.stop()
+    finally:
+        if database.poll() is None:
+            database.terminate()
+            database.wait(10)
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+def workers_in_use(markers: Path) -> int:
+    return len(os.listdir(markers))
+
+
+def test_health_answers_while_every_worker_is_busy(busy):
+    replies = [busy["rpc"].hold.call_async(HOLD_SECONDS) for _ in range(MAX_WORKERS + 1)]
+    wait_for(lambda: workers_in_use(busy["markers"]) >= MAX_WORKERS, timeout=15, what="every worker busy")
+    time.sleep(0.5)
+    assert workers_in_use(busy["markers"]) == MAX_WORKERS, "the pool is full: the other calls wait in the queue"
+
+    status, content_type, body, took = get(busy["url"] + "/healthz")
+    assert (status, json.loads(body)) == (200, {"status": "alive"}) and content_type == "application/json"
+    status, _, body, _ = get(busy["url"] + "/readyz")
+    assert (status, json.loads(body)) == (200, {"status": "ready"})
+    status, content_type, body, _ = get(busy["url"] + "/metrics")
+    assert status == 200 and content_type.startswith("text/plain") and "service_entrypoint_requests_total" in body
+    assert took < 1.0, f"/healthz took {took:.2f}s with the pool full"
+    # Still answered from outside the pool: no held call had finished meanwhile.
+    assert workers_in_use(busy["markers"]) == MAX_WORKERS
+
+    assert [reply.result() for reply in replies] == ["done"] * len(replies)
+    assert workers_in_use(busy["markers"]) == len(replies)
+
+
+def test_only_the_operations_paths_are_served(busy):
+    assert get(busy["url"] + "/nothing")[0] == 404
+    request = urllib.request.Request(busy["url"] + "/healthz", method="POST", data=b"")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=PROBE_TIMEOUT)
+    assert refused.value.code == 405
+
+
+def test_readyz_reports_an_unreachable_database_within_the_probe_timeout(busy):
+    busy["database"].terminate()
+    busy["database"].wait(10)
+    time.sleep(2.5)  # past the readiness cache
+
+    status, _, body, took = get(busy["url"] + "/readyz", timeout=5)
+    assert (status, json.loads(body)) == (503, {"status": "not ready", "detail": "database unreachable"})
+    assert took < 3, f"/readyz took {took:.2f}s: the kubelet gives up after 3 s"
+    # Liveness is not readiness: the process is fine, the database is not.
+    assert get(busy["url"] + "/healthz")[0] == 200
+    busy["service"].kill()  # a graceful stop would wait for the database
