@@ -235,6 +235,15 @@ def test_bad_input_is_refused_with_the_field_named_and_nothing_written(platform)
         assert number not in response.text
         assert members_here() == before
 
+        # A full member without an admission date, or admitted less than a year before; a unit
+        # that does not exist.
+        body = {"name": "周某", "organization_id": organization["id"], "unit_id": unit["id"], "stage": "full"}
+        for fields, field in (({}, "joined_on"), ({"joined_on": str(date.today() - timedelta(days=30))}, "stage_on"),
+                              ({"stage": "applicant", "unit_id": "doesnotexist"}, "unit_id")):
+            response = api.post("/members", json={**body, "id_number": new_id_number(), **fields})
+            assert response.status_code == 422 and ("body", field) in problem_fields(response), response.text
+        assert members_here() == before
+
         # A skipped stage: applicant → candidate.
         response = api.post(f"/members/{member['id']}/promote", json={"stage": "candidate"})
         assert response.status_code == 422 and ("body", "stage") in problem_fields(response)
@@ -247,6 +256,9 @@ def test_bad_input_is_refused_with_the_field_named_and_nothing_written(platform)
         assert response.status_code == 422 and ("body", "to_organization_id") in problem_fields(response)
         response = api.post("/transfers", json={**request, "to_organization_id": dissolved["id"]})
         assert response.status_code == 422 and ("body", "to_organization_id") in problem_fields(response)
+        response = api.post("/transfers", json={**request, "to_organization_id": destination["id"],
+                                                "to_unit_id": "ghost-unit"})
+        assert response.status_code == 422 and ("body", "to_unit_id") in problem_fields(response)
         assert transfers_of(member["id"]) == []
         assert ok(api.get(f"/members/{member['id']}"))["open_transfer_id"] is None
 
@@ -274,7 +286,8 @@ def test_bad_input_is_refused_with_the_field_named_and_nothing_written(platform)
         for action in ("approve", "receive", "report-in"):
             response = api.post(f"/transfers/{first['id']}/{action}", json={} if action == "approve" else None)
             assert response.status_code == 409, response.text
-            assert response.headers["content-type"].startswith("application/problem+json")
+            # The expired letter, or (once the timer has expired the transfer) its state.
+            assert problem_fields(response) & {("letter_expires_on",), ("path", "transfer_id")}, response.text
         assert "expired" in api.post(f"/transfers/{first['id']}/receive").json()["detail"]
         assert transfers_of(member["id"]) in (history, [(first["id"], "expired", 3)])
         assert ok(api.get(f"/members/{member['id']}"))["organization_id"] == organization["id"]
@@ -288,3 +301,46 @@ def test_bad_input_is_refused_with_the_field_named_and_nothing_written(platform)
         assert api.get("/members/does-not-exist").status_code == 404
         assert api.get("/members", params={"limit": 501}).status_code == 422
         assert members_here() == before
+
+
+# ---- scope, the audit log and who hears of an ended transfer --------------------------------
+
+def test_scope_refusals_the_audit_log_and_the_receiving_side_told(platform):
+    division, elsewhere = "370113203", "370112203"
+    with platform.client() as admin:
+        unit = created(admin.post("/units", json=unit_body(division)))
+        other_unit = created(admin.post("/units", json=unit_body(elsewhere)))
+        sending = joint_branch(admin, division, unit["id"])
+        receiving = joint_branch(admin, elsewhere, other_unit["id"])
+        member = full_member(admin, sending, unit)
+        sending_operator = account(platform, admin, "operator", "370113")
+        receiving_operator = account(platform, admin, "operator", "370112")
+
+    with platform.client(receiving_operator) as api:
+        # A filter outside the caller's scope is refused, not answered with an empty page.
+        for path, params in (("/members", {"division": division}), ("/members", {"organization_id": sending["id"]}),
+                             ("/transfers", {"division": "3701"})):
+            response = api.get(path, params=params)
+            assert response.status_code == 403, (path, params, response.text)
+        assert ok(api.get("/members", params={"division": elsewhere}))["items"] == []
+        # Refused, and on record.
+        response = api.post(f"/members/{member['id']}/id-number/reveal", json={"reason": "核对身份"})
+        assert response.status_code == 403
+        assert api.get("/admin/audit-log").status_code == 403
+    with platform.client() as admin:
+        log = ok(admin.get("/admin/audit-log", params={"member_id": member["id"]}))
+        assert [(r["role"], r["outcome"], r["reason"]) for r in log["items"]] == [("operator", "refused", "核对身份")]
+
+    with platform.client(sending_operator) as api:
+        transfer = created(api.post("/transfers", json={
+            "member_id": member["id"], "to_organization_id": receiving["id"], "to_unit_id": other_unit["id"],
+            "reason": "工作调动"}))
+        ok(api.post(f"/transfers/{transfer['id']}/approve", json={}))
+        ok(api.post(f"/transfers/{transfer['id']}/reject", json={"reason": "本人申请暂缓"}))
+
+    def receiving_side_told():
+        with platform.client(receiving_operator) as api:
+            return [n["type"] for n in ok(api.get("/notifications"))["items"] if n["subject"] == transfer["id"]]
+
+    wait_for(lambda: receiving_side_told() == ["transfer.rejected", "transfer.awaiting_receipt"],
+             what="the receiving side told the approved transfer was rejected")
