@@ -15,6 +15,7 @@ from deploy_helpers import (
 # The alerts the issue asks for, by name.
 REQUIRED_ALERTS = {
     "PartybuildingServiceDown",  # a service down
+    "PartybuildingServiceAbsent",  # ... or without any target to be down
     "PartybuildingRPCErrorRatioHigh",  # RPC error ratio high
     "PartybuildingRPCLatencyP99High",  # p99 latency high
     "PartybuildingOutboxBacklogGrowing",  # outbox backlog growing
@@ -66,6 +67,18 @@ def test_promtool_unit_tests_can_fail(promtool, rules_dir, tmp_path):
     proc = run([promtool, "test", "rules", "alerts.test.yaml"], cwd=tmp_path)
     assert proc.returncode != 0
     assert "PartybuildingOutboxOldestTooOld" in proc.stdout + proc.stderr
+
+
+def test_every_service_has_an_absent_rule():
+    """up == 0 needs a target: each deployed service needs its own absent() term."""
+    [alert] = [a for a in all_alerts() if a["alert"] == "PartybuildingServiceAbsent"]
+    terms = [t.strip() for t in alert["expr"].split(" or ")]
+    jobs = []
+    for term in terms:
+        match = re.fullmatch(r'absent\(up\{platform="partybuilding",job="([a-z-]+)"\}\)', term)
+        assert match, f"not an absent() term of one job: {term}"
+        jobs.append(match.group(1))
+    assert sorted(jobs) == sorted(SERVICES)
 
 
 def test_promtool_check_rejects_broken_rules(promtool, tmp_path):
