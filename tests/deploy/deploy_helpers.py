@@ -88,28 +88,40 @@ def nameko_container(name: str):
     return ServiceContainer(nameko_service_class(name), {"AMQP_URI": "amqp://guest:guest@localhost:5672/"})
 
 
+def nameko_queues(name: str) -> dict:
+    """Role -> kombu Queues of a nameko service, exactly as nameko would declare them (its
+    extensions set up, not started): "consumed" (RPC and event-handler queues) and
+    "reply" (the reply queues of its RpcProxy dependencies, if it calls other services)."""
+    from nameko.events import EventHandler
+    from nameko.rpc import ReplyListener, Rpc
+
+    container = nameko_container(name)  # extensions hold it by weak reference: keep it
+    consumed = {}
+    for entrypoint in container.entrypoints:
+        if isinstance(entrypoint, EventHandler):
+            entrypoint.setup()
+            queue = entrypoint.queue
+        elif isinstance(entrypoint, Rpc):
+            entrypoint.rpc_consumer.setup()
+            queue = entrypoint.rpc_consumer.queue
+        else:  # timers: no queue
+            continue
+        consumed[queue.name] = queue
+    reply = {}
+    for extension in container.subextensions:
+        if isinstance(extension, ReplyListener):
+            extension.setup()
+            reply[extension.queue.name] = extension.queue
+    return {"consumed": list(consumed.values()), "reply": list(reply.values())}
+
+
 def consumed_queues(name: str) -> dict[str, dict]:
     """Queue name -> x-arguments of every queue the service consumes, read from the code.
 
     nameko services: each entrypoint's queue as nameko declares it (set up, not started).
     The gateway: the queues its declare_topology() declares, on a recording channel."""
     if name in NAMEKO_SERVICES:
-        from nameko.events import EventHandler
-        from nameko.rpc import Rpc
-
-        queues = {}
-        container = nameko_container(name)  # extensions hold it by weak reference: keep it
-        for entrypoint in container.entrypoints:
-            if isinstance(entrypoint, EventHandler):
-                entrypoint.setup()
-                queue = entrypoint.queue
-            elif isinstance(entrypoint, Rpc):
-                entrypoint.rpc_consumer.setup()
-                queue = entrypoint.rpc_consumer.queue
-            else:  # timers: no queue
-                continue
-            queues[queue.name] = dict(queue.queue_arguments or {})
-        return queues
+        return {q.name: dict(q.queue_arguments or {}) for q in nameko_queues(name)["consumed"]}
     if name == "gateway":
         import asyncio
 

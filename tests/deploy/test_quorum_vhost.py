@@ -1,0 +1,127 @@
+"""Under prod's vhost default queue type quorum (the rabbitmq-vhost Job), every queue the
+platform declares must be accepted and behave: nameko's durable RPC reply queues become
+quorum queues and still expire (x-expires), the retry queues still send messages back
+after their TTL, and exclusive queues stay classic.
+
+Needs the local RabbitMQ and rabbitmqctl (as the platform tests do); it creates its own
+vhost with `--default-queue-type quorum`, the same setting the Job sets through the API.
+Measured on the local broker (RabbitMQ 3.10); prod runs 3.13, where quorum queues have
+supported queue TTL and message TTL since 3.10."""
+
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+from kombu import Connection, Exchange, Producer, Queue
+from nameko.rpc import RPC_REPLY_QUEUE_TEMPLATE, get_rpc_exchange
+
+from deploy_helpers import NAMEKO_SERVICES, consumed_queues, nameko_queues, require_tool
+
+from service_kit import topology
+
+
+def rabbitmqctl(*args: str) -> str:
+    proc = subprocess.run([require_tool("rabbitmqctl"), *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def quorum_vhost():
+    vhost = f"test-quorum-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", vhost, "--default-queue-type", "quorum")
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield vhost, f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+def queues(vhost: str) -> dict[str, dict]:
+    rows = json.loads(rabbitmqctl("-q", "-p", vhost, "list_queues", "name", "type", "arguments", "--formatter", "json"))
+    return {row["name"]: row for row in rows}
+
+
+def arguments(row: dict) -> dict:
+    raw = row["arguments"]  # [key, type, value] triples (3.10), or a map
+    return {item[0]: item[-1] for item in raw} if isinstance(raw, list) else raw
+
+
+def exists(amqp_uri: str, name: str) -> bool:
+    with Connection(amqp_uri) as connection:
+        try:
+            connection.channel().queue_declare(name, passive=True)
+        except connection.channel_errors:  # 404 NOT_FOUND closes the channel
+            return False
+    return True
+
+
+def declare(amqp_uri: str, declared: list[Queue]) -> None:
+    with Connection(amqp_uri) as connection:
+        for queue in declared:
+            queue(connection.default_channel).declare()
+
+
+def test_the_platform_queues_are_quorum_and_nameko_reply_queues_expire_as_declared(quorum_vhost):
+    vhost, amqp_uri = quorum_vhost
+    durable, reply = [], []
+    for name in NAMEKO_SERVICES:
+        topology.declare(amqp_uri, name, [1, 5])  # the migrate Job, then each start: twice
+        topology.declare(amqp_uri, name, [1, 5])
+        durable += [q.name for q in topology.declarations(name, [1, 5]) if isinstance(q, Queue)]
+        found = nameko_queues(name)
+        declare(amqp_uri, found["consumed"] + found["consumed"])
+        declare(amqp_uri, found["reply"])
+        durable += [q.name for q in found["consumed"]]
+        reply += found["reply"]
+    gateway = [Queue(n, durable=True, queue_arguments=a) for n, a in consumed_queues("gateway").items()]
+    declare(amqp_uri, gateway + gateway)
+    durable += [q.name for q in gateway]
+    # The gateway's RPC reply queue (services/gateway/gateway/rpc.py) is exclusive.
+    exclusive = Queue(f"rpc.reply-{uuid.uuid4()}", exclusive=True, auto_delete=True)
+
+    with Connection(amqp_uri) as connection:
+        exclusive(connection.default_channel).declare()
+        listed = queues(vhost)
+    assert reply, "member calls organization over RPC: it has a reply queue"
+    for name in durable + [q.name for q in reply]:
+        assert listed[name]["type"] == "quorum", f"{name}: {listed[name]['type']}"
+    for queue in reply:  # nameko's: durable, not exclusive, x-expires 5 minutes
+        assert queue.durable and not queue.exclusive and not queue.auto_delete
+        assert arguments(listed[queue.name]).get("x-expires") == queue.queue_arguments["x-expires"]
+    assert arguments(listed["gateway.events"]).get("x-single-active-consumer") is True
+    assert listed[exclusive.name]["type"] == "classic"
+
+
+def test_a_quorum_reply_queue_expires(quorum_vhost):
+    """nameko's reply queue (template, exchange, x-expires) with a 1.5 s TTL instead of 5 min."""
+    _, amqp_uri = quorum_vhost
+    name = RPC_REPLY_QUEUE_TEMPLATE.format("member", uuid.uuid4())
+    queue = Queue(name, exchange=get_rpc_exchange({}), routing_key=name, queue_arguments={"x-expires": 1500})
+    with Connection(amqp_uri) as connection:
+        queue(connection.default_channel).declare()
+    assert queues(quorum_vhost[0])[name]["type"] == "quorum"
+    deadline = time.monotonic() + 15
+    while exists(amqp_uri, name):
+        assert time.monotonic() < deadline, f"{name} did not expire"
+        time.sleep(0.25)
+
+
+def test_a_quorum_retry_queue_returns_the_message_to_its_handler_queue(quorum_vhost):
+    """topology's retry queue: message TTL, then dead-lettered back by routing key."""
+    _, amqp_uri = quorum_vhost
+    service, handler_queue = f"probe{uuid.uuid4().hex[:6]}", Queue(f"evt-x-y--probe.h{uuid.uuid4().hex[:6]}")
+    topology.declare(amqp_uri, service, [1])
+    with Connection(amqp_uri) as connection:
+        channel = connection.default_channel
+        bound = handler_queue(channel)
+        bound.declare()
+        Producer(channel).publish(b"{}", exchange=Exchange(topology.retry_exchange_name(service, 1)),
+                                  routing_key=handler_queue.name)
+        deadline = time.monotonic() + 15
+        while (message := bound.get(no_ack=True)) is None:
+            assert time.monotonic() < deadline, "the retried message never came back"
+            time.sleep(0.2)
+        assert message.body == b"{}"
