@@ -1,7 +1,9 @@
 """Alert rules, their promtool unit tests, runbook links, ServiceMonitors and the dashboard."""
 
+import copy
 import json
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -9,7 +11,7 @@ import yaml
 
 from deploy_helpers import (
     DASHBOARD, MONITORING, PROMETHEUS_RULE, README, SERVICES, all_alerts, by_kind, dashboard, dashboard_exprs,
-    find, grafana_to_promql, prometheus_rules,
+    find, grafana_to_promql, kustomize, prometheus_rules,
 )
 
 # The alerts the issue asks for, by name.
@@ -122,11 +124,44 @@ def test_runbook_anchors_exist_in_readme():
         assert anchor in anchors, f"deploy/README.md has no section for {alert['alert']} (#{anchor})"
 
 
+def runbook_base(directory=MONITORING) -> str:
+    return yaml.safe_load((directory / "runbook-url.yaml").read_text())["data"]["url"]
+
+
+def with_runbook_base(spec: dict, base: str) -> dict:
+    spec = copy.deepcopy(spec)
+    for group in spec["groups"]:
+        for rule in group["rules"]:
+            if "runbook_url" in rule.get("annotations", {}):
+                anchor = rule["annotations"]["runbook_url"].split("#", 1)[1]
+                rule["annotations"]["runbook_url"] = f"{base}#{anchor}"
+    return spec
+
+
 def test_prometheusrule_is_the_single_source(rendered):
-    """The rendered PrometheusRule carries exactly the groups the tests extract."""
-    rule = find(rendered["monitoring"], "PrometheusRule", "partybuilding")
-    assert rule["spec"] == prometheus_rules()
+    """The rendered PrometheusRule carries exactly the groups the tests extract, with the
+    runbook URL of runbook-url.yaml in front of each anchor."""
+    for source in ("monitoring", "prod"):
+        rule = find(rendered[source], "PrometheusRule", "partybuilding")
+        assert rule["spec"] == with_runbook_base(prometheus_rules(), runbook_base()), source
     assert yaml.safe_load(PROMETHEUS_RULE.read_text())["metadata"]["name"] == "partybuilding"
+
+
+def test_runbook_url_is_set_in_one_place(kubectl, tmp_path):
+    """Operators point runbook_url at their repository by editing runbook-url.yaml (see
+    deploy/README.md "Monitoring"): every alert then links to its section there."""
+    copy_dir = tmp_path / "monitoring"
+    shutil.copytree(MONITORING, copy_dir)
+    url = "https://git.example.com/acme/partybuilding/-/blob/main/deploy/README.md"
+    config = yaml.safe_load((copy_dir / "runbook-url.yaml").read_text())
+    config["data"]["url"] = url
+    (copy_dir / "runbook-url.yaml").write_text(yaml.safe_dump(config))
+    objects = kustomize(kubectl, copy_dir)
+    rule = find(objects, "PrometheusRule", "partybuilding")
+    urls = [r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert urls == [f"{url}#{a['alert'].lower()}" for a in all_alerts()]
+    assert not [o for o in objects if o["metadata"]["name"] == "partybuilding-runbook-url"], "local-config only"
+    assert "runbook-url.yaml" in README.read_text(), "deploy/README.md must say how to set it"
 
 
 def test_service_monitor_covers_every_platform_service(rendered):
