@@ -108,6 +108,8 @@ def test_transfer_across_two_districts_moves_both_sides(platform, sse):
         sending_operator = account(platform, admin, "operator", "370113")
         receiving_operator = account(platform, admin, "operator", "370112")
         worker = account(platform, admin, "worker", member["id"])
+    # Each side's operator follows the whole transfer on their own stream.
+    sides = [sse({"types": "transfer.*"}, token=sending_operator), sse({"types": "transfer.*"}, token=receiving_operator)]
 
     with platform.client(worker) as me:
         assert ok(me.get(f"/members/{member['id']}"))["id"] == member["id"]
@@ -145,6 +147,9 @@ def test_transfer_across_two_districts_moves_both_sides(platform, sse):
             and e["data"]["subject"] == transfer["id"]]
     assert [e["data"]["type"] for e in seen] == steps
     assert [int(e["id"]) for e in seen] == sorted(int(e["id"]) for e in seen)
+    for side in sides:
+        side.wait_for(lambda e: e["type"] == "transfer.completed" and e["subject"] == transfer["id"])
+        assert [e["data"]["type"] for e in side.events if e["data"]["subject"] == transfer["id"]] == steps
     done = seen[-1]
     assert done["data"]["data"]["from_unit_id"] == sending_unit["id"]
     assert done["data"]["data"]["to_unit_id"] == receiving_unit["id"]

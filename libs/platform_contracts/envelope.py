@@ -24,6 +24,8 @@ class CloudEvent(BaseModel):
     datacontenttype: str = "application/json"
     data: dict[str, Any] = Field(default_factory=dict)
     division: str | None = Field(None, description="division code of the entity, for filtering")
+    otherdivision: str | None = Field(None, description=(
+        "a second division the event concerns, for filtering: the other side of a transfer"))
     correlationid: str | None = None
     causationid: str | None = None
 

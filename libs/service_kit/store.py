@@ -58,9 +58,11 @@ class UnitOfWork:
         self.on_commit: list[Callable[[], None]] = []
         self.now = utc_now()
 
-    def emit(self, type: str, *, subject: str | None, data: dict, division: str | None = None) -> CloudEvent:
+    def emit(self, type: str, *, subject: str | None, data: dict, division: str | None = None,
+             other_division: str | None = None) -> CloudEvent:
         event = validate_event(CloudEvent(
             source=self.source, type=type, subject=subject, data=data, division=division,
+            otherdivision=other_division if other_division != division else None,
             correlationid=self.correlationid, causationid=self.causationid, time=self.now,
         ))
         self.events.append(event)

@@ -73,7 +73,10 @@ class EventFilter:
         return self._in_division(entry)
 
     def _in_division(self, entry: LogEntry) -> bool:
-        return self.division is None or (entry.division or "").startswith(self.division)
+        if self.division is None:
+            return True
+        other = entry.envelope.get("otherdivision")
+        return (entry.division or "").startswith(self.division) or bool(other and other.startswith(self.division))
 
 
 def parse_types(raw: str | list | None) -> tuple[str, ...]:

@@ -37,6 +37,10 @@ def test_filters():
     scoped = EventFilter(division="3701")
     assert scoped.matches(entry(1, division="370113001001"))
     assert not scoped.matches(entry(1, division="370213")) and not scoped.matches(entry(1, division=None))
+    # A transfer concerns both sides: the envelope's `otherdivision` matches too.
+    other_side = LogEntry(seq=1, type="transfer.approved", division="370213001",
+                          envelope={"otherdivision": "370113001"})
+    assert scoped.matches(other_side) and not EventFilter(division="3702").matches(entry(1, division="370113"))
 
 
 def test_parse_types_and_division():

@@ -184,7 +184,7 @@ class Commands:
         repo.claim_open_transfer(member["_id"], transfer["_id"])
         repo.insert_transfer(transfer)
         uow.emit("transfer.requested", subject=transfer["_id"], division=transfer["from_division"],
-                 data=_transfer_data(transfer))
+                 other_division=transfer["to_division"], data=_transfer_data(transfer))
         return as_resource(transfer)
 
     def approve_transfer(self, uow, transfer_id: str, command: ApproveTransfer, actor: dict) -> dict:
@@ -247,5 +247,9 @@ class Commands:
     @staticmethod
     def _saved(uow, repo: Repository, transfer: dict, event_type: str, division: str, **extra) -> dict:
         repo.save_transfer(transfer)
-        uow.emit(event_type, subject=transfer["_id"], division=division, data=_transfer_data(transfer, **extra))
+        # Both sides follow a transfer on their streams: the envelope names the side to act
+        # next, `otherdivision` the other one.
+        other = transfer["to_division"] if division == transfer["from_division"] else transfer["from_division"]
+        uow.emit(event_type, subject=transfer["_id"], division=division, other_division=other,
+                 data=_transfer_data(transfer, **extra))
         return as_resource(transfer)
