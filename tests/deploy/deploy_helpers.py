@@ -273,3 +273,79 @@ def rules_and_dashboard_metric_names() -> set[str]:
     for expr in dashboard_exprs():
         names |= metric_names(expr)
     return names
+
+
+# ------------------------------------------------------------------- label names
+
+# Labels Prometheus itself adds to every scraped series (job, instance) and the one the
+# ServiceMonitor adds (platform): present whatever the code declares.
+TARGET_LABELS = {"job", "instance", "platform"}
+
+
+def label_uses(expr: str) -> dict[str, set[str]]:
+    """Metric -> label names a PromQL expression needs it to have: its own matchers, and
+    the grouping labels (by/without/on/ignoring) of the expression (`le` only for
+    histogram buckets). Small, like metric_names(): enough for our expressions, which
+    combine only series that share their labels."""
+    expr = grafana_to_promql(expr)
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    uses = {name: set() for name in metric_names(expr)}
+    for match in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*\{([^}]*)\}", expr):
+        if match.group(1) in uses:
+            uses[match.group(1)] |= set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)", match.group(2)))
+    grouping = set()
+    for match in re.finditer(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", expr):
+        grouping |= {label.strip() for label in match.group(1).split(",") if label.strip()}
+    for name in uses:
+        uses[name] |= {label for label in grouping if label != "le" or name.endswith("_bucket")}
+    return uses
+
+
+def rules_and_dashboard_label_uses() -> dict[str, set[str]]:
+    """Metric -> every label name the alert rules (expressions and the $labels their
+    annotations print) and the dashboard (queries and template variables) rely on."""
+    uses: dict[str, set[str]] = {}
+
+    def add(found: dict[str, set[str]]):
+        for name, labels in found.items():
+            uses.setdefault(name, set()).update(labels)
+
+    for alert in all_alerts():
+        found = label_uses(alert["expr"])
+        printed = set(re.findall(r"\$labels\.([A-Za-z_][A-Za-z0-9_]*)", json.dumps(alert.get("annotations", {}))))
+        add({name: labels | printed for name, labels in found.items()})
+    for expr in dashboard_exprs():
+        add(label_uses(expr))
+    for variable in dashboard()["templating"]["list"]:
+        query = variable.get("definition") or ""
+        for name, label in re.findall(r"label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*,\s*([A-Za-z_]+)\s*\)", query):
+            add({name: {label}})
+    return uses
+
+
+def code_metric_labels() -> dict[str, set[str]]:
+    """Series name -> label names, as the services' and the kit's code declare them
+    (prometheus_client metrics defined at module level), with the target labels."""
+    import importlib
+
+    from prometheus_client.metrics import MetricWrapperBase
+
+    roots = [REPO / "libs" / "service_kit"] + [REPO / "services" / name / name for name in SERVICES]
+    declared = {}
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            if "prometheus_client import" not in path.read_text():
+                continue
+            module = importlib.import_module(".".join(path.relative_to(root.parent).with_suffix("").parts))
+            for metric in vars(module).values():
+                if not isinstance(metric, MetricWrapperBase):
+                    continue
+                labels = set(metric._labelnames) | TARGET_LABELS
+                if metric._type == "counter":
+                    declared[metric._name + "_total"] = labels
+                elif metric._type == "histogram":
+                    declared[metric._name + "_bucket"] = labels | {"le"}
+                    declared[metric._name + "_sum"] = declared[metric._name + "_count"] = labels
+                else:
+                    declared[metric._name] = labels
+    return declared

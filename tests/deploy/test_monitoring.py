@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from deploy_helpers import (
-    DASHBOARD, MONITORING, PROMETHEUS_RULE, README, SERVICES, all_alerts, by_kind, dashboard, dashboard_exprs,
-    find, grafana_to_promql, kustomize, prometheus_rules,
+    DASHBOARD, MONITORING, PROMETHEUS_RULE, README, SERVICES, all_alerts, by_kind, code_metric_labels, dashboard,
+    dashboard_exprs, find, grafana_to_promql, kustomize, prometheus_rules, rules_and_dashboard_label_uses,
 )
 
 # The alerts the issue asks for, by name.
@@ -259,6 +259,20 @@ def test_dashboard_covers_red_event_flow_outbox_and_coverage(used_metric_names):
     assert not missing, f"exposed but neither alerted on nor charted: {sorted(missing)}"
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
+
+
+def test_rules_and_dashboard_use_only_labels_the_code_declares():
+    """A rule grouping by a label its metric lacks yields nothing, silently: each label the
+    rules and dashboard rely on must be declared on that metric (or added by the scrape)."""
+    declared = code_metric_labels()
+    problems = []
+    for name, labels in sorted(rules_and_dashboard_label_uses().items()):
+        if name.startswith("rabbitmq_") or name == "up":  # not ours; up: job, instance, platform
+            continue
+        assert name in declared, f"{name}: read by rules/dashboard, declared by no code"
+        if labels - declared[name]:
+            problems.append(f"{name}: uses {sorted(labels - declared[name])}, declared {sorted(declared[name])}")
+    assert not problems, problems
 
 
 def test_dashboard_queries_are_valid_promql(promtool, tmp_path):
