@@ -225,26 +225,47 @@ def _config_values(objects, container) -> dict:
     return values
 
 
+# Services that keep personal data encrypted at rest (member: ID numbers and phones;
+# organization: instructors' phones). They refuse to start, migrate included, without
+# FIELD_ENCRYPTION_KEY; both read the same key from the same Secret.
+ENCRYPTING_SERVICES = ("member", "organization")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_member_gets_its_encryption_key_and_transfer_settings(rendered, overlay):
-    """member refuses to start (migrate included) without FIELD_ENCRYPTION_KEY; no other
-    service gets the key."""
+def test_encrypting_services_get_the_field_key_and_no_one_else(rendered, overlay):
     objects = rendered[overlay]
-    for kind, name in (("Deployment", "member"), ("Job", "member-migrate")):
-        container = find(objects, kind, name)["spec"]["template"]["spec"]["containers"][0]
-        env = {e["name"]: e for e in container.get("env", [])}
-        assert env["FIELD_ENCRYPTION_KEY"]["valueFrom"]["secretKeyRef"] == {
-            "name": "partybuilding-secrets", "key": "FIELD_ENCRYPTION_KEY"}, name
-        values = _config_values(objects, container)
-        assert values.get("TRANSFER_LETTER_VALID_DAYS") == "30", name
-        assert values.get("TRANSFER_EXPIRY_CHECK_SECONDS") == "60", name
+    for name in ENCRYPTING_SERVICES:
+        for kind, obj_name in (("Deployment", name), ("Job", f"{name}-migrate")):
+            container = find(objects, kind, obj_name)["spec"]["template"]["spec"]["containers"][0]
+            env = {e["name"]: e for e in container.get("env", [])}
+            assert env["FIELD_ENCRYPTION_KEY"]["valueFrom"]["secretKeyRef"] == {
+                "name": "partybuilding-secrets", "key": "FIELD_ENCRYPTION_KEY"}, obj_name
     for kind in ("Deployment", "Job"):
         for obj in by_kind(objects, kind):
-            if obj["metadata"]["labels"].get("app.kubernetes.io/name") == "member":
+            if obj["metadata"]["labels"].get("app.kubernetes.io/name") in ENCRYPTING_SERVICES:
                 continue
             for container in obj["spec"]["template"]["spec"]["containers"]:
                 names = {e["name"] for e in container.get("env", [])}
                 assert "FIELD_ENCRYPTION_KEY" not in names, obj["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_member_gets_its_transfer_settings(rendered, overlay):
+    objects = rendered[overlay]
+    for kind, name in (("Deployment", "member"), ("Job", "member-migrate")):
+        container = find(objects, kind, name)["spec"]["template"]["spec"]["containers"][0]
+        values = _config_values(objects, container)
+        assert values.get("TRANSFER_LETTER_VALID_DAYS") == "30", name
+        assert values.get("TRANSFER_EXPIRY_CHECK_SECONDS") == "60", name
+
+
+def test_every_service_that_reads_the_field_key_gets_it():
+    """A service whose start-up reads FIELD_ENCRYPTION_KEY (service_kit.pii) must be in
+    ENCRYPTING_SERVICES, or its pods would crash-loop."""
+    for name in NAMEKO_SERVICES:
+        main = (REPO / "services" / name / name / "__main__.py").read_text()
+        if "key_from_environment" in main or "FIELD_ENCRYPTION_KEY" in main:
+            assert name in ENCRYPTING_SERVICES, f"{name} reads FIELD_ENCRYPTION_KEY at start"
 
 
 @pytest.mark.parametrize("name", NAMEKO_SERVICES)
