@@ -5,9 +5,10 @@ Needs the `platform` session fixture (tests/conftest.py) that runs the services:
   platform.gateway_url, platform.admin_token()
 Prometheus is the Debian package's binary, on a free loopback port, with a temporary
 configuration that scrapes every target once a second and loads the rules extracted
-from deploy/monitoring/prometheusrule.yaml. Then, through Prometheus's HTTP API and
-the targets' raw /metrics text, it checks that the series the rules and the dashboard
-read exist.
+from deploy/monitoring/prometheusrule.yaml. After some traffic (RPCs, a unit registered,
+a report-only reconciliation), through Prometheus's HTTP API and the targets' raw
+/metrics text, it checks that the series the rules and the dashboard read exist, with
+the label names they group, filter and print by.
 """
 
 from __future__ import annotations
