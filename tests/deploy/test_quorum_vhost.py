@@ -9,6 +9,7 @@ Measured on the local broker (RabbitMQ 3.10); prod runs 3.13, where quorum queue
 supported queue TTL and message TTL since 3.10."""
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -125,3 +126,30 @@ def test_a_quorum_retry_queue_returns_the_message_to_its_handler_queue(quorum_vh
             assert time.monotonic() < deadline, "the retried message never came back"
             time.sleep(0.2)
         assert message.body == b"{}"
+
+
+def vhost_job_policies(rendered: dict) -> dict[str, dict]:
+    """The policies prod's rabbitmq-vhost Job puts, as name -> body (from its script)."""
+    [job] = [o for o in rendered["prod"] if o["kind"] == "Job" and o["metadata"]["name"] == "rabbitmq-vhost"]
+    script = job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    return {name: json.loads(body) for name, body in re.findall(r"put policies/partybuilding/(\S+) '(.+)'", script)}
+
+
+def test_retry_queues_dead_letter_at_least_once_under_the_jobs_policy(quorum_vhost, rendered):
+    """A quorum queue dead-letters at most once unless told otherwise: with the Job's policy the
+    retry queues (and only they) dead-letter at least once, and a retry still comes back."""
+    vhost, amqp_uri = quorum_vhost
+    [(name, policy)] = vhost_job_policies(rendered).items()
+    rabbitmqctl("set_policy", "-p", vhost, "--apply-to", policy["apply-to"], "--priority", str(policy["priority"]),
+                name, policy["pattern"], json.dumps(policy["definition"]))
+    service = f"probe{uuid.uuid4().hex[:6]}"
+    topology.declare(amqp_uri, service, [1, 5])
+    rows = json.loads(rabbitmqctl("-q", "-p", vhost, "list_queues", "name", "policy", "--formatter", "json"))
+    by_name = {row["name"]: row for row in rows}
+    for delay in (1, 5):
+        assert by_name[topology.retry_exchange_name(service, delay)]["policy"] == name
+    assert by_name[topology.dead_letter_queue_name(service)]["policy"] in ("", None)
+    [stored] = json.loads(rabbitmqctl("-q", "-p", vhost, "list_policies", "--formatter", "json"))
+    definition = stored["definition"] if isinstance(stored["definition"], dict) else json.loads(stored["definition"])
+    assert definition == {"dead-letter-strategy": "at-least-once", "overflow": "reject-publish"}
+    test_a_quorum_retry_queue_returns_the_message_to_its_handler_queue(quorum_vhost)
