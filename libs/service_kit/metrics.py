@@ -7,7 +7,6 @@ from nameko.extensions import DependencyProvider
 from nameko.events import EventHandler
 from nameko.rpc import Rpc
 from nameko.timer import Timer
-from nameko.web.handlers import HttpRequestHandler
 from prometheus_client import Counter, Gauge, Histogram
 
 from platform_contracts.problems import Rejected
@@ -48,8 +47,6 @@ def _kind(entrypoint) -> str:
         return "event"
     if isinstance(entrypoint, Timer):
         return "timer"
-    if isinstance(entrypoint, HttpRequestHandler):
-        return "http"
     return type(entrypoint).__name__.lower()
 
 
