@@ -31,11 +31,16 @@ def normalize_credit_code(value: str) -> str:
     bad = sorted({c for c in code if c not in CREDIT_CODE_ALPHABET})
     if bad:
         raise ValueError(f"character(s) {''.join(bad)!r} cannot appear in a unified social credit code")
-    if not code[2:8].isdigit():
+    if not is_ascii_digits(code[2:8]):
         raise ValueError("characters 3-8 of a unified social credit code are a division code")
     if credit_code_check_character(code[:17]) != code[17]:
         raise ValueError("check character does not match (GB 32100-2015)")
     return code
+
+
+def is_ascii_digits(value: str) -> bool:
+    """0-9 only: str.isdigit() also accepts full-width (３) and other Unicode digits."""
+    return value.isascii() and value.isdigit()
 
 
 def division_level(code: str) -> str:
@@ -45,22 +50,30 @@ def division_level(code: str) -> str:
 def normalize_division_code(value: str) -> str:
     """A unit's or organization's division: a district, street or community code."""
     code = value.strip()
-    if not code.isdigit() or len(code) not in DIVISION_CODE_LENGTHS:
-        raise ValueError("a division code has 6 (district), 9 (street) or 12 (community) digits")
-    return _check_province(code)
+    if not is_ascii_digits(code) or len(code) not in DIVISION_CODE_LENGTHS:
+        raise ValueError("a division code has 6 (district), 9 (street) or 12 (community) digits (0-9)")
+    return _check_segments(_check_province(code))
 
 
 def normalize_division_prefix(value: str) -> str:
     """A division filter: any level from province (2 digits) to community (12)."""
     code = value.strip()
-    if not code.isdigit() or len(code) not in DIVISION_PREFIX_LENGTHS:
-        raise ValueError("a division filter has 2, 4, 6, 9 or 12 digits")
-    return _check_province(code)
+    if not is_ascii_digits(code) or len(code) not in DIVISION_PREFIX_LENGTHS:
+        raise ValueError("a division filter has 2, 4, 6, 9 or 12 digits (0-9)")
+    return _check_segments(_check_province(code))
 
 
 def _check_province(code: str) -> str:
     if code[:2] not in PROVINCE_CODES:
         raise ValueError(f"{code[:2]} is not a province code (GB/T 2260)")
+    return code
+
+
+def _check_segments(code: str) -> str:
+    # Street and community serials start at 001: "000" is the level above, never a code itself.
+    for start, level in ((6, "street"), (9, "community")):
+        if code[start:start + 3] == "000":
+            raise ValueError(f"digits {start + 1}-{start + 3} are 000, which is no {level} code (GB/T 2260)")
     return code
 
 

@@ -234,6 +234,12 @@ def test_invalid_fields_are_named(admin):
                    ["header", "idempotency-key"])
 
 
+@pytest.mark.parametrize("division", ["37011３", "370113000", "370113001000"])
+def test_division_filters_take_real_ascii_codes(admin, division):
+    assert_problem(admin.get("/api/v1/units", params={"division": division}), 422, ["query", "division"])
+    assert_problem(admin.post("/api/v1/units", json=unit_command(division=division)), 422, ["body", "division"])
+
+
 def test_unknown_route_and_method_are_problems(admin):
     assert_problem(admin.get("/api/v1/nothing-here"), 404)
     assert_problem(admin.delete("/api/v1/coverage"), 405)

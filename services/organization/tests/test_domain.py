@@ -6,6 +6,7 @@ import pytest
 
 from organization import domain
 from organization.domain import ALL, CounterKey
+from platform_contracts.codes import normalize_division_code, normalize_division_prefix
 from platform_contracts.problems import Rejected
 
 
@@ -140,3 +141,22 @@ def test_member_categories():
     assert domain.member_category("candidate") is None
     assert domain.member_count_field("full") == "full_members"
     assert domain.member_count_field(None) is None
+
+
+# ---- contract: PATCH bodies, division codes ---------------------------------------------------
+
+@pytest.mark.parametrize("code", ["370113００１", "３７０１１３", "370113001٠٠٢"])
+def test_division_codes_take_ascii_digits_only(code):
+    with pytest.raises(ValueError, match="0-9"):
+        normalize_division_code(code)
+    with pytest.raises(ValueError, match="0-9"):
+        normalize_division_prefix(code)
+
+
+@pytest.mark.parametrize("code, level", [("370113000", "street"), ("370113001000", "community"),
+                                         ("370113000001", "street")])
+def test_a_000_street_or_community_is_no_code(code, level):
+    for normalize in (normalize_division_code, normalize_division_prefix):
+        with pytest.raises(ValueError, match=f"no {level} code"):
+            normalize(code)
+    assert normalize_division_code("370113001002") == "370113001002"

@@ -251,7 +251,7 @@ def test_metrics_and_health(organization_service):
 def test_bulk_registration_is_all_or_nothing(rpc, database):
     division = "370113011"
     batch = [{"credit_code": credit_code(division), "name": f"台账{i}", "type": "market", "industry": "retail",
-              "division": f"{division}{i % 4:03d}"} for i in range(50)]
+              "division": f"{division}{i % 4 + 1:03d}"} for i in range(50)]
     before = snapshot(database)
     bad = [*batch[:10], {**batch[10], "type": "shop"}, *batch[11:]]
     problem = rejected(rpc.register_units, bad, actor=ADMIN, command_id=cid())
@@ -293,3 +293,17 @@ def test_concurrent_commands_commit_together_and_a_bad_one_fails_alone(rpc, data
     # One transaction per command would be 25 (the first unit, then 24); fewer: some were grouped.
     assert transactions < 25, "no two commands shared a transaction"
     assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 0
+
+
+# ---- PATCH, division codes ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("division", ["370113００１", "370113000", "370113001000"])
+def test_division_codes_must_be_real_ascii_codes(rpc, database, division):
+    before = snapshot(database)
+    command = {"credit_code": credit_code(), "name": "x", "type": "enterprise", "industry": "express",
+               "division": division}
+    problem = rejected(rpc.register_unit, command, actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422 and ("body", "division") in fields_named(problem)
+    problem = rejected(rpc.list_units, {"division": division}, 50, None, actor=ADMIN)
+    assert problem["status"] == 422 and ("query", "division") in fields_named(problem)
+    assert snapshot(database) == before
