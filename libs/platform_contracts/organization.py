@@ -5,7 +5,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from .codes import normalize_credit_code, normalize_division_code, normalize_division_prefix
 
@@ -20,6 +20,17 @@ Industry = Annotated[
 ]
 MobilePhone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^1[3-9]\d{9}$")]
 EntityId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _not_null(value):
+    if value is None:
+        raise ValueError("cannot be null: leave the field out to keep its value")
+    return value
+
+
+# A PATCH field that may be left out but not cleared: its type admits no null, and an explicit
+# null is refused by name (422) instead of reaching the stored record.
+Kept = BeforeValidator(_not_null)
 
 
 def _no_duplicates(ids: list[str]) -> list[str]:
@@ -78,6 +89,18 @@ class Command(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _drop_null_defaults(schema: dict) -> None:
+    # A Kept field's "default: null" would tell clients that null is accepted.
+    for field in schema.get("properties", {}).values():
+        if "default" in field and field["default"] is None and "anyOf" not in field:
+            del field["default"]
+
+
+class Changes(Command):
+    """A PATCH body: the fields sent change, those left out keep their value."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_drop_null_defaults)
+
+
 # ---- units -------------------------------------------------------------------------------
 
 class RegisterUnit(Command):
@@ -99,13 +122,14 @@ class RegisterUnits(Command):
     units: list[RegisterUnit] = Field(min_length=1, max_length=BULK_MAX_UNITS)
 
 
-class UpdateUnit(Command):
-    name: Name | None = None
-    type: UnitType | None = None
-    industry: Industry | None = None
-    division: DivisionCode | None = None
-    employees: int | None = Field(None, ge=0, le=10_000_000)
-    above_scale: bool | None = None
+class UpdateUnit(Changes):
+    """Only the fields sent change; `address` may be cleared with null, the others not."""
+    name: Annotated[Name, Kept] = None
+    type: Annotated[UnitType, Kept] = None
+    industry: Annotated[Industry, Kept] = None
+    division: Annotated[DivisionCode, Kept] = None
+    employees: Annotated[int, Kept] = Field(None, ge=0, le=10_000_000)
+    above_scale: Annotated[bool, Kept] = None
     address: str | None = Field(None, max_length=500)
 
 
@@ -158,12 +182,13 @@ class CreateOrganization(Command):
     star_rating: int | None = Field(None, ge=1, le=5)
 
 
-class UpdateOrganization(Command):
-    name: Name | None = None
-    kind: OrganizationKind | None = None
+class UpdateOrganization(Changes):
+    """Only the fields sent change; parent_id, secretary and star_rating may be cleared with null."""
+    name: Annotated[Name, Kept] = None
+    kind: Annotated[OrganizationKind, Kept] = None
     parent_id: EntityId | None = None
     secretary: Name | None = None
-    online: bool | None = None
+    online: Annotated[bool, Kept] = None
     star_rating: int | None = Field(None, ge=1, le=5)
 
 

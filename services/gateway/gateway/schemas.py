@@ -5,7 +5,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from platform_contracts.organization import CoverageFigures
+from platform_contracts.organization import Changes, CoverageFigures, Kept
 
 from .problems import ApiProblem
 
@@ -44,12 +44,12 @@ class CreateUser(BaseModel):
                                            "station_manager: station ids; worker: the member id; admin: none")
 
 
-class UpdateUser(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: Role | None = None
+class UpdateUser(Changes):
+    """Only the fields sent change; `scope` may be null (an admin's is), the others not."""
+    role: Annotated[Role, Kept] = None
     scope: Scope = None
-    active: bool | None = None
-    password: Password | None = None
+    active: Annotated[bool, Kept] = None
+    password: Annotated[Password, Kept] = None
 
 
 class User(BaseModel):
@@ -89,7 +89,8 @@ class Report(BaseModel):
 
 
 def changed_fields(changes: BaseModel) -> dict:
-    """Only the fields a PATCH sent (an explicit null clears a field)."""
+    """Only the fields a PATCH sent. An explicit null clears a nullable field; the models
+    refuse null (422) for fields that cannot be cleared (see platform_contracts Kept)."""
     fields = changes.model_dump(mode="json", exclude_unset=True)
     if not fields:
         raise ApiProblem.invalid(["body"], "name at least one field to change")

@@ -234,6 +234,24 @@ def test_invalid_fields_are_named(admin):
                    ["header", "idempotency-key"])
 
 
+@pytest.mark.parametrize("path, field", [
+    *[("/api/v1/units/u1", f) for f in ("name", "type", "industry", "division", "employees", "above_scale")],
+    *[("/api/v1/organizations/o1", f) for f in ("name", "kind", "online")],
+])
+def test_a_null_for_a_field_that_cannot_be_cleared_is_422_naming_it(admin, path, field):
+    assert_problem(admin.patch(path, json={field: None}), 422, ["body", field])
+
+
+def test_a_user_patch_refuses_null_except_for_scope(admin, make_user):
+    username, _ = make_user("operator", "3701")
+    user = next(u for u in admin.get("/api/v1/users", params={"limit": 500}).json()["items"]
+                if u["username"] == username)
+    for field in ("active", "role", "password"):
+        assert_problem(admin.patch(f"/api/v1/users/{user['id']}", json={field: None}), 422, ["body", field])
+    assert admin.get(f"/api/v1/users/{user['id']}").json() == user  # unchanged
+    assert_problem(admin.patch(f"/api/v1/users/{user['id']}", json={"scope": None}), 422, ["body", "scope"])
+
+
 @pytest.mark.parametrize("division", ["37011３", "370113000", "370113001000"])
 def test_division_filters_take_real_ascii_codes(admin, division):
     assert_problem(admin.get("/api/v1/units", params={"division": division}), 422, ["query", "division"])
@@ -263,6 +281,9 @@ def test_health_readiness_metrics_and_docs(gateway, admin):
     assert 'gateway_event_stream_clients{transport="sse"}' in metrics
     assert "/api/v1/events/stream" in spec["paths"] and "/api/v1/coverage/breakdown" in spec["paths"]
     assert {"RegisterUnit", "CreateOrganization", "Unit", "CoverageFigures"} <= set(spec["components"]["schemas"])
+    # A PATCH field that cannot be cleared is documented without null.
+    patch = spec["components"]["schemas"]["UpdateUnit"]["properties"]
+    assert patch["name"]["type"] == "string" and "default" not in patch["name"]
 
 
 def test_migrate_command(gateway):

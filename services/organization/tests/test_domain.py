@@ -7,7 +7,8 @@ import pytest
 from organization import domain
 from organization.domain import ALL, CounterKey
 from platform_contracts.codes import normalize_division_code, normalize_division_prefix
-from platform_contracts.problems import Rejected
+from platform_contracts.organization import UpdateOrganization, UpdateUnit
+from platform_contracts.problems import Rejected, parse_or_reject
 
 
 def unit(**fields):
@@ -144,6 +145,32 @@ def test_member_categories():
 
 
 # ---- contract: PATCH bodies, division codes ---------------------------------------------------
+
+@pytest.mark.parametrize("model, field", [
+    (UpdateUnit, f) for f in ("name", "type", "industry", "division", "employees", "above_scale")
+] + [(UpdateOrganization, f) for f in ("name", "kind", "online")])
+def test_a_patch_cannot_null_a_field_that_has_no_null(model, field):
+    with pytest.raises(Rejected) as caught:
+        parse_or_reject(model, {field: None})
+    assert caught.value.status == 422
+    assert [e["loc"] for e in caught.value.problem["errors"]] == [["body", field]]
+    assert "null" in caught.value.problem["errors"][0]["msg"]
+
+
+@pytest.mark.parametrize("model, field", [
+    (UpdateUnit, "address"), (UpdateOrganization, "parent_id"), (UpdateOrganization, "secretary"),
+    (UpdateOrganization, "star_rating"),
+])
+def test_a_patch_may_clear_a_nullable_field(model, field):
+    assert parse_or_reject(model, {field: None}).model_dump(exclude_unset=True) == {field: None}
+
+
+def test_fields_left_out_stay_out_and_the_schema_admits_no_null_where_none_is_taken():
+    assert parse_or_reject(UpdateUnit, {"name": "新名"}).model_dump(exclude_unset=True) == {"name": "新名"}
+    properties = UpdateUnit.model_json_schema()["properties"]
+    assert properties["name"].get("type") == "string" and "default" not in properties["name"]
+    assert {"type": "null"} in properties["address"]["anyOf"]
+
 
 @pytest.mark.parametrize("code", ["370113００１", "３７０１１３", "370113001٠٠٢"])
 def test_division_codes_take_ascii_digits_only(code):

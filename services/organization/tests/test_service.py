@@ -297,6 +297,31 @@ def test_concurrent_commands_commit_together_and_a_bad_one_fails_alone(rpc, data
 
 # ---- PATCH, division codes ---------------------------------------------------------------------
 
+@pytest.mark.parametrize("field", ["name", "type", "industry", "division", "employees", "above_scale"])
+def test_a_null_for_a_unit_field_that_cannot_be_cleared_is_refused(rpc, database, field):
+    unit = new_unit(rpc, "370113013", address="经十路1号")
+    before = snapshot(database)
+    problem = rejected(rpc.update_unit, unit["id"], {field: None}, actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422 and fields_named(problem) == {("body", field)}
+    assert snapshot(database) == before
+    cleared = rpc.update_unit(unit["id"], {"address": None}, actor=ADMIN, command_id=cid())
+    assert cleared["address"] is None and cleared["name"] == unit["name"]
+
+
+def test_a_null_for_an_organization_field_that_cannot_be_cleared_is_refused(rpc, database):
+    organization = rpc.create_organization({"name": "支部", "kind": "branch", "formation": "area",
+                                            "division": "370113013", "secretary": "王书记", "star_rating": 3},
+                                           actor=ADMIN, command_id=cid())
+    before = snapshot(database)
+    for field in ("name", "kind", "online"):
+        problem = rejected(rpc.update_organization, organization["id"], {field: None}, actor=ADMIN, command_id=cid())
+        assert problem["status"] == 422 and fields_named(problem) == {("body", field)}
+    assert snapshot(database) == before
+    cleared = rpc.update_organization(organization["id"], {"secretary": None, "star_rating": None},
+                                      actor=ADMIN, command_id=cid())
+    assert (cleared["secretary"], cleared["star_rating"], cleared["name"]) == (None, None, "支部")
+
+
 @pytest.mark.parametrize("division", ["370113００１", "370113000", "370113001000"])
 def test_division_codes_must_be_real_ascii_codes(rpc, database, division):
     before = snapshot(database)

@@ -54,8 +54,7 @@ async def get_user(user_id: EntityId, admin: Admin, request: Request):
                summary="Change an account's role, scope, status or password (admin)")
 async def update_user(user_id: EntityId, body: UpdateUser, admin: Admin, request: Request):
     users = request.app.state.users
-    # An explicit null means "no change", except for scope (an admin's is null).
-    changes = {k: v for k, v in changed_fields(body).items() if v is not None or k == "scope"}
+    changes = changed_fields(body)
     current = await users.by_id(user_id)
     if current is None:
         raise ApiProblem.of(404, f"user {user_id} does not exist")
