@@ -26,13 +26,21 @@ def division_scope(actor: dict | None) -> str | None:
     return scope
 
 
-def ensure_in_scope(actor: dict | None, division: str) -> None:
+def outside_scope(division: str, scope: str, loc) -> Rejected:
+    """A 403 naming, when given, the request field that led to the division (e.g. ["path",
+    "unit_id"] for a unit's, ["body", "division"] for one the caller sent)."""
+    errors = [{"loc": list(loc), "msg": f"division {division} is outside your scope {scope}"}] if loc else None
+    return Rejected.make(403, f"division {division} is outside your scope {scope}", errors)
+
+
+def ensure_in_scope(actor: dict | None, division: str, loc: list | tuple | None = None) -> None:
     scope = division_scope(actor)
     if scope is not None and not division.startswith(scope):
-        raise Rejected.forbidden(f"division {division} is outside your scope {scope}")
+        raise outside_scope(division, scope, loc)
 
 
-def narrow_division_filter(actor: dict | None, requested: str | None) -> str | None:
+def narrow_division_filter(actor: dict | None, requested: str | None,
+                           loc: list | tuple | None = ("query", "division")) -> str | None:
     """The division filter to apply: the request's, which must lie inside the actor's scope."""
     scope = division_scope(actor)
     if scope is None:
@@ -40,5 +48,5 @@ def narrow_division_filter(actor: dict | None, requested: str | None) -> str | N
     if requested is None:
         return scope
     if not requested.startswith(scope):
-        raise Rejected.forbidden(f"division {requested} is outside your scope {scope}")
+        raise outside_scope(requested, scope, loc)
     return requested

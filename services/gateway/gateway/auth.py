@@ -96,9 +96,10 @@ def require_role(principal: Principal, roles: frozenset[str] | set[str]) -> None
         raise ApiProblem.of(403, f"the {principal.role} role may not do this")
 
 
-def division_filter(principal: Principal, requested: str | None) -> str | None:
+def division_filter(principal: Principal, requested: str | None,
+                    loc: tuple | list = ("query", "division")) -> str | None:
     """The division filter to apply for this caller: an operator is narrowed to their scope
-    and refused a division outside it; an admin gets what was asked for."""
+    and refused a division outside it (a 403 naming `loc`); an admin gets what was asked for."""
     require_role(principal, DIVISION_ROLES)
     if principal.role == ADMIN:
         return requested
@@ -106,5 +107,6 @@ def division_filter(principal: Principal, requested: str | None) -> str | None:
     if requested is None:
         return scope
     if not requested.startswith(scope):
-        raise ApiProblem.of(403, f"division {requested} is outside your scope {scope}")
+        detail = f"division {requested} is outside your scope {scope}"
+        raise ApiProblem.of(403, detail, [{"loc": list(loc), "msg": detail}])
     return requested

@@ -68,6 +68,7 @@ def test_division_filter_narrows_operators_to_their_scope():
         with pytest.raises(ApiProblem) as refused:
             division_filter(OPERATOR, outside)
         assert refused.value.status == 403
+        assert [e["loc"] for e in refused.value.document["errors"]] == [["query", "division"]]
     with pytest.raises(ApiProblem) as refused:
         division_filter(Principal(id="3", username="w", role="worker", scope="m1"), None)
     assert refused.value.status == 403

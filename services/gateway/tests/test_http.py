@@ -139,8 +139,8 @@ def test_roles_without_division_access_get_403(gateway, make_user):
 def test_operator_is_kept_to_their_division(gateway, make_user):
     username, token = make_user("operator", "3701")
     with gateway.client(token) as client:
-        assert_problem(client.get("/api/v1/units", params={"division": "3702"}), 403)
-        assert_problem(client.get("/api/v1/coverage", params={"division": "37"}), 403)
+        assert_problem(client.get("/api/v1/units", params={"division": "3702"}), 403, ["query", "division"])
+        assert_problem(client.get("/api/v1/coverage", params={"division": "37"}), 403, ["query", "division"])
         assert_problem(client.post("/api/v1/coverage/reconcile"), 403)
         assert client.get("/api/v1/units").status_code == 200
     call = last_call(gateway)

@@ -17,6 +17,9 @@ from .repository import Repository, as_resource
 
 log = logging.getLogger(__name__)
 
+UNIT_ID = ["path", "unit_id"]
+ORGANIZATION_ID = ["path", "organization_id"]
+
 
 class Commands:
     def __init__(self, joint_cap: int):
@@ -52,7 +55,7 @@ class Commands:
     # ---- units -------------------------------------------------------------------------------
 
     def register_unit(self, uow, command: RegisterUnit, actor: dict) -> dict:
-        ensure_in_scope(actor, command.division)
+        ensure_in_scope(actor, command.division, ["body", "division"])
         repo = self._repo(uow)
         self._require_known_division(repo, command.division)
         unit = domain.refresh_unit({
@@ -70,7 +73,7 @@ class Commands:
         """A ledger import (台账): all of the units or none; one counter update for the batch."""
         repo = self._repo(uow)
         for index, command in enumerate(commands):
-            ensure_in_scope(actor, command.division)
+            ensure_in_scope(actor, command.division, ["body", "units", index, "division"])
             if not repo.division_known(command.division[:6]):
                 raise Rejected.invalid(["body", "units", index, "division"],
                                        f"unknown division: district {command.division[:6]} is not registered")
@@ -89,10 +92,10 @@ class Commands:
     def update_unit(self, uow, unit_id: str, changes: UpdateUnit, actor: dict) -> dict:
         repo = self._repo(uow)
         before = repo.unit(unit_id)
-        ensure_in_scope(actor, before["division"])
+        ensure_in_scope(actor, before["division"], UNIT_ID)
         fields = changes.model_dump(mode="json", exclude_unset=True)
         if fields.get("division"):
-            ensure_in_scope(actor, fields["division"])
+            ensure_in_scope(actor, fields["division"], ["body", "division"])
             self._require_known_division(repo, fields["division"])
         unit = domain.refresh_unit({**copy.deepcopy(before), **fields, "updated_at": uow.now})
         repo.save_unit(unit)
@@ -103,8 +106,8 @@ class Commands:
     def deregister_unit(self, uow, unit_id: str, actor: dict) -> dict:
         repo = self._repo(uow)
         before = repo.unit(unit_id)
-        ensure_in_scope(actor, before["division"])
-        domain.check_unit_active(before, ["path", "unit_id"])
+        ensure_in_scope(actor, before["division"], UNIT_ID)
+        domain.check_unit_active(before, UNIT_ID)
         unit = copy.deepcopy(before)
         # A deregistered unit leaves its organizations and its instructor, freeing their places.
         for organization_id in list(unit["organization_ids"]):
@@ -126,14 +129,21 @@ class Commands:
 
     # ---- organizations -----------------------------------------------------------------------
 
+    @staticmethod
+    def _require_parent(repo: Repository, parent_id: str, actor: dict) -> None:
+        """A parent must exist, be active, and lie in the caller's scope: an operator cannot
+        hang an organization under one they may not see."""
+        loc = ["body", "parent_id"]
+        parent = repo.organization(parent_id, loc)
+        ensure_in_scope(actor, parent["division"], loc)
+        domain.check_organization_active(parent, loc)
+
     def create_organization(self, uow, command: CreateOrganization, actor: dict) -> dict:
-        ensure_in_scope(actor, command.division)
+        ensure_in_scope(actor, command.division, ["body", "division"])
         repo = self._repo(uow)
         self._require_known_division(repo, command.division)
         if command.parent_id:
-            parent = repo.organization(command.parent_id, ["body", "parent_id"])
-            if parent["status"] != OrganizationStatus.active:
-                raise Rejected.invalid("parent_id", f"parent organization {command.parent_id} is dissolved")
+            self._require_parent(repo, command.parent_id, actor)
         domain.check_unit_count(command.kind, command.formation, len(command.unit_ids), self.joint_cap)
         organization = {
             "_id": new_id(), **command.model_dump(mode="json"),
@@ -144,7 +154,7 @@ class Commands:
         units = []
         for index, unit_id in enumerate(command.unit_ids):
             unit = repo.unit(unit_id, ["body", "unit_ids", index])
-            ensure_in_scope(actor, unit["division"])
+            ensure_in_scope(actor, unit["division"], ["body", "unit_ids", index])
             domain.check_unit_active(unit, ["body", "unit_ids", index])
             units.append(unit)
         repo.insert_organization(organization)
@@ -161,16 +171,16 @@ class Commands:
     def update_organization(self, uow, organization_id: str, changes: UpdateOrganization, actor: dict) -> dict:
         repo = self._repo(uow)
         organization = repo.organization(organization_id)
-        ensure_in_scope(actor, organization["division"])
+        ensure_in_scope(actor, organization["division"], ORGANIZATION_ID)
         domain.check_organization_active(organization)
         fields = changes.model_dump(mode="json", exclude_unset=True)
         if fields.get("parent_id"):
-            if fields["parent_id"] == organization_id:
-                raise Rejected.invalid("parent_id", "an organization cannot be its own parent")
-            repo.organization(fields["parent_id"], ["body", "parent_id"])
+            self._require_parent(repo, fields["parent_id"], actor)
+            domain.check_no_cycle(organization_id, repo.ancestor_ids(fields["parent_id"]))
         organization.update(fields, updated_at=uow.now)
+        # Only a change of kind can take the existing units over a cap.
         domain.check_unit_count(organization["kind"], organization["formation"],
-                                len(organization["unit_ids"]), self.joint_cap)
+                                len(organization["unit_ids"]), self.joint_cap, ["body", "kind"])
         repo.save_organization(organization)
         self._emit_organization(uow, "organization.updated", organization)
         return as_resource(organization)
@@ -178,16 +188,16 @@ class Commands:
     def attach_unit(self, uow, organization_id: str, unit_id: str, actor: dict) -> dict:
         repo = self._repo(uow)
         organization = repo.organization(organization_id)
-        ensure_in_scope(actor, organization["division"])
+        ensure_in_scope(actor, organization["division"], ORGANIZATION_ID)
         domain.check_organization_active(organization)
         before = repo.unit(unit_id, ["body", "unit_id"])
-        ensure_in_scope(actor, before["division"])
+        ensure_in_scope(actor, before["division"], ["body", "unit_id"])
         domain.check_unit_active(before, ["body", "unit_id"])
         if unit_id in organization["unit_ids"]:
             raise Rejected.make(409, f"unit {unit_id} is already covered by organization {organization_id}",
                                 [{"loc": ["body", "unit_id"], "msg": "already attached"}])
         domain.check_unit_count(organization["kind"], organization["formation"],
-                                len(organization["unit_ids"]) + 1, self.joint_cap)
+                                len(organization["unit_ids"]) + 1, self.joint_cap, ["body", "unit_id"])
         organization["unit_ids"].append(unit_id)
         organization["updated_at"] = uow.now
         repo.save_organization(organization)
@@ -202,7 +212,7 @@ class Commands:
     def detach_unit(self, uow, organization_id: str, unit_id: str, actor: dict) -> dict:
         repo = self._repo(uow)
         organization = repo.organization(organization_id)
-        ensure_in_scope(actor, organization["division"])
+        ensure_in_scope(actor, organization["division"], ORGANIZATION_ID)
         domain.check_organization_active(organization)
         if unit_id not in organization["unit_ids"]:
             raise Rejected.not_found(f"unit in organization {organization_id}:", unit_id)
@@ -221,7 +231,7 @@ class Commands:
     def dissolve_organization(self, uow, organization_id: str, actor: dict) -> dict:
         repo = self._repo(uow)
         organization = repo.organization(organization_id)
-        ensure_in_scope(actor, organization["division"])
+        ensure_in_scope(actor, organization["division"], ORGANIZATION_ID)
         domain.check_organization_active(organization)
         changes = []
         for unit_id in organization["unit_ids"]:
@@ -240,7 +250,7 @@ class Commands:
     # ---- instructors -------------------------------------------------------------------------
 
     def create_instructor(self, uow, command: CreateInstructor, actor: dict) -> dict:
-        ensure_in_scope(actor, command.division)
+        ensure_in_scope(actor, command.division, ["body", "division"])
         repo = self._repo(uow)
         self._require_known_division(repo, command.division)
         instructor = {"_id": new_id(), **command.model_dump(mode="json"), "unit_ids": [], "created_at": uow.now}
@@ -252,9 +262,10 @@ class Commands:
     def assign_instructor(self, uow, unit_id: str, command: AssignInstructor, actor: dict) -> dict:
         repo = self._repo(uow)
         before = repo.unit(unit_id)
-        ensure_in_scope(actor, before["division"])
-        domain.check_unit_active(before, ["path", "unit_id"])
+        ensure_in_scope(actor, before["division"], UNIT_ID)
+        domain.check_unit_active(before, UNIT_ID)
         instructor = repo.instructor(command.instructor_id, ["body", "instructor_id"])
+        ensure_in_scope(actor, instructor["division"], ["body", "instructor_id"])
         if before.get("instructor_id") == instructor["_id"]:
             return as_resource(before)
         unit = copy.deepcopy(before)
@@ -273,7 +284,7 @@ class Commands:
     def unassign_instructor(self, uow, unit_id: str, actor: dict) -> dict:
         repo = self._repo(uow)
         before = repo.unit(unit_id)
-        ensure_in_scope(actor, before["division"])
+        ensure_in_scope(actor, before["division"], UNIT_ID)
         if not before.get("instructor_id"):
             raise Rejected.conflict(f"unit {unit_id} has no instructor")
         unit = copy.deepcopy(before)

@@ -178,21 +178,30 @@ def is_joint(kind: str, formation: str) -> bool:
     return formation == Formation.joint or kind == OrganizationKind.joint_branch
 
 
-def check_unit_count(kind: str, formation: str, unit_count: int, joint_cap: int) -> None:
+def check_unit_count(kind: str, formation: str, unit_count: int, joint_cap: int,
+                     loc: list | None = None) -> None:
+    """`loc`: the request field that made the count (the body's unit_ids by default)."""
+    loc = loc or ["body", "unit_ids"]
     if formation == Formation.standalone and unit_count > 1:
-        raise Rejected.invalid("unit_ids", "a standalone organization covers exactly one unit, its own")
+        raise Rejected.invalid(loc, "a standalone organization covers exactly one unit, its own")
     if is_joint(kind, formation) and unit_count > joint_cap:
         raise Rejected.invalid(
-            "unit_ids", f"a joint organization covers at most {joint_cap} units (JOINT_ORGANIZATION_MAX_UNITS)"
+            loc, f"a joint organization covers at most {joint_cap} units (JOINT_ORGANIZATION_MAX_UNITS)"
         )
 
 
-def check_organization_active(organization: dict, field: str = "organization_id") -> None:
+def check_organization_active(organization: dict, loc: list | None = None) -> None:
     if organization["status"] != OrganizationStatus.active:
         raise Rejected.make(
             409, f"organization {organization['_id']} is dissolved",
-            [{"loc": ["path", field], "msg": "organization is dissolved"}],
+            [{"loc": loc or ["path", "organization_id"], "msg": "organization is dissolved"}],
         )
+
+
+def check_no_cycle(organization_id: str, ancestors: list[str]) -> None:
+    """`ancestors`: the proposed parent, its parent, and so on up to the root."""
+    if organization_id in ancestors:
+        raise Rejected.invalid("parent_id", "an organization cannot sit below itself in the tree")
 
 
 def check_unit_active(unit: dict, loc: list) -> None:

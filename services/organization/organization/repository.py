@@ -133,6 +133,16 @@ class Repository(DocumentRepository):
     def active_organizations(self):
         return self.db.organizations.find({"status": "active"}, session=self.session)
 
+    def ancestor_ids(self, organization_id: str, depth: int = 50) -> list[str]:
+        """The organization and those above it, to the root (bounded: party trees are shallow)."""
+        ids: list[str] = []
+        current = organization_id
+        while current and len(ids) < depth:
+            ids.append(current)
+            parent = self.db.organizations.find_one({"_id": current}, {"parent_id": 1}, session=self.session)
+            current = parent and parent.get("parent_id")
+        return ids
+
     # ---- instructors ---------------------------------------------------------------------
 
     def instructor(self, instructor_id: str, loc: list | None = None) -> dict:

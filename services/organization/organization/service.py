@@ -99,7 +99,7 @@ class OrganizationService(OperationsMixin):
     @rpc
     def get_unit(self, unit_id, actor=None):
         unit = self.repo.unit(unit_id)
-        ensure_in_scope(actor, unit["division"])
+        ensure_in_scope(actor, unit["division"], ["path", "unit_id"])
         return as_resource(unit)
 
     @rpc
@@ -125,7 +125,7 @@ class OrganizationService(OperationsMixin):
     @rpc
     def get_organization(self, organization_id, actor=None):
         organization = self.repo.organization(organization_id)
-        ensure_in_scope(actor, organization["division"])
+        ensure_in_scope(actor, organization["division"], ["path", "organization_id"])
         return as_resource(organization)
 
     @rpc
@@ -164,7 +164,7 @@ class OrganizationService(OperationsMixin):
     @rpc
     def get_instructor(self, instructor_id, actor=None):
         instructor = self.repo.instructor(instructor_id)
-        ensure_in_scope(actor, instructor["division"])
+        ensure_in_scope(actor, instructor["division"], ["path", "instructor_id"])
         return as_resource(instructor)
 
     @rpc

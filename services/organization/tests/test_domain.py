@@ -9,6 +9,7 @@ from organization.domain import ALL, CounterKey
 from platform_contracts.codes import normalize_division_code, normalize_division_prefix
 from platform_contracts.organization import UpdateOrganization, UpdateUnit
 from platform_contracts.problems import Rejected, parse_or_reject
+from service_kit.auth import ensure_in_scope, narrow_division_filter
 
 
 def unit(**fields):
@@ -187,3 +188,30 @@ def test_a_000_street_or_community_is_no_code(code, level):
         with pytest.raises(ValueError, match=f"no {level} code"):
             normalize(code)
     assert normalize_division_code("370113001002") == "370113001002"
+
+
+# ---- organizations, scope --------------------------------------------------------------------
+
+def test_the_joint_cap_names_the_field_the_caller_sent():
+    with pytest.raises(Rejected) as caught:
+        domain.check_unit_count("joint_branch", "joint", 6, joint_cap=5, loc=["body", "unit_id"])
+    assert caught.value.problem["errors"][0]["loc"] == ["body", "unit_id"]
+
+
+def test_an_organization_cannot_sit_below_itself():
+    domain.check_no_cycle("o1", ["o2", "o3"])
+    with pytest.raises(Rejected) as caught:
+        domain.check_no_cycle("o1", ["o2", "o1"])
+    assert caught.value.problem["errors"][0]["loc"] == ["body", "parent_id"]
+
+
+def test_scope_refusals_name_the_field():
+    operator = {"username": "op", "role": "operator", "scope": "370113001"}
+    with pytest.raises(Rejected) as caught:
+        ensure_in_scope(operator, "370113", ["body", "instructor_id"])
+    assert caught.value.status == 403
+    assert caught.value.problem["errors"][0]["loc"] == ["body", "instructor_id"]
+    with pytest.raises(Rejected) as caught:
+        narrow_division_filter(operator, "370113")
+    assert caught.value.problem["errors"][0]["loc"] == ["query", "division"]
+    ensure_in_scope(operator, "370113001002", ["path", "unit_id"])

@@ -332,3 +332,82 @@ def test_division_codes_must_be_real_ascii_codes(rpc, database, division):
     problem = rejected(rpc.list_units, {"division": division}, 50, None, actor=ADMIN)
     assert problem["status"] == 422 and ("query", "division") in fields_named(problem)
     assert snapshot(database) == before
+
+
+# ---- scope ---------------------------------------------------------------------------------------
+
+STREET_OPERATOR = {"username": "street-op", "role": "operator", "scope": "370113001"}
+
+
+def test_an_instructor_outside_the_callers_scope_cannot_be_assigned(rpc, database):
+    unit = new_unit(rpc, "370113001003")
+    district_instructor = rpc.create_instructor({"name": "区指导员", "phone": "13812340000", "division": "370113"},
+                                                actor=ADMIN, command_id=cid())
+    before = snapshot(database)
+    problem = rejected(rpc.assign_instructor, unit["id"], district_instructor["id"], actor=STREET_OPERATOR,
+                       command_id=cid())
+    assert problem["status"] == 403 and fields_named(problem) == {("body", "instructor_id")}
+    assert snapshot(database) == before
+    mine = rpc.create_instructor({"name": "街道指导员", "phone": "13812340001", "division": "370113001"},
+                                 actor=STREET_OPERATOR, command_id=cid())
+    assert rpc.assign_instructor(unit["id"], mine["id"], actor=STREET_OPERATOR, command_id=cid())["coverage"] == "work"
+
+
+def test_a_parent_organization_must_exist_be_active_and_in_scope(rpc, database):
+    district = rpc.create_organization({"name": "区综合党委", "kind": "comprehensive_committee", "formation": "area",
+                                        "division": "370113"}, actor=ADMIN, command_id=cid())
+    dissolved = rpc.create_organization({"name": "旧党委", "kind": "committee", "formation": "area",
+                                         "division": "370113001"}, actor=ADMIN, command_id=cid())
+    rpc.dissolve_organization(dissolved["id"], actor=ADMIN, command_id=cid())
+    body = {"name": "街道支部", "kind": "branch", "formation": "area", "division": "370113001"}
+    before = snapshot(database)
+    for parent_id, status in ((district["id"], 403), (dissolved["id"], 409), ("nosuchorganization", 422)):
+        problem = rejected(rpc.create_organization, {**body, "parent_id": parent_id}, actor=STREET_OPERATOR,
+                           command_id=cid())
+        assert problem["status"] == status and fields_named(problem) == {("body", "parent_id")}, problem
+    assert snapshot(database) == before
+
+    child = rpc.create_organization(body, actor=STREET_OPERATOR, command_id=cid())
+    before = snapshot(database)
+    for parent_id, status in ((district["id"], 403), (dissolved["id"], 409)):
+        problem = rejected(rpc.update_organization, child["id"], {"parent_id": parent_id}, actor=STREET_OPERATOR,
+                           command_id=cid())
+        assert problem["status"] == status and fields_named(problem) == {("body", "parent_id")}, problem
+    assert snapshot(database) == before
+    assert rpc.update_organization(child["id"], {"parent_id": district["id"]}, actor=ADMIN,
+                                   command_id=cid())["parent_id"] == district["id"]
+    problem = rejected(rpc.update_organization, district["id"], {"parent_id": child["id"]}, actor=ADMIN,
+                       command_id=cid())
+    assert problem["status"] == 422 and fields_named(problem) == {("body", "parent_id")}
+
+
+def test_scope_refusals_name_the_field_that_led_there(rpc):
+    theirs = new_unit(rpc, "370112002")
+    organization = rpc.create_organization({"name": "历城支部", "kind": "branch", "formation": "area",
+                                            "division": "370112002"}, actor=ADMIN, command_id=cid())
+    command = {"credit_code": credit_code("370112"), "name": "x", "type": "enterprise", "industry": "x",
+               "division": "370112002"}
+    for problem, loc in (
+        (rejected(rpc.get_unit, theirs["id"], actor=OPERATOR), ("path", "unit_id")),
+        (rejected(rpc.update_unit, theirs["id"], {"name": "y"}, actor=OPERATOR, command_id=cid()), ("path", "unit_id")),
+        (rejected(rpc.list_units, {"division": "370112"}, 50, None, actor=OPERATOR), ("query", "division")),
+        (rejected(rpc.get_coverage, {"division": "370112"}, actor=OPERATOR), ("query", "division")),
+        (rejected(rpc.register_unit, command, actor=OPERATOR, command_id=cid()), ("body", "division")),
+        (rejected(rpc.register_units, [command], actor=OPERATOR, command_id=cid()), ("body", "units", 0, "division")),
+        (rejected(rpc.get_organization, organization["id"], actor=OPERATOR), ("path", "organization_id")),
+    ):
+        assert problem["status"] == 403 and fields_named(problem) == {loc}, problem
+
+
+def test_the_joint_cap_on_attach_names_unit_id(rpc):
+    division = "370113014"
+    units = [new_unit(rpc, division) for _ in range(4)]
+    joint = rpc.create_organization({"name": "联合", "kind": "joint_branch", "formation": "joint",
+                                     "division": division, "unit_ids": [u["id"] for u in units[:3]]},
+                                    actor=ADMIN, command_id=cid())
+    problem = rejected(rpc.attach_unit, joint["id"], units[3]["id"], actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422 and fields_named(problem) == {("body", "unit_id")}
+    branch = rpc.create_organization({"name": "片区", "kind": "branch", "formation": "area", "division": division,
+                                      "unit_ids": [u["id"] for u in units]}, actor=ADMIN, command_id=cid())
+    problem = rejected(rpc.update_organization, branch["id"], {"kind": "joint_branch"}, actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422 and fields_named(problem) == {("body", "kind")}
