@@ -204,6 +204,7 @@ class Organization(BaseModel):
     division: str
     parent_id: str | None = None
     unit_ids: list[str] = []
+    former_unit_ids: list[str] = Field([], description="the units it covered when it was dissolved")
     secretary: str | None = None
     established_on: date
     online: bool = False

@@ -252,6 +252,14 @@ def test_a_user_patch_refuses_null_except_for_scope(admin, make_user):
     assert_problem(admin.patch(f"/api/v1/users/{user['id']}", json={"scope": None}), 422, ["body", "scope"])
 
 
+def test_units_are_listed_by_status(gateway, admin):
+    assert admin.get("/api/v1/units", params={"status": "deregistered"}).status_code == 200
+    assert last_call(gateway)["filters"] == {"status": "deregistered"}
+    assert admin.get("/api/v1/units").status_code == 200
+    assert "status" not in last_call(gateway)["filters"]  # the service's default: active
+    assert_problem(admin.get("/api/v1/units", params={"status": "gone"}), 422, ["query", "status"])
+
+
 @pytest.mark.parametrize("division", ["37011３", "370113000", "370113001000"])
 def test_division_filters_take_real_ascii_codes(admin, division):
     assert_problem(admin.get("/api/v1/units", params={"division": division}), 422, ["query", "division"])

@@ -93,6 +93,7 @@ class Commands:
         repo = self._repo(uow)
         before = repo.unit(unit_id)
         ensure_in_scope(actor, before["division"], UNIT_ID)
+        domain.check_unit_active(before, UNIT_ID)
         fields = changes.model_dump(mode="json", exclude_unset=True)
         if fields.get("division"):
             ensure_in_scope(actor, fields["division"], ["body", "division"])
@@ -240,8 +241,9 @@ class Commands:
             after["updated_at"] = uow.now
             repo.save_unit(after)
             changes.append((before, after))
+        # Its units no longer point to it, so neither does it; what it covered stays on record.
         organization.update(status=OrganizationStatus.dissolved.value, dissolved_on=uow.now.date().isoformat(),
-                            updated_at=uow.now)
+                            unit_ids=[], former_unit_ids=organization["unit_ids"], updated_at=uow.now)
         repo.save_organization(organization)
         self._emit_organization(uow, "organization.dissolved", organization)
         coverage.apply_unit_changes(uow, repo, changes, "organization.dissolved")

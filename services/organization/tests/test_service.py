@@ -411,3 +411,36 @@ def test_the_joint_cap_on_attach_names_unit_id(rpc):
                                       "unit_ids": [u["id"] for u in units]}, actor=ADMIN, command_id=cid())
     problem = rejected(rpc.update_organization, branch["id"], {"kind": "joint_branch"}, actor=ADMIN, command_id=cid())
     assert problem["status"] == 422 and fields_named(problem) == {("body", "kind")}
+
+
+# ---- deregistered units, dissolved organizations -------------------------------------------------
+
+def test_a_deregistered_unit_cannot_be_edited_and_is_listed_on_request(rpc, database):
+    division = "370113015"
+    unit = new_unit(rpc, division)
+    active = new_unit(rpc, division)
+    rpc.deregister_unit(unit["id"], actor=ADMIN, command_id=cid())
+    before = snapshot(database)
+    problem = rejected(rpc.update_unit, unit["id"], {"name": "改名"}, actor=ADMIN, command_id=cid())
+    assert problem["status"] == 409 and fields_named(problem) == {("path", "unit_id")} and unit["id"] in problem["detail"]
+    assert snapshot(database) == before
+
+    def listed(**filters):
+        return [u["id"] for u in rpc.list_units({"division": division, **filters}, 50, None, actor=ADMIN)["items"]]
+
+    assert listed() == [active["id"]] == listed(status="active")
+    assert listed(status="deregistered") == [unit["id"]]
+    assert rejected(rpc.list_units, {"status": "gone"}, 50, None, actor=ADMIN)["status"] == 422
+
+
+def test_a_dissolved_organization_keeps_its_units_only_on_record(rpc):
+    division = "370113016"
+    units = [new_unit(rpc, division) for _ in range(2)]
+    joint = rpc.create_organization({"name": "联合", "kind": "joint_branch", "formation": "joint",
+                                     "division": division, "unit_ids": [u["id"] for u in units]},
+                                    actor=ADMIN, command_id=cid())
+    dissolved = rpc.dissolve_organization(joint["id"], actor=ADMIN, command_id=cid())
+    assert dissolved["unit_ids"] == [] and sorted(dissolved["former_unit_ids"]) == sorted(u["id"] for u in units)
+    assert rpc.get_organization(joint["id"], actor=ADMIN) == dissolved
+    assert all(rpc.get_unit(u["id"], actor=ADMIN)["organization_ids"] == [] for u in units)
+    assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_units"] == 0

@@ -3,7 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from platform_contracts.organization import (CoverageStatus, DivisionPrefix, Industry, RegisterUnit, RegisterUnits,
-                                             Unit, UnitList, UnitType, UpdateUnit)
+                                             Unit, UnitList, UnitStatus, UnitType, UpdateUnit)
 
 from . import API, ORGANIZATION
 from ..auth import division_filter
@@ -34,10 +34,11 @@ async def list_units(
     industry: Annotated[Industry | None, Query()] = None,
     unit_type: Annotated[UnitType | None, Query(alias="type")] = None,
     coverage: Annotated[CoverageStatus | None, Query()] = None,
+    status: Annotated[UnitStatus | None, Query(description="default: active (the units coverage counts)")] = None,
     limit: Limit = 50, cursor: Cursor = None,
 ):
     filters = {"division": division_filter(caller, division), "industry": industry,
-               "type": unit_type, "coverage": coverage}
+               "type": unit_type, "coverage": coverage, "status": status}
     return await rpc.call(SERVICE, "list_units", filters={k: v for k, v in filters.items() if v is not None},
                           limit=limit, cursor=cursor, actor=caller.actor())
 
