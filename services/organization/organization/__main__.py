@@ -7,12 +7,11 @@ eventlet.monkey_patch()  # before anything else imports socket or threading
 
 from service_kit import runner  # noqa: E402
 from service_kit.config import env_config  # noqa: E402
+from service_kit.pii import KEY_ENV, key_from_environment  # noqa: E402
 
 from .migrate import migrate  # noqa: E402
 from .service import OrganizationService  # noqa: E402
 
-runner.run(
-    OrganizationService,
-    env_config("organization", default_http_port=8081, JOINT_ORGANIZATION_MAX_UNITS="5"),
-    migrate,
-)
+config = env_config("organization", default_http_port=8081, JOINT_ORGANIZATION_MAX_UNITS="5")
+config[KEY_ENV] = key_from_environment()  # no key, no start: instructors' phones are never stored in clear
+runner.run(OrganizationService, config, migrate)

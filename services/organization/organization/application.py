@@ -11,6 +11,7 @@ from platform_contracts.organization import (
 from platform_contracts.problems import Rejected
 from service_kit.auth import ensure_in_scope
 from service_kit.documents import new_id
+from service_kit.pii import FieldCipher, mask_phone
 
 from . import coverage, domain
 from .repository import Repository, as_resource
@@ -21,8 +22,15 @@ UNIT_ID = ["path", "unit_id"]
 ORGANIZATION_ID = ["path", "organization_id"]
 
 
+def protected_phone(cipher: FieldCipher, instructor_id: str, phone: str) -> dict:
+    """An instructor's phone as stored: encrypted for this record, and masked for display."""
+    return {"phone_encrypted": cipher.encrypt(phone, f"instructor:{instructor_id}:phone"),
+            "phone_masked": mask_phone(phone)}
+
+
 class Commands:
-    def __init__(self, joint_cap: int):
+    def __init__(self, cipher: FieldCipher, joint_cap: int):
+        self.cipher = cipher
         self.joint_cap = joint_cap
 
     # ---- helpers -----------------------------------------------------------------------------
@@ -255,7 +263,10 @@ class Commands:
         ensure_in_scope(actor, command.division, ["body", "division"])
         repo = self._repo(uow)
         self._require_known_division(repo, command.division)
-        instructor = {"_id": new_id(), **command.model_dump(mode="json"), "unit_ids": [], "created_at": uow.now}
+        instructor_id = new_id()
+        instructor = {"_id": instructor_id, **command.model_dump(mode="json", exclude={"phone"}),
+                      **protected_phone(self.cipher, instructor_id, command.phone),
+                      "unit_ids": [], "created_at": uow.now}
         repo.insert_instructor(instructor)
         resource = as_resource(instructor)
         uow.emit("instructor.created", subject=instructor["_id"], division=instructor["division"], data=resource)

@@ -1,4 +1,5 @@
-"""Database preparation: indexes, and the districts the deployment starts with."""
+"""Database preparation: indexes, the districts the deployment starts with, and records
+written by earlier versions brought up to the current shape."""
 
 import json
 import logging
@@ -6,7 +7,10 @@ from importlib import resources
 
 import pymongo
 
+from service_kit.pii import KEY_ENV, FieldCipher, parse_key
+
 from . import repository
+from .application import protected_phone
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +27,44 @@ def seed_divisions(db) -> int:
     return added
 
 
+def encrypt_instructor_phones(db, cipher: FieldCipher) -> int:
+    """Instructors' phones were once stored in clear: encrypt them. Each update is conditional
+    on the plaintext still being there, so replicas starting together do each one once."""
+    encrypted = 0
+    for instructor in db.instructors.find({"phone": {"$exists": True}}, {"phone": 1}):
+        result = db.instructors.update_one(
+            {"_id": instructor["_id"], "phone": instructor["phone"]},
+            {"$set": protected_phone(cipher, instructor["_id"], instructor["phone"]), "$unset": {"phone": ""}},
+        )
+        encrypted += result.modified_count
+    return encrypted
+
+
+def clear_dissolved_unit_ids(db) -> int:
+    """Organizations dissolved before unit_ids were cleared on dissolution: their units no
+    longer point to them, so they keep the list as former_unit_ids only."""
+    moved = 0
+    for organization in db.organizations.find({"status": "dissolved", "unit_ids.0": {"$exists": True}},
+                                              {"unit_ids": 1}):
+        result = db.organizations.update_one(
+            {"_id": organization["_id"], "status": "dissolved"},
+            {"$set": {"unit_ids": [], "former_unit_ids": organization["unit_ids"]}},
+        )
+        moved += result.modified_count
+    return moved
+
+
 def migrate(config: dict) -> None:
     client = pymongo.MongoClient(config["MONGODB_URI"])
     try:
         db = client[config["MONGODB_DATABASE"]]
         repository.ensure_indexes(db)
-        added = seed_divisions(db)
-        if added:
-            log.info("registered %d bundled district(s)", added)
+        for what, count in (
+            ("bundled district(s) registered", seed_divisions(db)),
+            ("instructor phone(s) encrypted", encrypt_instructor_phones(db, FieldCipher(parse_key(config[KEY_ENV])))),
+            ("dissolved organization(s) cleared of unit_ids", clear_dissolved_unit_ids(db)),
+        ):
+            if count:
+                log.info("%d %s", count, what)
     finally:
         client.close()

@@ -10,7 +10,7 @@ from service_kit.documents import DocumentRepository, json_ready, prefix_query
 
 from .domain import ALL, COUNT_FIELDS, CounterKey
 
-INTERNAL_FIELDS = ("standalone_organization_ids", "command_id")
+INTERNAL_FIELDS = ("standalone_organization_ids", "command_id", "phone_encrypted", "phone_masked")
 _KNOWN_DISTRICTS: set[str] = set()
 
 
@@ -20,7 +20,9 @@ def as_resource(document: dict | None) -> dict | None:
         return None
     resource = {"id": document["_id"], **{k: json_ready(v) for k, v in document.items()
                                           if k != "_id" and k not in INTERNAL_FIELDS}}
-    if "phone" in resource:
+    if "phone_masked" in document:
+        resource["phone"] = document["phone_masked"]
+    elif "phone" in resource:  # stored in clear by an older version, until migrate encrypts it
         resource["phone"] = mask_phone(resource["phone"])
     return resource
 

@@ -18,6 +18,7 @@ from service_kit.consumer import integration_event_handler
 from service_kit.entrypoints import rpc
 from service_kit.metrics import EntrypointMetrics
 from service_kit.operations import OperationsMixin
+from service_kit.pii import FieldCipherProvider
 from service_kit.store import StoreProvider
 
 from . import coverage, domain
@@ -48,10 +49,11 @@ class OrganizationService(OperationsMixin):
     store = StoreProvider(serialize_writes=True)  # every write moves the shared coverage counters
     metrics = EntrypointMetrics()
     config = Config()
+    cipher = FieldCipherProvider()  # instructors' phones
 
     @property
     def commands(self) -> Commands:
-        return Commands(int(self.config.get("JOINT_ORGANIZATION_MAX_UNITS", 5)))
+        return Commands(self.cipher, int(self.config.get("JOINT_ORGANIZATION_MAX_UNITS", 5)))
 
     @property
     def repo(self) -> Repository:

@@ -1,7 +1,9 @@
 """Fixtures for the organization service's integration tests: a real SecantusDB, an isolated
 RabbitMQ vhost, and the service itself started as `python -m organization`."""
 
+import base64
 import json
+import os
 import uuid
 
 import pytest
@@ -36,14 +38,26 @@ def database_name():
 
 
 @pytest.fixture(scope="session")
-def organization_service(mongodb_uri, amqp_uri, database_name, tmp_path_factory):
-    port = free_port()
-    service = ServiceProcess("organization", {
+def field_encryption_key():
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.fixture(scope="session")
+def service_env(mongodb_uri, amqp_uri, database_name, field_encryption_key):
+    """The environment of `python -m organization` in these tests (HTTP_PORT aside)."""
+    return {
         "MONGODB_URI": mongodb_uri, "MONGODB_ORGANIZATION_DB": database_name, "AMQP_URI": amqp_uri,
-        "HTTP_PORT": str(port), "HTTP_HOST": "127.0.0.1", "JOINT_ORGANIZATION_MAX_UNITS": "3",
+        "HTTP_HOST": "127.0.0.1", "JOINT_ORGANIZATION_MAX_UNITS": "3", "FIELD_ENCRYPTION_KEY": field_encryption_key,
         "EVENT_RETRY_DELAYS_SECONDS": "1", "EVENT_MAX_ATTEMPTS": "2", "RECONCILE_INTERVAL_SECONDS": "86400",
         "OUTBOX_POLL_SECONDS": "0.5",
-    }, port, str(tmp_path_factory.mktemp("logs") / "organization.log"))
+    }
+
+
+@pytest.fixture(scope="session")
+def organization_service(service_env, tmp_path_factory):
+    port = free_port()
+    service = ServiceProcess("organization", {**service_env, "HTTP_PORT": str(port)}, port,
+                             str(tmp_path_factory.mktemp("logs") / "organization.log"))
     service.start()
     yield service
     service.stop()

@@ -444,3 +444,55 @@ def test_a_dissolved_organization_keeps_its_units_only_on_record(rpc):
     assert rpc.get_organization(joint["id"], actor=ADMIN) == dissolved
     assert all(rpc.get_unit(u["id"], actor=ADMIN)["organization_ids"] == [] for u in units)
     assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_units"] == 0
+
+
+# ---- instructors' phones -------------------------------------------------------------------------
+
+def test_instructor_phones_are_encrypted_at_rest(rpc, database, field_encryption_key):
+    from service_kit.pii import FieldCipher, parse_key
+
+    instructor = rpc.create_instructor({"name": "李指导员", "phone": "13955556666", "division": "370113"},
+                                       actor=ADMIN, command_id=cid())
+    assert instructor["phone"] == "139****6666"
+    stored = database.instructors.find_one({"_id": instructor["id"]})
+    assert "13955556666" not in repr(stored) and "phone" not in stored
+    cipher = FieldCipher(parse_key(field_encryption_key))
+    assert cipher.decrypt(stored["phone_encrypted"], f"instructor:{instructor['id']}:phone") == "13955556666"
+    assert rpc.get_instructor(instructor["id"], actor=ADMIN)["phone"] == "139****6666"
+
+
+def test_migrate_encrypts_plaintext_phones_and_clears_dissolved_unit_ids(rpc, database, service_env):
+    import subprocess
+    import sys
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc)
+    legacy = f"legacy-{uuid.uuid4().hex[:8]}"
+    database.instructors.insert_one({"_id": legacy, "name": "老指导员", "phone": "13700001111",
+                                     "division": "370113", "unit_ids": [], "created_at": now})
+    assert rpc.get_instructor(legacy, actor=ADMIN)["phone"] == "137****1111"  # masked even before migration
+    old = f"legacy-{uuid.uuid4().hex[:8]}"
+    database.organizations.insert_one({"_id": old, "name": "旧支部", "kind": "joint_branch", "formation": "joint",
+                                       "division": "370113", "parent_id": None, "unit_ids": ["u-a", "u-b"],
+                                       "secretary": None, "established_on": "2020-01-01", "online": False,
+                                       "star_rating": None, "status": "dissolved", "dissolved_on": "2024-01-01",
+                                       "created_at": now, "updated_at": now})
+    for _ in range(2):  # a second run (another replica starting) changes nothing more
+        result = subprocess.run([sys.executable, "-m", "organization", "migrate"], env={
+            **service_env, "PATH": "/usr/bin:/bin", "HTTP_PORT": "0"}, capture_output=True, timeout=120)
+        assert result.returncode == 0, result.stderr.decode()
+    stored = database.instructors.find_one({"_id": legacy})
+    assert "13700001111" not in repr(stored)
+    assert rpc.get_instructor(legacy, actor=ADMIN)["phone"] == "137****1111"
+    organization = rpc.get_organization(old, actor=ADMIN)
+    assert (organization["unit_ids"], organization["former_unit_ids"]) == ([], ["u-a", "u-b"])
+
+
+def test_the_service_does_not_start_without_its_key(service_env, tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in service_env.items() if k != "FIELD_ENCRYPTION_KEY"}
+    result = subprocess.run([sys.executable, "-m", "organization", "migrate"], env={**env, "PATH": "/usr/bin:/bin"},
+                            capture_output=True, timeout=60)
+    assert result.returncode != 0 and b"FIELD_ENCRYPTION_KEY" in result.stderr
