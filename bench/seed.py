@@ -47,11 +47,13 @@ def seed_units(mongodb_uri: str, database: str, target_total: int) -> int:
     try:
         db = client[database]
         repo = Repository(db)
+        # Counted once: a count per batch (a regex one above all) scans what is already there.
+        missing = target_total - db.units.count_documents({})
+        serial = db.units.count_documents({"credit_code": {"$gte": "Y1", "$lt": "Y2"}})
         added = 0
-        while (missing := target_total - db.units.count_documents({})) > 0:
+        while added < missing:
             now = datetime.now(timezone.utc)
-            serial = db.units.count_documents({"credit_code": {"$regex": "^Y1"}})
-            batch = [generated_unit(now, serial + i) for i in range(min(BATCH, missing))]
+            batch = [generated_unit(now, serial + added + i) for i in range(min(BATCH, missing - added))]
             db.units.insert_many(batch)
             repo.increment_counters(domain.expected_counters(batch), now)
             added += len(batch)

@@ -8,6 +8,7 @@ from collections import defaultdict
 from prometheus_client import Counter, Gauge
 
 from platform_contracts.organization import UnitStatus
+from service_kit.store import utc_now
 
 from . import domain
 from .domain import ALL, COUNT_FIELDS, CounterKey
@@ -160,59 +161,110 @@ def _emit_alerts(uow, changes) -> None:
                  })
 
 
-def reconcile(uow, repo: Repository, repair: bool = True) -> dict:
-    """Recount every counter and every unit's derived fields from the facts; with `repair`,
+# What reconciliation reads of a unit, and the fields it derives (and repairs).
+RECOUNT_FIELDS = ("status", "division", "industry", "type", "full_members", "instructor_id",
+                  "organization_ids", "standalone_organization_ids", "coverage", "standalone", "should_establish")
+DERIVED_FIELDS = ("organization_ids", "standalone_organization_ids", "coverage", "standalone", "should_establish")
+RECONCILE_LEASE = "coverage-reconciliation"
+
+
+def reconcile(store, repair: bool = True, keep_going=lambda: True) -> dict:
+    """Recount the counters and every unit's derived fields from the facts; with `repair`,
     overwrite what drifted.
 
-    Runs in one transaction (a snapshot), so commands committed meanwhile are either wholly
-    in the recount or wholly after it."""
+    Bounded transactions, none over the whole platform: one per district (its units, its
+    street and community counters and its own), then one for the levels above districts,
+    recomputed from the district counters. Every command moves a district and the levels
+    above it together, so within that last snapshot the sums hold whatever committed in
+    between. `keep_going()` is asked before each district (the periodic run's lease)."""
     started = time.monotonic()
-    organizations = list(repo.active_organizations())
+    report = {"units": 0, "drifted_counters": 0, "drifted_units": 0, "repaired": repair,
+              "districts": 0, "longest_transaction_seconds": 0.0, "complete": False}
+
+    def timed(work):
+        began = time.monotonic()
+        result = store.transaction(work, exclusive=False)  # mostly reads: writers are not held up
+        report["longest_transaction_seconds"] = max(report["longest_transaction_seconds"],
+                                                    round(time.monotonic() - began, 3))
+        return result
+
+    districts = Repository(store.db).reconciliation_districts()
+    for district in districts:
+        if not keep_going():
+            break
+        counted = timed(lambda uow: _reconcile_district(uow, Repository(uow.db, uow.session), district, repair))
+        for field in ("units", "drifted_counters", "drifted_units"):
+            report[field] += counted[field]
+        report["districts"] += 1
+    report["complete"] = report["districts"] == len(districts)
+    if report["complete"]:
+        report["drifted_counters"] += timed(lambda uow: _reconcile_above_districts(
+            Repository(uow.db, uow.session), uow.now, repair))
+    report["seconds"] = round(time.monotonic() - started, 3)
+
+    drift_size = report["drifted_counters"] + report["drifted_units"]
+    RECONCILIATION_RUNS.inc()
+    RECONCILIATION_DRIFT.set(drift_size)
+    if not report["complete"]:
+        log.warning("coverage reconciliation stopped early (lease lost): %s", report)
+    elif drift_size and repair:
+        log.warning("coverage reconciliation found drift and repaired it: %s", report)
+    elif drift_size:
+        log.warning("coverage reconciliation found drift and left it (repair=false): %s", report)
+    else:
+        log.info("coverage reconciliation: counters consistent (%s)", report)
+    return report
+
+
+def _reconcile_district(uow, repo: Repository, district: str, repair: bool) -> dict:
+    units = list(repo.district_units(district, RECOUNT_FIELDS))
+    ids = {unit["_id"] for unit in units}
     covering: dict[str, list[dict]] = defaultdict(list)
-    for organization in organizations:
+    for organization in repo.covering_organizations():
         for unit_id in organization.get("unit_ids", []):
-            covering[unit_id].append(organization)
+            if unit_id in ids:
+                covering[unit_id].append(organization)
 
-    repaired_units = 0  # units whose derived fields disagreed with the organizations
-    units = []
-    for unit in repo.all_units(None):
-        stored = {k: unit.get(k) for k in ("organization_ids", "standalone_organization_ids", "coverage",
-                                           "should_establish", "standalone")}
-        orgs = covering.get(unit["_id"], [])
-        unit["organization_ids"] = sorted(o["_id"] for o in orgs)
-        unit["standalone_organization_ids"] = sorted(o["_id"] for o in orgs if o["formation"] == "standalone")
+    drifted_units = 0  # units whose derived fields disagree with the organizations
+    for unit in units:
+        stored = {k: unit.get(k) for k in DERIVED_FIELDS}
+        organizations = covering.get(unit["_id"], [])
+        unit["organization_ids"] = sorted(o["_id"] for o in organizations)
+        unit["standalone_organization_ids"] = sorted(o["_id"] for o in organizations
+                                                     if o["formation"] == "standalone")
         domain.refresh_unit(unit)
-        if any(unit.get(k) != v for k, v in stored.items()):
-            repaired_units += 1
+        derived = {k: unit[k] for k in DERIVED_FIELDS}
+        if derived != stored:
+            drifted_units += 1
             if repair:
-                repo.save_unit(unit)
-        units.append({k: unit[k] for k in ("status", "coverage", "standalone", "should_establish",
-                                            "division", "industry", "type")})
+                repo.set_unit_fields(unit["_id"], derived)
 
-    expected = domain.expected_counters(units)
-    drift = domain.counter_drift(expected, repo.all_counters())
+    expected = domain.expected_counters(units, from_length=domain.DISTRICT_LENGTH)
+    drift = domain.counter_drift(expected, repo.counters_under(district))
     if repair:
         repo.overwrite_counters(drift, uow.now)
-    report = {
-        "units": len(units),
-        "drifted_counters": len(drift),
-        "drifted_units": repaired_units,
-        "repaired": repair,
-        "seconds": round(time.monotonic() - started, 3),
-    }
-    drift_size = len(drift) + repaired_units
+    own = dict(expected.get(CounterKey(district, ALL, ALL).id, {}))
+    uow.on_commit.append(lambda: publish_gauges(district, own))
+    return {"units": len(units), "drifted_counters": len(drift), "drifted_units": drifted_units}
 
-    def after_commit():
-        RECONCILIATION_RUNS.inc()
-        RECONCILIATION_DRIFT.set(drift_size)
-        for key_id, counts in expected.items():
-            key = CounterKey.parse(key_id)
-            if len(key.division) == 6 and key.industry == ALL and key.type == ALL:
-                publish_gauges(key.division, counts)
-        if drift_size:
-            log.warning("coverage reconciliation found drift and repaired it: %s", report)
-        else:
-            log.info("coverage reconciliation: counters consistent (%s)", report)
 
-    uow.on_commit.append(after_commit)
-    return report
+def _reconcile_above_districts(repo: Repository, now, repair: bool) -> int:
+    expected = domain.rolled_up(repo.counters_at_levels([6]))
+    drift = domain.counter_drift(expected, repo.counters_at_levels([0, 2, 4]))
+    if repair:
+        repo.overwrite_counters(drift, now)
+    return len(drift)
+
+
+def reconcile_on_one_replica(store, holder: str, lease_seconds: float) -> dict | None:
+    """The periodic run: every replica's timer fires, the one holding the lease reconciles.
+    The lease is kept (renewed before each district) and lapses `lease_seconds` after the
+    last renewal, so one run happens per interval, and another replica takes over if this
+    one dies."""
+    def leased() -> bool:
+        return Repository(store.db).take_lease(RECONCILE_LEASE, holder, utc_now(), lease_seconds)
+
+    if not leased():
+        log.debug("coverage reconciliation: another replica holds the lease")
+        return None
+    return reconcile(store, repair=True, keep_going=leased)

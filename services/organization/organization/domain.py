@@ -66,15 +66,13 @@ class CounterKey:
         return cls(*key_id.split("|"))
 
 
-def counter_keys(division: str, industry: str, unit_type: str) -> list[CounterKey]:
+def counter_keys(division: str, industry: str, unit_type: str, from_length: int = 0) -> list[CounterKey]:
     """Every counter a unit counts in: each division level (and none), with and without its
-    industry and type. A query for any combination then reads one document."""
-    return [
-        CounterKey(d, i, t)
-        for d in (ALL, *division_chain(division))
-        for i in (ALL, industry)
-        for t in (ALL, unit_type)
-    ]
+    industry and type. A query for any combination then reads one document. `from_length`:
+    only the levels of that many digits and more (6: district, street, community)."""
+    divisions = (ALL, *division_chain(division)) if not from_length else \
+        [d for d in division_chain(division) if len(d) >= from_length]
+    return [CounterKey(d, i, t) for d in divisions for i in (ALL, industry) for t in (ALL, unit_type)]
 
 
 def counts_of(unit: dict | None) -> dict[str, int]:
@@ -92,11 +90,12 @@ def counts_of(unit: dict | None) -> dict[str, int]:
     }
 
 
-def contribution(unit: dict | None) -> dict[str, dict[str, int]]:
+def contribution(unit: dict | None, from_length: int = 0) -> dict[str, dict[str, int]]:
     counts = counts_of(unit)
     if not counts:
         return {}
-    return {key.id: dict(counts) for key in counter_keys(unit["division"], unit["industry"], unit["type"])}
+    return {key.id: dict(counts)
+            for key in counter_keys(unit["division"], unit["industry"], unit["type"], from_length)}
 
 
 def counter_delta(before: dict | None, after: dict | None) -> dict[str, dict[str, int]]:
@@ -118,14 +117,31 @@ def merge_deltas(deltas: list[dict[str, dict[str, int]]]) -> dict[str, dict[str,
     return {k: v for k, v in merged.items() if any(v.values())}
 
 
-def expected_counters(units) -> dict[str, dict[str, int]]:
-    """Counters recounted from scratch (reconciliation)."""
+def expected_counters(units, from_length: int = 0) -> dict[str, dict[str, int]]:
+    """Counters recounted from scratch (reconciliation), of levels from `from_length` digits."""
     totals: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNT_FIELDS, 0))
     for unit in units:
-        for key_id, counts in contribution(unit).items():
+        for key_id, counts in contribution(unit, from_length).items():
             row = totals[key_id]
             for field, value in counts.items():
                 row[field] += value
+    return totals
+
+
+DISTRICT_LENGTH = 6
+
+
+def rolled_up(district_counters: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """The counters above districts (city, province, all) as the sums of the district ones."""
+    totals: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNT_FIELDS, 0))
+    for key_id, counts in district_counters.items():
+        key = CounterKey.parse(key_id)
+        if len(key.division) != DISTRICT_LENGTH:
+            continue
+        for division in (ALL, key.division[:2], key.division[:4]):
+            row = totals[CounterKey(division, key.industry, key.type).id]
+            for field in COUNT_FIELDS:
+                row[field] += counts.get(field, 0)
     return totals
 
 

@@ -1,12 +1,14 @@
 """MongoDB persistence of the organization service: the one place that knows collections,
 indexes and queries. Every method runs in the session it was given (a transaction)."""
 
-from pymongo import ASCENDING, UpdateOne
+from datetime import datetime, timedelta
+
+from pymongo import ASCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.codes import division_level, mask_phone, parent_division
 from platform_contracts.problems import Rejected
-from service_kit.documents import DocumentRepository, json_ready, prefix_query
+from service_kit.documents import DocumentRepository, json_ready
 
 from .domain import ALL, COUNT_FIELDS, CounterKey
 
@@ -27,6 +29,13 @@ def as_resource(document: dict | None) -> dict | None:
     return resource
 
 
+def under_division(prefix: str) -> dict:
+    """Codes under a division prefix as an index range. Division codes are ASCII digits and ":"
+    sorts right after "9". (SecantusDB answers an anchored regex by scanning the whole index:
+    1.2 s against 0.001 s for this range, on 120,000 units.)"""
+    return {"$gte": prefix, "$lt": prefix + ":"}
+
+
 def ensure_indexes(db) -> None:
     db.units.create_index("credit_code", unique=True)
     db.units.create_index([("division", ASCENDING), ("_id", ASCENDING)])
@@ -42,7 +51,7 @@ class Repository(DocumentRepository):
 
     @staticmethod
     def _division_query(prefix: str | None) -> dict:
-        return {"division": prefix_query(prefix)} if prefix else {}
+        return {"division": under_division(prefix)} if prefix else {}
 
     # ---- divisions -----------------------------------------------------------------------
 
@@ -111,8 +120,12 @@ class Repository(DocumentRepository):
         query = {"should_establish": True, **self._division_query(division)}
         return self._page("units", query, limit, cursor)
 
-    def all_units(self, projection: dict):
-        return self.db.units.find({}, projection, session=self.session)
+    def district_units(self, district: str, fields: tuple[str, ...]):
+        return self.db.units.find({"division": under_division(district)}, dict.fromkeys(fields, 1),
+                                  session=self.session)
+
+    def set_unit_fields(self, unit_id: str, fields: dict) -> None:
+        self.db.units.update_one({"_id": unit_id}, {"$set": fields}, session=self.session)
 
     # ---- organizations -------------------------------------------------------------------
 
@@ -132,8 +145,11 @@ class Repository(DocumentRepository):
                 query[field] = filters[field]
         return self._page("organizations", query, limit, cursor)
 
-    def active_organizations(self):
-        return self.db.organizations.find({"status": "active"}, session=self.session)
+    def covering_organizations(self):
+        """What reconciliation needs of every active organization. A scan: organizations are
+        far fewer than units, and one may cover units of several districts."""
+        return self.db.organizations.find({"status": "active"}, {"formation": 1, "unit_ids": 1},
+                                          session=self.session)
 
     def ancestor_ids(self, organization_id: str, depth: int = 50) -> list[str]:
         """The organization and those above it, to the root (bounded: party trees are shallow)."""
@@ -224,12 +240,42 @@ class Repository(DocumentRepository):
             ordered=True, session=self.session,
         )
 
-    def all_counters(self) -> dict[str, dict[str, int]]:
+    def reconciliation_districts(self) -> list[str]:
+        """Every district that may hold units or counters: the registered ones, and any a
+        counter document names (units are only registered in registered districts)."""
+        registered = {d["_id"][:6] for d in self.db.divisions.find({}, {"_id": 1}, session=self.session)}
+        counted = {d["_id"][:6] for d in self.db.coverage_counters.find({"level": {"$gte": 6}}, {"_id": 1},
+                                                                          session=self.session)}
+        return sorted(registered | counted)
+
+    def counters_under(self, district: str) -> dict[str, dict[str, int]]:
+        """The counters of a district and of its streets and communities."""
+        return self._counters({"_id": under_division(district)})
+
+    def counters_at_levels(self, levels: list[int]) -> dict[str, dict[str, int]]:
+        return self._counters({"level": {"$in": levels}})
+
+    def _counters(self, query: dict) -> dict[str, dict[str, int]]:
         return {
             key_id: {f: counts.get(f, 0) for f in COUNT_FIELDS}
-            for d in self.db.coverage_counters.find({}, session=self.session)
+            for d in self.db.coverage_counters.find(query, session=self.session)
             for key_id, counts in _flatten(d).items()
         }
+
+    # ---- leases ----------------------------------------------------------------------------
+
+    def take_lease(self, name: str, holder: str, now: datetime, seconds: float) -> bool:
+        """Hold `name` until now + seconds if it is free, expired or already ours (renewal).
+        One atomic update: of replicas racing for it, exactly one wins."""
+        try:
+            lease = self.db.leases.find_one_and_update(
+                {"_id": name, "$or": [{"holder": holder}, {"expires_at": {"$lte": now}}]},
+                {"$set": {"holder": holder, "expires_at": now + timedelta(seconds=seconds), "renewed_at": now}},
+                upsert=True, return_document=ReturnDocument.AFTER, session=self.session,
+            )
+        except DuplicateKeyError:  # held by another: the filter missed, and the upsert collided
+            return False
+        return lease is not None and lease["holder"] == holder
 
 
 def _placement(division: str) -> dict:

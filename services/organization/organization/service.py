@@ -2,6 +2,8 @@
 then calls a use case inside a transaction (commands) or the repository (queries)."""
 
 import os
+import socket
+import uuid
 
 from nameko.dependency_providers import Config
 from nameko.timer import timer
@@ -28,6 +30,7 @@ from .repository import Repository, as_resource
 
 RECONCILE_INTERVAL_SECONDS = float(os.environ.get("RECONCILE_INTERVAL_SECONDS", 600))
 GAUGE_REFRESH_SECONDS = 30
+REPLICA = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # who holds a lease
 
 
 def _parse_each(commands: list) -> list[RegisterUnit]:
@@ -213,16 +216,11 @@ class OrganizationService(OperationsMixin):
     @rpc
     def reconcile_coverage(self, actor=None, repair=True):
         require_admin(actor)
-        return self._reconcile(repair=bool(repair))
+        return coverage.reconcile(self.store, repair=bool(repair))
 
     @timer(interval=RECONCILE_INTERVAL_SECONDS)
     def reconcile_periodically(self):
-        self._reconcile(repair=True)
-
-    def _reconcile(self, repair: bool) -> dict:
-        return self.store.transaction(
-            lambda uow: coverage.reconcile(uow, Repository(uow.db, uow.session), repair=repair), exclusive=False
-        )
+        coverage.reconcile_on_one_replica(self.store, REPLICA, RECONCILE_INTERVAL_SECONDS)
 
     @timer(interval=GAUGE_REFRESH_SECONDS, eager=True)
     def refresh_coverage_gauges(self):

@@ -215,3 +215,17 @@ def test_scope_refusals_name_the_field():
         narrow_division_filter(operator, "370113")
     assert caught.value.problem["errors"][0]["loc"] == ["query", "division"]
     ensure_in_scope(operator, "370113001002", ["path", "unit_id"])
+
+
+# ---- reconciliation by district ----------------------------------------------------------------
+
+def test_levels_above_districts_are_the_sums_of_the_districts():
+    rng = random.Random(11)
+    units = [unit(_id=f"u{i}", division=rng.choice(["370113001", "370113002001", "370112", "370211003"]),
+                  industry=rng.choice(["express", "food"]), type=rng.choice(["enterprise", "park"]),
+                  instructor_id=rng.choice([None, "i1"]), full_members=rng.randrange(5)) for i in range(300)]
+    everything = domain.expected_counters(units)
+    districts = domain.expected_counters(units, from_length=6)  # what one district's recount gives
+    assert districts == {k: v for k, v in everything.items() if len(CounterKey.parse(k).division) >= 6}
+    above = {k: v for k, v in everything.items() if k not in districts}
+    assert domain.counter_drift(domain.rolled_up(districts), above) == {}

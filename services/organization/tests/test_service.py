@@ -496,3 +496,53 @@ def test_the_service_does_not_start_without_its_key(service_env, tmp_path):
     result = subprocess.run([sys.executable, "-m", "organization", "migrate"], env={**env, "PATH": "/usr/bin:/bin"},
                             capture_output=True, timeout=60)
     assert result.returncode != 0 and b"FIELD_ENCRYPTION_KEY" in result.stderr
+
+
+# ---- reconciliation, district by district ---------------------------------------------------------
+
+def test_reconciliation_goes_district_by_district_and_rolls_up(rpc, database, organization_service):
+    assert rpc.reconcile_coverage(actor=ADMIN)["drifted_counters"] == 0  # a clean start
+    unit = new_unit(rpc, "370112003")
+    database.coverage_counters.update_one({"_id": "*"}, {"$inc": {"all.units": 7}})
+    database.coverage_counters.update_one({"_id": "3701"}, {"$inc": {"type.enterprise.units": -1}})
+    database.units.update_one({"_id": unit["id"]}, {"$set": {"coverage": "work"}})
+
+    report = rpc.reconcile_coverage(actor=ADMIN, repair=False)
+    assert (report["drifted_counters"], report["drifted_units"], report["repaired"]) == (2, 1, False)
+    assert report["complete"] is True and report["districts"] >= 20  # every registered district
+    assert 0 < report["longest_transaction_seconds"] <= report["seconds"]
+    log = open(organization_service.log_path, encoding="utf-8").read()
+    assert "found drift and left it (repair=false)" in log
+
+    report = rpc.reconcile_coverage(actor=ADMIN)
+    assert (report["drifted_counters"], report["drifted_units"], report["repaired"]) == (2, 1, True)
+    assert rpc.get_unit(unit["id"], actor=ADMIN)["coverage"] == "none"
+    total = rpc.get_coverage({}, actor=ADMIN)
+    assert total["units"] == database.units.count_documents({"status": "active"})
+    assert rpc.reconcile_coverage(actor=ADMIN)["drifted_counters"] == 0
+
+
+def test_the_periodic_reconciliation_runs_on_the_replica_holding_the_lease(service_env, database, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from service_kit.testing import ServiceProcess, free_port
+
+    lease = {"_id": "coverage-reconciliation"}
+    database.leases.replace_one(lease, {**lease, "holder": "another-replica",
+                                        "expires_at": datetime.now(timezone.utc) + timedelta(hours=1)}, upsert=True)
+    port = free_port()
+    replica = ServiceProcess("organization", {**service_env, "HTTP_PORT": str(port), "RECONCILE_INTERVAL_SECONDS": "1"},
+                             port, str(tmp_path / "replica.log")).start()
+    try:
+        def runs() -> float:
+            return metric_value(replica.metrics(), "coverage_reconciliation_runs_total")
+
+        import time
+        time.sleep(3)  # three timer ticks: the lease is held, so none of them reconciles
+        assert runs() == 0
+        database.leases.update_one(lease, {"$set": {"expires_at": datetime.now(timezone.utc) - timedelta(seconds=1)}})
+        wait_for(lambda: runs() >= 1, timeout=30, what="a periodic reconciliation")
+        assert database.leases.find_one(lease)["holder"] != "another-replica"
+    finally:
+        replica.stop()
+        database.leases.delete_one(lease)
