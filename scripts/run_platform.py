@@ -15,6 +15,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from amqp.exceptions import NotFound
+from kombu import Connection
+from kombu.exceptions import OperationalError
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("PLATFORM_DATA_DIR", ROOT / ".data"))
 PYTHON = sys.executable
@@ -100,6 +104,30 @@ class Platform:
         subprocess.run(["rabbitmq-server", "-detached"], check=False)
         wait_until(lambda: port_open(host, port), 90, "RabbitMQ")
 
+    @staticmethod
+    def ensure_broker_unused(amqp_uri: str) -> None:
+        """Refuse a vhost another running platform already serves: its services and these
+        would compete for the same RPC and event queues and answer each other's calls."""
+        try:
+            with Connection(amqp_uri, connect_timeout=10) as connection:
+                for name, _, _ in SERVICES:
+                    queue = f"rpc-{name}"
+                    try:
+                        # Passive: only asks; a queue that does not exist is not created.
+                        _, _, consumers = connection.channel().queue_declare(queue, passive=True)
+                    except NotFound:  # never run on this vhost (the broker closed that channel)
+                        continue
+                    if consumers:
+                        raise SystemExit(
+                            f"[platform] {queue} already has {consumers} consumer(s) on this vhost: another "
+                            "platform is running on the same broker.\n"
+                            "           Stop it, or give this one a vhost of its own: "
+                            "rabbitmqctl add_vhost mine && rabbitmqctl set_permissions -p mine guest '.*' '.*' '.*'\n"
+                            "           then AMQP_URI=amqp://guest:guest@127.0.0.1:5672/mine make run"
+                        )
+        except OperationalError as exc:
+            raise SystemExit(f"[platform] RabbitMQ refused AMQP_URI: {exc}")
+
     # ---- processes -----------------------------------------------------------------------
 
     def start(self, name: str, argv: list[str], env: dict) -> None:
@@ -163,6 +191,7 @@ def main() -> None:
 
     amqp_uri = os.environ.get("AMQP_URI", DEFAULT_AMQP_URI)
     platform.ensure_rabbitmq(amqp_uri)
+    platform.ensure_broker_unused(amqp_uri)
     try:
         mongodb_uri = platform.mongodb_uri()
         admin_password = secret_file("admin_password", "ADMIN_PASSWORD")

@@ -2,12 +2,17 @@
 units, organizations and instructors while a frontend listens on the event stream."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import uuid
 
 import httpx
 import pytest
 
-from service_kit.testing import credit_code, wait_for
+from service_kit.testing import credit_code, free_port, wait_for
+from tests.harness import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -189,3 +194,45 @@ def test_ledger_import_through_the_gateway(platform):
         assert api.get("/coverage", params={"division": division}).json()["units"] == 30
         report = api.post("/coverage/reconcile", params={"repair": "false"}).json()
         assert report["drifted_counters"] == 0 and report["repaired"] is False
+
+
+def test_patch_null_deregistered_units_and_dissolved_organizations_over_http(platform):
+    division = "370113107"
+    with platform.client() as api:
+        unit = created(api.post("/units", json=unit_body(division)))
+        response = api.patch(f"/units/{unit['id']}", json={"name": None})
+        assert response.status_code == 422 and ("body", "name") in problem_fields(response)
+        assert api.patch(f"/units/{unit['id']}", json={"address": None}).status_code == 200
+
+        joint = created(api.post("/organizations", json={"name": "联合支部", "kind": "joint_branch",
+                                                         "formation": "joint", "division": division,
+                                                         "unit_ids": [unit["id"]]}))
+        response = api.patch(f"/organizations/{joint['id']}", json={"kind": None})
+        assert response.status_code == 422 and ("body", "kind") in problem_fields(response)
+        dissolved = api.post(f"/organizations/{joint['id']}/dissolve").json()
+        assert (dissolved["unit_ids"], dissolved["former_unit_ids"]) == ([], [unit["id"]])
+
+        assert api.post(f"/units/{unit['id']}/deregister").status_code == 200
+        response = api.patch(f"/units/{unit['id']}", json={"name": "改名"})
+        assert response.status_code == 409 and ("path", "unit_id") in problem_fields(response)
+        listed = api.get("/units", params={"division": division, "status": "deregistered"}).json()["items"]
+        assert [u["id"] for u in listed] == [unit["id"]]
+        assert api.get("/units", params={"division": division}).json()["items"] == []
+
+
+def test_a_second_platform_on_the_same_vhost_refuses_to_start(platform, tmp_path):
+    """Two platforms on one vhost would answer each other's RPCs: the second one stops first."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "ADMIN_PASSWORD")}
+    env.update(AMQP_URI=platform.amqp_uri, PLATFORM_DATA_DIR=str(tmp_path), SECANTUS_PORT=str(free_port()),
+               GATEWAY_PORT=str(free_port()), ORGANIZATION_HTTP_PORT=str(free_port()), MEMBER_HTTP_PORT=str(free_port()))
+    second = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_platform.py")], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, stderr = second.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        second.send_signal(signal.SIGINT)  # it started after all: let it stop what it started
+        second.communicate(timeout=60)
+        raise
+    assert second.returncode != 0
+    assert "rpc-organization" in stderr and "another platform" in stderr, stderr
+    assert not (tmp_path / "secantus").exists() and not (tmp_path / "logs").exists()  # nothing was started
