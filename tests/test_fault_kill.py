@@ -32,7 +32,7 @@ def register_until_done(platform, results: dict, failures: list):
     with platform.client() as api:
         for index in range(UNITS):
             body = {"credit_code": credit_code(DIVISION), "name": f"单位{index}", "type": "enterprise",
-                    "industry": "logistics", "division": f"{DIVISION}{index % 3:03d}"}
+                    "industry": "logistics", "division": f"{DIVISION}{index % 3 + 1:03d}"}
             key = uuid.uuid4().hex
             for _ in range(60):  # retry the same command until it is answered
                 try:

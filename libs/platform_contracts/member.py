@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from .codes import PROVINCE_CODES
+from .codes import PROVINCE_CODES, is_ascii_digits
 from .organization import Command, DivisionCode, DivisionPrefix, EntityId, MobilePhone, Name
 
 ID_NUMBER_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -27,7 +27,7 @@ def normalize_id_number(value: str) -> str:
     """Return the number with an upper-case X, or raise ValueError saying what is wrong.
     The messages never repeat the number: they end up in logs and problem documents."""
     number = value.strip().upper()
-    if len(number) != 18 or not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
+    if len(number) != 18 or not is_ascii_digits(number[:17]) or not (is_ascii_digits(number[17]) or number[17] == "X"):
         raise ValueError("an ID number has 17 digits and a check character (a digit or X)")
     if number[:2] not in PROVINCE_CODES:
         raise ValueError("the first two digits of an ID number are a province code (GB/T 2260)")

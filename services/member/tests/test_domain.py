@@ -43,6 +43,8 @@ def test_a_published_example_id_number_is_valid():
 @pytest.mark.parametrize("number, reason", [
     ("11010519491231002", "17 digits"),
     ("1101051949123100A1", "17 digits"),
+    ("11010519491231002\uff18", "17 digits"),  # a full-width check digit
+    ("\uff11\uff11010519491231002X", "17 digits"),  # full-width digits
     ("110105194912310021", "check character"),
     ("110105194902300021", "birth date"),  # 30 February
     ("990105194912310021", "province"),

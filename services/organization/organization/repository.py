@@ -8,7 +8,7 @@ from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.codes import division_level, mask_phone, parent_division
 from platform_contracts.problems import Rejected
-from service_kit.documents import DocumentRepository, json_ready
+from service_kit.documents import DocumentRepository, json_ready, prefix_query
 
 from .domain import ALL, COUNT_FIELDS, CounterKey
 
@@ -29,13 +29,6 @@ def as_resource(document: dict | None) -> dict | None:
     return resource
 
 
-def under_division(prefix: str) -> dict:
-    """Codes under a division prefix as an index range. Division codes are ASCII digits and ":"
-    sorts right after "9". (SecantusDB answers an anchored regex by scanning the whole index:
-    1.2 s against 0.001 s for this range, on 120,000 units.)"""
-    return {"$gte": prefix, "$lt": prefix + ":"}
-
-
 def ensure_indexes(db) -> None:
     db.units.create_index("credit_code", unique=True)
     db.units.create_index([("division", ASCENDING), ("_id", ASCENDING)])
@@ -51,7 +44,7 @@ class Repository(DocumentRepository):
 
     @staticmethod
     def _division_query(prefix: str | None) -> dict:
-        return {"division": under_division(prefix)} if prefix else {}
+        return {"division": prefix_query(prefix)} if prefix else {}
 
     # ---- divisions -----------------------------------------------------------------------
 
@@ -121,7 +114,7 @@ class Repository(DocumentRepository):
         return self._page("units", query, limit, cursor)
 
     def district_units(self, district: str, fields: tuple[str, ...]):
-        return self.db.units.find({"division": under_division(district)}, dict.fromkeys(fields, 1),
+        return self.db.units.find({"division": prefix_query(district)}, dict.fromkeys(fields, 1),
                                   session=self.session)
 
     def set_unit_fields(self, unit_id: str, fields: dict) -> None:
@@ -250,7 +243,7 @@ class Repository(DocumentRepository):
 
     def counters_under(self, district: str) -> dict[str, dict[str, int]]:
         """The counters of a district and of its streets and communities."""
-        return self._counters({"_id": under_division(district)})
+        return self._counters({"_id": prefix_query(district)})
 
     def counters_at_levels(self, levels: list[int]) -> dict[str, dict[str, int]]:
         return self._counters({"level": {"$in": levels}})
