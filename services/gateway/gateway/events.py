@@ -162,14 +162,17 @@ class EventLog:
         """Log the events, in order, under consecutive sequence numbers; for each event its
         entry, or None if it is already logged (before, or earlier in this batch).
 
-        One transaction: an insert and `on_logged` with the new entries (the notifications among
-        them are stored with them), undone as a whole, so positions stay dense and nothing is
-        half written. Events are rarely logged already (a redelivery after a crash): the insert
-        is tried first, and only when the event-id index refuses it are the known ones left out."""
+        With `on_logged` (it stores what the entries give rise to, the notifications), one
+        transaction: the insert and `on_logged`, undone as a whole. Without, one ordered insert:
+        what it wrote before a refusal stands, and the rest is tried again, so positions stay
+        dense either way (a crash in between leaves a prefix logged, and the redelivery logs
+        the rest). Events are rarely logged already (a redelivery after a crash): the insert is
+        tried first, and only when the event-id index refuses one is it left out."""
+        if on_logged is None:
+            return await self._append_each(events)
         skip_logged = False
         while True:
-            if self._next_seq is None or time.monotonic() - self._appended_at > self.RELOAD_AFTER_IDLE_SECONDS:
-                self._next_seq = await self.last_seq() + 1
+            await self._reload_position_if_stale()
             try:
                 async with self.client.start_session() as session:
                     results = await session.with_transaction(
@@ -182,9 +185,46 @@ class EventLog:
                 if "seq_unique" in refused:  # another replica wrote meanwhile
                     self._next_seq = None
                 continue
-            self._next_seq += sum(entry is not None for entry in results)
-            self._appended_at = time.monotonic()
+            self._advance(sum(entry is not None for entry in results))
             return results
+
+    async def _append_each(self, events: list[CloudEvent]) -> list[LogEntry | None]:
+        results: list[LogEntry | None] = [None] * len(events)
+        first_index_by_id: dict[str, int] = {}
+        for index, event in enumerate(events):
+            first_index_by_id.setdefault(event.id, index)
+        pending = list(first_index_by_id.values())
+        while pending:
+            await self._reload_position_if_stale()
+            docs = [_log_doc(self._next_seq + n, events[i]) for n, i in enumerate(pending)]
+            refused = None
+            try:
+                await self.collection.insert_many(docs, ordered=True)
+                inserted = len(docs)
+            except BulkWriteError as exc:
+                inserted, error = exc.details["nInserted"], exc.details["writeErrors"][0]
+                refused = _refused_index(error)
+                if refused is None:
+                    raise
+            for i, doc in zip(pending, docs[:inserted]):
+                results[i] = _entry(doc)
+            self._advance(inserted)
+            if refused == "event_id_unique":  # logged before: left out
+                pending = pending[inserted + 1:]
+            elif refused == "seq_unique":  # another replica wrote meanwhile
+                self._next_seq = None
+                pending = pending[inserted:]
+            else:
+                pending = []
+        return results
+
+    async def _reload_position_if_stale(self) -> None:
+        if self._next_seq is None or time.monotonic() - self._appended_at > self.RELOAD_AFTER_IDLE_SECONDS:
+            self._next_seq = await self.last_seq() + 1
+
+    def _advance(self, count: int) -> None:
+        self._next_seq += count
+        self._appended_at = time.monotonic()
 
     async def _append_batch(self, events: list[CloudEvent], on_logged: OnLogged | None,
                             session: AsyncClientSession, skip_logged: bool) -> list[LogEntry | None]:
@@ -466,7 +506,9 @@ class EventConsumer:
     async def _append(self, events: list[CloudEvent]) -> list[LogEntry | None]:
         while True:
             try:
-                return await self.log.append_batch(events, on_logged=self.notifications.record)
+                # Only notifications need storing beside their log entries, in one transaction.
+                notifying = any(event.type == NOTIFICATION_CREATED for event in events)
+                return await self.log.append_batch(events, on_logged=self.notifications.record if notifying else None)
             except PyMongoError:
                 # Keep the messages (and everything after them) until the log can take them.
                 log.warning("appending %d events to the log failed; retrying", len(events), exc_info=True)

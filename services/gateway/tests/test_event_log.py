@@ -74,7 +74,7 @@ async def test_append_read_and_purge(db):
     assert (await log.append(event())).seq == 3  # the counter never goes back
 
 
-async def test_a_batch_is_logged_in_order_with_one_insert_in_a_transaction(db, commands):
+async def test_a_batch_is_logged_in_order_with_one_insert(db, commands):
     log = EventLog(db)
     await log.ensure_indexes()
     earlier = event()
@@ -83,9 +83,23 @@ async def test_a_batch_is_logged_in_order_with_one_insert_in_a_transaction(db, c
 
     commands.names.clear()
     entries = await log.append_batch(burst)
-    assert commands.names == ["insert", "commitTransaction"]  # positions come from memory
+    assert commands.names == ["insert"]  # positions come from memory; nothing else to keep with it
     assert [e.seq for e in entries] == [2, 3, 4, 5, 6]
     assert await logged_event_ids(log) == [earlier.id] + [e.id for e in burst]
+
+
+async def test_what_a_batch_gives_rise_to_is_stored_with_it_in_one_transaction(db, commands):
+    log = EventLog(db)
+    await log.ensure_indexes()
+    await log.append(event())
+
+    async def record(entries, session):
+        await db["projection"].insert_one({"seqs": [e.seq for e in entries]}, session=session)
+
+    commands.names.clear()
+    entries = await log.append_batch([event(), event()], on_logged=record)
+    assert commands.names == ["insert", "insert", "commitTransaction"]
+    assert [e.seq for e in entries] == [2, 3] and (await db["projection"].find_one())["seqs"] == [2, 3]
 
 
 async def test_events_already_logged_are_left_out_without_using_positions(db, commands):
@@ -106,9 +120,14 @@ async def test_events_already_logged_are_left_out_without_using_positions(db, co
     assert (await log.append_batch([event()]))[0].seq == 7  # a replay allocated nothing
 
 
-async def test_a_writer_with_a_stale_position_collides_and_retries_with_dense_positions(db):
+async def _noting(entries, session):
+    pass
+
+
+@pytest.mark.parametrize("on_logged", [None, _noting], ids=["insert", "transaction"])
+async def test_a_writer_with_a_stale_position_collides_and_retries_with_dense_positions(db, on_logged):
     """Another replica logs meanwhile (a consumer hand-over), one of the batch's events among
-    them: the batch is undone and retried, so every event is logged exactly once, in order,
+    them: what was refused is tried again, so every event is logged exactly once, in order,
     with no unused position."""
     log, rival = EventLog(db), EventLog(db)
     await log.ensure_indexes()
@@ -117,7 +136,7 @@ async def test_a_writer_with_a_stale_position_collides_and_retries_with_dense_po
     await rival.append(batch[2])  # takes 2
     await rival.append(event())  # takes 3
 
-    entries = await log.append_batch(batch)
+    entries = await log.append_batch(batch, on_logged=on_logged)
 
     assert entries[2] is None  # the rival logged it
     assert [e.envelope["id"] for e in entries if e] == [batch[i].id for i in (0, 1, 3, 4)]
