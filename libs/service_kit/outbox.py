@@ -33,6 +33,10 @@ BATCH = 200
 PUBLISHED_RETENTION_SECONDS = 24 * 3600
 GAUGE_REFRESH_SECONDS = 5.0
 LEFTOVER_AFTER_SECONDS = 5.0
+# Published records are marked together, at most this long after publishing: one write for
+# many batches when commands come one by one. A crash before the mark republishes them, which
+# consumers absorb by event id.
+MARK_DELAY_SECONDS = 0.2
 
 
 class OutboxRelay:
@@ -47,6 +51,8 @@ class OutboxRelay:
         )
         self.store = None  # set by StoreProvider
         self._committed: deque[dict] = deque()  # handed over at commit, in commit order
+        self._unmarked: list = []  # ids published, not yet marked
+        self._unmarked_since = 0.0
         self._wakeup = Event()
         self._running = False
         self._thread = None
@@ -71,10 +77,15 @@ class OutboxRelay:
         if self._thread is not None:
             self._thread.wait()
             self._thread = None
+        try:
+            self._mark_published(force=True)
+        except Exception:  # they go out again after a restart, and consumers absorb them
+            log.warning("could not mark %d published outbox events", len(self._unmarked), exc_info=True)
 
     def _run(self) -> None:
         while self._running:
             try:
+                self._mark_published(force=False)
                 while self._committed:
                     self._publish(self._take_committed())
                     self._refresh_gauges()
@@ -90,7 +101,10 @@ class OutboxRelay:
             self._refresh_gauges()
             self._wakeup = Event()
             if not self._committed:
-                with eventlet.Timeout(self.poll_seconds, False):
+                wait = self.poll_seconds
+                if self._unmarked:
+                    wait = min(wait, max(0.0, self._unmarked_since + MARK_DELAY_SECONDS - time.monotonic()))
+                with eventlet.Timeout(wait, False):
                     self._wakeup.wait()
 
     def _take_committed(self) -> list[dict]:
@@ -118,12 +132,22 @@ class OutboxRelay:
                 type=record["type"],
             )
         if records:
-            # One write marks the whole confirmed batch: a crash before it repeats the batch,
-            # which consumers absorb by event id; a write per event cost more than the publish.
-            self.store.db.outbox.update_many(
-                {"_id": {"$in": [r["_id"] for r in records]}}, {"$set": {"published_at": utc_now()}}
-            )
             OUTBOX_PUBLISHED.labels(self.service).inc(len(records))
+            if not self._unmarked:
+                self._unmarked_since = time.monotonic()
+            self._unmarked += [r["_id"] for r in records]
+            self._mark_published(force=False)
+
+    def _mark_published(self, force: bool) -> None:
+        """One write marks every confirmed record published since the last mark."""
+        if not self._unmarked:
+            return
+        due = len(self._unmarked) >= BATCH or time.monotonic() - self._unmarked_since >= MARK_DELAY_SECONDS
+        if force or due:
+            self.store.db.outbox.update_many(
+                {"_id": {"$in": self._unmarked}}, {"$set": {"published_at": utc_now()}}
+            )
+            self._unmarked = []
 
     def _refresh_gauges(self) -> None:
         now = time.monotonic()
