@@ -6,7 +6,9 @@ and noisy: compare ratios, not absolutes).
 
 N members, each one of exactly 3 full members of its own unit in Changqing (370113), get a
 transfer to one unit in Licheng (370112), requested, approved and received beforehand. Then
-every transfer is reported in (closed loop, a few clients), and the benchmark measures
+every transfer is reported in — once as fast as a few clients are answered (closed loop: the
+throughput, with the queueing a burst brings), once at a steady 10 per second (the latency
+without it) — and the benchmark measures
 
 * transfers completed per second end to end: from the first report-in POST until the last
   `transfer.completed` is on an SSE client;
@@ -102,8 +104,10 @@ def prepare(platform: RunningPlatform, count: int) -> list[dict]:
     return transfers
 
 
-def transfer_benchmark(platform: RunningPlatform, count: int, concurrency: int = 8) -> dict:
-    """Report in `count` prepared transfers from `concurrency` clients in a closed loop."""
+def transfer_benchmark(platform: RunningPlatform, count: int, concurrency: int = 8, rate: float | None = None) -> dict:
+    """Report in `count` prepared transfers from `concurrency` clients: as fast as they are
+    answered (closed loop), or at a steady `rate` per second (each client keeps its share of
+    the schedule), which shows the latency without the queueing a burst causes."""
     transfers = prepare(platform, count)
     stream = SseListener(platform, {"types": "transfer.completed,coverage.changed"})
     sent: dict[str, float] = {}  # transfer id -> when its report-in was sent
@@ -111,6 +115,8 @@ def transfer_benchmark(platform: RunningPlatform, count: int, concurrency: int =
     errors: list[str] = []
     queue = list(transfers)
     lock = threading.Lock()
+
+    scheduled = iter(range(count))
 
     def client():
         with platform.client() as api:
@@ -120,6 +126,9 @@ def transfer_benchmark(platform: RunningPlatform, count: int, concurrency: int =
                     if not queue:
                         return
                     transfer = queue.pop()
+                    slot = next(scheduled)
+                if rate:
+                    time.sleep(max(0.0, first_sent + slot / rate - time.perf_counter()))
                 key = uuid.uuid4().hex
                 started = sent[transfer["id"]] = time.perf_counter()
                 response = api.post(f"/transfers/{transfer['id']}/report-in", headers={"Idempotency-Key": key})
@@ -156,7 +165,8 @@ def transfer_benchmark(platform: RunningPlatform, count: int, concurrency: int =
     latencies = [stream.received_at[changes[event_id]] - sent[transfer_id]
                  for transfer_id, event_id in completions.items() if event_id in changes]
     elapsed = (max(completed_at) - first_sent) if completed_at else float("nan")
-    return {"transfers": count, "concurrency": concurrency, "errors": len(errors),
+    return {"transfers": count, "concurrency": concurrency, "rate_per_s": rate or "as fast as answered",
+            "errors": len(errors),
             "completed_missing": count - len(completions), "coverage_changed_missing": count - len(latencies),
             "completed_per_s": round(len(completions) / elapsed, 1),
             "report_in_to_coverage_changed_p50_ms": ms(percentile(latencies, 50)),
@@ -180,6 +190,8 @@ def main() -> None:
             show("raw mongodb", raw_mongodb(mongodb_uri, 300 if args.quick else 1000))
             count = 30 if args.quick else 200
             show(f"transfers x{count}", transfer_benchmark(platform, count))
+            paced = 20 if args.quick else 100
+            show(f"transfers x{paced} @10/s", transfer_benchmark(platform, paced, rate=10))
             print("latency: report-in POST -> coverage.changed on SSE (each completion flips its sending unit's "
                   "should_establish, so every transfer causes one; matched transfer id -> transfer.completed id "
                   "-> causationid)", flush=True)

@@ -34,7 +34,7 @@ HANDLER_RETRIES = Counter(
 )
 DEAD_LETTERS = Counter("dead_letters", "Events moved to the dead-letter queue", ["service", "handler"])
 COMMANDS_PER_TRANSACTION = Histogram(
-    "store_commands_per_transaction", "Commands committed in one transaction (group commit)", ["service"],
+    "store_commands_per_transaction", "Commands and events committed in one transaction (group commit)", ["service"],
     buckets=(1, 2, 3, 5, 10, 20, 50),
 )
 DEAD_LETTER_QUEUE = Gauge("dead_letter_queue_messages", "Messages waiting in the dead-letter queue", ["service"])

@@ -101,13 +101,16 @@ def _check_same_request(record: dict, request: str | None) -> None:
                             [{"loc": ["header", "Idempotency-Key"], "msg": "already used for a different request"}])
 
 
-class _PendingCommand:
-    """A command waiting for the writer; whoever holds the write lock may execute it."""
+class _PendingWrite:
+    """A command or an event waiting for the writer; whoever holds the write lock may execute
+    it, alone or in a group. `log` is the collection its record goes to (the command log or the
+    inbox), `record` builds that record from the unit of work and the result, and `alone` runs
+    it in a transaction of its own (when its group failed)."""
 
-    def __init__(self, command_id: str, request: str | None, work: Callable[[UnitOfWork], dict]):
-        self.command_id = command_id
-        self.request = request
-        self.work = work
+    def __init__(self, log: str, correlationid: str, causationid: str, work: Callable[[UnitOfWork], Any],
+                 record: Callable[[UnitOfWork, Any], dict], alone: Callable[[], Any]):
+        self.log, self.correlationid, self.causationid = log, correlationid, causationid
+        self.work, self.record, self.alone = work, record, alone
         self.finished = False
         self._result = None
         self._error: BaseException | None = None
@@ -135,7 +138,7 @@ class Store:
         # faster. A green lock under eventlet. Replicas still conflict, and retry.
         self._serialize = serialize_writes
         self._write_lock = threading.Lock() if serialize_writes else contextlib.nullcontext()
-        self._queue: list[_PendingCommand] = []
+        self._queue: list[_PendingWrite] = []
 
     def ensure_indexes(self) -> None:
         self.db.outbox.create_index([("published_at", 1), ("_id", 1)])
@@ -177,14 +180,20 @@ class Store:
         """Run `work` once per command id (see `parse_command_id`); a repeat returns the stored
         result unchanged.
 
-        With serialized writes, commands that queue up while another commits are committed
-        together in one transaction (group commit): the commit and the outbox and command-log
-        writes are paid once for the group. If any command of a group fails, the group is
-        rolled back and each command runs on its own, so one bad command fails alone."""
+        With serialized writes, commands and events that queue up while another commits are
+        committed together in one transaction (group commit): the commit and the outbox and
+        log writes are paid once for the group. If any of a group fails, the group is rolled
+        back and each runs on its own, so one bad command fails alone."""
         command_id, request = parse_command_id(command_id)
         if not self._serialize:
             return self._execute_alone(command_id, request, work, exclusive=False)
-        pending = _PendingCommand(command_id, request, work)
+        return self._write(_PendingWrite(
+            "commands", command_id, command_id, work,
+            record=lambda uow, result: {"_id": command_id, "result": result, "request": request,
+                                        "executed_at": uow.now},
+            alone=lambda: self._execute_alone(command_id, request, work, exclusive=False)))
+
+    def _write(self, pending: _PendingWrite):
         self._queue.append(pending)
         with self._write_lock:
             while not pending.finished:
@@ -216,12 +225,12 @@ class Store:
             _check_same_request(done, request)
             return done["result"]
 
-    def _execute_group(self, group: list["_PendingCommand"]) -> None:
+    def _execute_group(self, group: list[_PendingWrite]) -> None:
         if len(group) > 1:
             try:
                 results, uows, outbox = self._commit_group(group)
             except Exception:  # noqa: BLE001 - any failure: fall back to one transaction each
-                log.debug("group of %d commands rolled back; running them one by one", len(group))
+                log.debug("group of %d writes rolled back; running them one by one", len(group))
             else:
                 COMMANDS_PER_TRANSACTION.labels(self.source).observe(len(group))
                 for pending, result in zip(group, results):
@@ -235,49 +244,65 @@ class Store:
         for pending in group:
             COMMANDS_PER_TRANSACTION.labels(self.source).observe(1)
             try:
-                pending.finish(result=self._execute_alone(pending.command_id, pending.request, pending.work,
-                                                          exclusive=False))
+                pending.finish(result=pending.alone())
             except Exception as exc:  # noqa: BLE001 - handed to the caller waiting for it
                 pending.finish(error=exc)
 
-    def _commit_group(self, group: list["_PendingCommand"]) -> tuple[list, list[UnitOfWork], list[dict]]:
+    def _commit_group(self, group: list[_PendingWrite]) -> tuple[list, list[UnitOfWork], list[dict]]:
         holder: dict = {}
 
         def attempt(session):
-            # A repeated command (done before, or twice in this group) fails the group when its
-            # record is written again, and is then answered on its own by _execute_alone.
-            uows, records, shared, before_commit = [], [], {}, []
+            # A repeat (a command done before, an event applied before, either twice in this
+            # group) fails the group when its record is written again, and is then answered on
+            # its own.
+            uows, results, records, shared, before_commit = [], [], {}, {}, []
             for pending in group:
-                uow = UnitOfWork(self.db, session, self.source, pending.command_id, pending.command_id,
+                uow = UnitOfWork(self.db, session, self.source, pending.correlationid, pending.causationid,
                                  shared, before_commit)
-                records.append({"_id": pending.command_id, "result": pending.work(uow),
-                                "request": pending.request, "executed_at": uow.now})
+                result = pending.work(uow)
+                records.setdefault(pending.log, []).append(pending.record(uow, result))
+                results.append(result)
                 uows.append(uow)
             for hook in before_commit:
                 hook()
             events = [e for uow in uows for e in uow.events]
             outbox = UnitOfWork(self.db, session, self.source, None, None).write_outbox(events)
-            self.db.commands.insert_many(records, session=session)
-            holder.update(results=[r["result"] for r in records], uows=uows, outbox=outbox)
+            for collection, documents in records.items():
+                self.db[collection].insert_many(documents, session=session)
+            holder.update(results=results, uows=uows, outbox=outbox)
 
         with self.client.start_session() as session:
             session.with_transaction(attempt)
         return holder["results"], holder["uows"], holder["outbox"]
 
     def apply_event(self, handler: str, event: CloudEvent, work: Callable[[UnitOfWork], None]) -> bool:
-        """Apply an integration event once per handler; False if it had been applied before."""
+        """Apply an integration event once per handler; False if it had been applied before.
+        With serialized writes, events share group commits with commands."""
+        inbox_id = f"{handler}:{event.id}"
+        if not self._serialize:
+            return self._apply_alone(handler, inbox_id, event, work)
+
+        def applied(uow: UnitOfWork) -> bool:
+            work(uow)
+            return True
+
+        return self._write(_PendingWrite(
+            "inbox", event.correlationid or event.id, event.id, applied,
+            record=lambda uow, _: {"_id": inbox_id, "type": event.type, "applied_at": uow.now},
+            alone=lambda: self._apply_alone(handler, inbox_id, event, work)))
+
+    def _apply_alone(self, handler: str, inbox_id: str, event: CloudEvent, work: Callable[[UnitOfWork], None]) -> bool:
         def once(uow: UnitOfWork):
             try:
-                uow.db.inbox.insert_one(
-                    {"_id": f"{handler}:{event.id}", "type": event.type, "applied_at": uow.now},
-                    session=uow.session,
-                )
+                uow.db.inbox.insert_one({"_id": inbox_id, "type": event.type, "applied_at": uow.now},
+                                        session=uow.session)
             except DuplicateKeyError:
                 raise AlreadyApplied()
             work(uow)
 
         try:
-            self._transaction(once, event.correlationid or event.id, event.id)
+            # Not exclusive: the caller holds the write lock already, or there is none.
+            self._transaction(once, event.correlationid or event.id, event.id, exclusive=False)
             return True
         except AlreadyApplied:
             INBOX_DUPLICATES.labels(self.source, handler).inc()

@@ -103,3 +103,49 @@ def test_malformed_command_ids_are_refused(store, command_id):
         store.execute_command(command_id, insert("never"))
     assert refused.value.status == 422
     assert store.db.things.count_documents({}) == 0
+
+
+def event(n: int = 0):
+    from platform_contracts.envelope import CloudEvent
+    return CloudEvent(source="member", type="member.updated", subject=f"m{n}", data={})
+
+
+def count(name: str):
+    def work(uow):
+        uow.db.counts.update_one({"_id": name}, {"$inc": {"n": 1}}, upsert=True, session=uow.session)
+    return work
+
+
+def test_an_event_is_applied_once_per_handler(store):
+    e = event()
+    assert store.apply_event("on_a", e, count("a")) is True
+    assert store.apply_event("on_a", e, count("a")) is False
+    assert store.apply_event("on_b", e, count("a")) is True  # another handler has its own inbox
+    assert store.db.counts.find_one({"_id": "a"})["n"] == 2
+
+
+def test_events_and_commands_committed_together_each_once(store):
+    """A burst of events (redeliveries among them) and commands at once: under group commit
+    they share transactions; every event is applied exactly once and every command runs once."""
+    events = [event(i) for i in range(8)]
+    outcomes: dict = {}
+
+    def deliver(name, e):
+        outcomes[name] = store.apply_event("on_burst", e, count("burst"))
+
+    def command(name):
+        outcomes[name] = store.execute_command({"key": f"admin:{name}", "request": "a" * 64}, insert(name))
+
+    threads = [threading.Thread(target=deliver, args=(f"e{i}", e)) for i, e in enumerate(events)]
+    threads += [threading.Thread(target=deliver, args=(f"again{i}", events[i])) for i in range(3)]
+    threads += [threading.Thread(target=command, args=(f"c{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.db.counts.find_one({"_id": "burst"})["n"] == 8
+    applied = [outcomes[f"e{i}"] for i in range(3)] + [outcomes[f"again{i}"] for i in range(3)]
+    assert sorted(applied) == [False] * 3 + [True] * 3  # of each pair, one applied it
+    assert all(outcomes[f"e{i}"] is True for i in range(3, 8))
+    assert all(outcomes[f"c{i}"] == {"id": f"c{i}"} for i in range(4))
+    assert store.db.inbox.count_documents({}) == 8
