@@ -2,10 +2,12 @@
 confirms, then marks them published.
 
 A transaction that emitted events hands its committed outbox records to the relay, which
-publishes them at once, in commit order, without reading them back. It also polls for
-records nobody handed it: left behind by a crash, by this process's failed publish, or by a
-replica that died — those older than `LEFTOVER_AFTER_SECONDS`, so that it does not race the
-replica (or itself) that is publishing them right now. Delivery is at least once: a crash
+publishes them at once, in commit order, without reading them back. When it starts, and after
+any failed pass, it first catches up from the database instead: everything unpublished, in
+outbox order, before anything handed over meanwhile, so that a broker blip does not let newer
+events overtake older ones. Every `OUTBOX_POLL_SECONDS` it also looks for records nobody
+handed it (a replica that died) — those older than `LEFTOVER_AFTER_SECONDS`, so that it does
+not race the replica that is publishing them right now. Delivery is at least once: a crash
 between the broker's confirm and the mark publishes an event again, which consumers' inboxes
 and the gateway's event log absorb by event id."""
 
@@ -53,6 +55,8 @@ class OutboxRelay:
         self._committed: deque[dict] = deque()  # handed over at commit, in commit order
         self._unmarked: list = []  # ids published, not yet marked
         self._unmarked_since = 0.0
+        self._catching_up = True  # from the database first: what a crash or a failure left
+        self._polled_at = 0.0
         self._wakeup = Event()
         self._running = False
         self._thread = None
@@ -85,27 +89,51 @@ class OutboxRelay:
     def _run(self) -> None:
         while self._running:
             try:
+                if self._catching_up:
+                    self._catch_up()
                 self._mark_published(force=False)
-                while self._committed:
+                while self._committed and self._running and not self._poll_due():
                     self._publish(self._take_committed())
                     self._refresh_gauges()
-                while self.publish_leftovers() == BATCH:
-                    self._refresh_gauges()
+                if self._poll_due():
+                    self._polled_at = time.monotonic()
+                    self._mark_published(force=True)  # what is published is no leftover
+                    while self.publish_leftovers() == BATCH and self._running:
+                        self._refresh_gauges()
             except Exception:  # broker or database away: keep the events, try again shortly
-                # What was handed over stays in the outbox: the leftover poll publishes it.
-                self._committed.clear()
+                self._catching_up = True
                 OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
                 log.exception("outbox relay pass failed; retrying")
                 eventlet.sleep(min(self.poll_seconds, 1.0))
             # Also when publishing fails: the backlog gauges are how an operator finds out.
             self._refresh_gauges()
             self._wakeup = Event()
-            if not self._committed:
+            if not self._committed or self._catching_up:
                 wait = self.poll_seconds
                 if self._unmarked:
                     wait = min(wait, max(0.0, self._unmarked_since + MARK_DELAY_SECONDS - time.monotonic()))
                 with eventlet.Timeout(wait, False):
                     self._wakeup.wait()
+
+    def _poll_due(self) -> bool:
+        return time.monotonic() - self._polled_at >= self.poll_seconds
+
+    def _catch_up(self) -> None:
+        """Publish every unpublished record from the database, in outbox order; then carry on
+        with what was handed over meanwhile that the database did not already show."""
+        self._mark_published(force=True)
+        self._committed.clear()  # committed before this line: the queries below see them
+        done = set()
+        while self._running:
+            pending = list(self.store.db.outbox.find({"published_at": None}).sort("_id", 1).limit(BATCH))
+            self._publish(pending)
+            self._mark_published(force=True)
+            done.update(r["_id"] for r in pending)
+            self._refresh_gauges()
+            if len(pending) < BATCH:
+                break
+        self._committed = deque(r for r in self._committed if r["_id"] not in done)
+        self._catching_up = False
 
     def _take_committed(self) -> list[dict]:
         batch = []

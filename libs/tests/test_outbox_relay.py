@@ -107,3 +107,30 @@ def test_while_the_broker_is_away_the_backlog_gauges_still_move(mongodb_uri):
         assert store.db.outbox.count_documents({"published_at": None}) == 2
     finally:
         relay._running = False  # stop() would wait out the publisher's connection retries
+
+
+def test_a_restarted_relay_publishes_what_was_left_before_anything_new(mongodb_uri):
+    """Records a crashed process left unpublished (just written, so no leftover yet) go out
+    first, in outbox order, then what is committed after the start: nothing overtakes them."""
+    with rabbit_vhost() as amqp_uri:
+        relay, store = relay_and_store(mongodb_uri, amqp_uri)
+        left = [CloudEvent(source=store.source, type="unit.updated", subject=f"old{i}", data={}) for i in range(3)]
+        store.db.outbox.insert_many([{"_id": ObjectId(), "type": e.type, "envelope": e.to_json_dict(),
+                                      "created_at": utc_now(), "published_at": None} for e in left])
+        received: list[str] = []
+        with Connection(amqp_uri) as connection:
+            exchange = Exchange(f"{store.source}.events", "topic", durable=True)
+            queue = Queue(f"q-{store.source}", exchange=exchange, routing_key="#", auto_delete=True)
+            queue(connection.default_channel).declare()
+            def drain():
+                while (message := queue(connection.default_channel).get(no_ack=True)) is not None:
+                    received.append(message.payload["id"])
+                return received
+
+            relay.start()
+            try:
+                new = emit(store, 2)
+                wait(lambda: len(drain()) >= 5)
+            finally:
+                relay.stop()
+        assert received == [e.id for e in left] + new
