@@ -6,6 +6,7 @@ broker, so every replica delivers every event (the replicas compete on the one b
 and a client resuming from `Last-Event-ID` gets the same order on any replica."""
 
 import asyncio
+import contextlib
 import fnmatch
 import json
 import logging
@@ -202,10 +203,11 @@ class EventLog:
                 await self.collection.insert_many(docs, ordered=True)
                 inserted = len(docs)
             except BulkWriteError as exc:
-                inserted, error = exc.details["nInserted"], exc.details["writeErrors"][0]
-                refused = _refused_index(error)
-                if refused is None:
-                    raise
+                errors = exc.details.get("writeErrors") or []
+                refused = _refused_index(errors[0]) if errors else None
+                if refused is None:  # not a duplicate (a write-concern error, say): retried as a whole
+                    raise PyMongoError(f"appending to the event log failed: {exc}") from exc
+                inserted = exc.details["nInserted"]
             for i, doc in zip(pending, docs[:inserted]):
                 results[i] = _entry(doc)
             self._advance(inserted)
@@ -394,13 +396,12 @@ class Broadcaster:
     def deliver_logged(self, entries: list[LogEntry]) -> None:
         """Entries this replica has just logged: delivered straight away when they follow what
         was delivered last, without reading them back; otherwise the log is read for the gap."""
-        if not entries:
-            return
-        if entries[0].seq == self.delivered + 1:
-            for entry in entries:
-                self._deliver(entry)
-        else:
-            self.notify()
+        for entry in entries:
+            if entry.seq != self.delivered + 1:  # another replica wrote in between: read the log
+                self.notify()
+                return
+            self._gap_since = None
+            self._deliver(entry)
 
     def _deliver(self, entry: LogEntry) -> None:
         self.delivered = entry.seq
@@ -485,7 +486,17 @@ class EventConsumer:
             batch = [await delivered.get()]
             while len(batch) < BATCH_LIMIT and not delivered.empty():
                 batch.append(delivered.get_nowait())
-            await self.handle(batch)
+            try:
+                await self.handle(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The consumer must not die quietly holding the queue (it has a single active
+                # consumer): give the batch back to the broker and try again shortly.
+                log.exception("handling %d events failed; they go back to the queue", len(batch))
+                with contextlib.suppress(Exception):
+                    await batch[-1].nack(requeue=True, multiple=True)
+                await asyncio.sleep(1)
 
     async def handle(self, messages: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
         received = [event for message in messages if (event := self._parse(message)) is not None]

@@ -140,6 +140,22 @@ async def test_entries_logged_here_are_delivered_without_reading_them_back_and_o
         await broadcaster.stop()
 
 
+async def test_logged_entries_with_a_gap_between_them_are_not_delivered_past_it():
+    """A writer that collided with another replica hands over entries that are not consecutive
+    (2, 3, then 7, 8 after reloading its position): what the other replica wrote in between
+    (4-6) is read from the log, in order, and nothing is skipped or repeated."""
+    log = MemoryLog(entry(1))
+    broadcaster = Broadcaster(log, poll_interval=3600)
+    await broadcaster.start()
+    try:
+        stream = broadcaster.stream(broadcaster.subscribe(EventFilter()), None)
+        log.add(*(entry(s) for s in range(2, 9)))
+        broadcaster.deliver_logged([entry(2), entry(3), entry(7), entry(8)])
+        assert await collect(stream, 7) == [2, 3, 4, 5, 6, 7, 8]
+    finally:
+        await broadcaster.stop()
+
+
 async def test_stop_ends_streams():
     broadcaster = Broadcaster(MemoryLog(), poll_interval=0.02)
     await broadcaster.start()
