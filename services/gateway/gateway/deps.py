@@ -4,6 +4,7 @@ import hashlib
 import json
 import uuid
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import Depends, Header, Path, Query, Request
 from starlette.requests import HTTPConnection
@@ -75,7 +76,8 @@ async def request_fingerprint(request: Request) -> str:
         body = json.dumps(json.loads(body), sort_keys=True, ensure_ascii=False).encode() if body else b""
     except ValueError:
         pass  # not JSON: FastAPI refuses it before the command runs anyway
-    digest = hashlib.sha256(f"{request.method} {request.url.path}?{request.url.query}\n".encode())
+    query = urlencode(sorted(request.query_params.multi_items()))  # parameter order does not count
+    digest = hashlib.sha256(f"{request.method} {request.url.path}?{query}\n".encode())
     digest.update(body)
     return digest.hexdigest()
 
