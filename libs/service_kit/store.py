@@ -199,6 +199,8 @@ class Store:
             while not pending.finished:
                 group = self._queue[:GROUP_COMMIT_MAX]
                 del self._queue[: len(group)]
+                if not group:  # another writer took it and was interrupted before finishing it
+                    raise RuntimeError("the write was lost by an interrupted writer")
                 self._execute_group(group)
         return pending.outcome()
 
@@ -241,12 +243,16 @@ class Store:
                     for callback in uow.on_commit:
                         callback()
                 return
-        for pending in group:
+        for index, pending in enumerate(group):
             COMMANDS_PER_TRANSACTION.labels(self.source).observe(1)
             try:
                 pending.finish(result=pending.alone())
             except Exception as exc:  # noqa: BLE001 - handed to the caller waiting for it
                 pending.finish(error=exc)
+            except BaseException:  # this green thread is being killed: release the others' waits
+                for waiting in group[index:]:
+                    waiting.finish(error=RuntimeError("the writer was interrupted; try again"))
+                raise
 
     def _commit_group(self, group: list[_PendingWrite]) -> tuple[list, list[UnitOfWork], list[dict]]:
         holder: dict = {}
