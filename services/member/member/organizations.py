@@ -14,17 +14,23 @@ registry[get_module_path(Rejected)] = Rejected
 SYSTEM_ACTOR = {"username": "member-service", "role": "admin", "scope": None}
 
 
-def active_organization(proxy, organization_id: str, field: str) -> dict:
-    """The organization named by request field `field`; 422 naming it if missing or dissolved."""
+def _active(fetch, kind: str, ident: str, field: str, active: str, ended: str) -> dict:
+    """The record `fetch` returns for request field `field`; 422 naming it if missing or ended."""
     try:
-        organization = proxy.get_organization(organization_id, actor=SYSTEM_ACTOR)
+        record = fetch(ident, actor=SYSTEM_ACTOR)
     except Rejected as exc:
         if exc.status == 404:
-            raise Rejected.invalid(field, f"organization {organization_id} does not exist")
+            raise Rejected.invalid(field, f"{kind} {ident} does not exist")
         raise
-    if organization["status"] != OrganizationStatus.active:
-        raise Rejected.invalid(field, f"organization {organization_id} is dissolved")
-    return organization
+    if record["status"] != active:
+        raise Rejected.invalid(field, f"{kind} {ident} is {ended}")
+    return record
+
+
+def active_organization(proxy, organization_id: str, field: str) -> dict:
+    """The organization named by request field `field`; 422 naming it if missing or dissolved."""
+    return _active(proxy.get_organization, "organization", organization_id, field,
+                   OrganizationStatus.active, "dissolved")
 
 
 def division_of(proxy, organization_id: str) -> str | None:
@@ -47,12 +53,4 @@ def online_branch(proxy, organization_id: str) -> dict:
 def active_unit(proxy, unit_id: str, field: str) -> dict:
     """The unit named by request field `field`; 422 naming it if missing or deregistered. Any
     active unit will do, wherever it is (see the README: where a member may work)."""
-    try:
-        unit = proxy.get_unit(unit_id, actor=SYSTEM_ACTOR)
-    except Rejected as exc:
-        if exc.status == 404:
-            raise Rejected.invalid(field, f"unit {unit_id} does not exist")
-        raise
-    if unit["status"] != UnitStatus.active:
-        raise Rejected.invalid(field, f"unit {unit_id} is deregistered")
-    return unit
+    return _active(proxy.get_unit, "unit", unit_id, field, UnitStatus.active, "deregistered")
