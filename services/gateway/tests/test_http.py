@@ -174,6 +174,14 @@ def test_idempotency_key_becomes_the_command_id(gateway, admin):
     assert other.json()["id"] != first.json()["id"]
 
 
+def test_the_fingerprint_ignores_the_order_of_query_parameters(gateway, admin):
+    key, command = uuid.uuid4().hex, unit_command()
+    admin.post("/api/v1/units?source=ledger&batch=7", json=command, headers={"Idempotency-Key": key})
+    first = last_call(gateway)["command_id"]
+    admin.post("/api/v1/units?batch=7&source=ledger", json=command, headers={"Idempotency-Key": key})
+    assert last_call(gateway)["command_id"] == first
+
+
 def test_the_same_key_on_another_request_has_another_fingerprint(gateway, admin):
     key = uuid.uuid4().hex
     admin.post("/api/v1/units", json=unit_command(), headers={"Idempotency-Key": key})
