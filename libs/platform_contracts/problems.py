@@ -29,6 +29,7 @@ _TITLES = {
     404: "Not found",
     409: "State conflict",
     422: "Invalid field values",
+    503: "Service unavailable",
 }
 
 
@@ -46,7 +47,8 @@ def _restore_types(problem: dict[str, Any]) -> dict[str, Any]:
 
 
 class Rejected(Exception):
-    """A command or query refused for a reason the caller can fix (a 4xx)."""
+    """A command or query refused for a reason the caller can fix (a 4xx), or because a
+    service it depends on is away (a 503: nothing was changed, try again)."""
 
     def __init__(self, problem: dict[str, Any]):
         super().__init__(problem)

@@ -115,11 +115,12 @@ class RpcClient:
 
 def error_problem(service: str, method: str, error: dict) -> ApiProblem:
     """A remote `Rejected` carries its problem document as its only argument: pass it on as
-    is. Anything else is a fault in the service, whose details stay in the log."""
+    is (a 4xx, or a 503 when a service it asked is away). Anything else is a fault in the
+    service, whose details stay in the log."""
     if error.get("exc_type") == "Rejected":
         try:
             document = Rejected(error["exc_args"][0]).problem
-            if 400 <= document["status"] < 500:
+            if 400 <= document["status"] < 500 or document["status"] == 503:
                 return ApiProblem(document)
         except (KeyError, IndexError, TypeError, ValueError):
             pass

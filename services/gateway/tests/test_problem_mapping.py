@@ -37,6 +37,12 @@ def test_remote_rejected_keeps_its_problem():
     assert problem.document["errors"] == [{"loc": ["body", "unit_ids", 1], "msg": "organization is dissolved"}]
 
 
+def test_a_service_whose_dependency_is_away_answers_503():
+    wire = serialize(Rejected.make(503, "the organization service did not answer in time"))
+    problem = error_problem("member", "register_member", wire)
+    assert problem.status == 503 and problem.document["title"] == "Service unavailable"
+
+
 def test_other_remote_errors_are_502_without_internals():
     problem = error_problem("organization", "get_unit", serialize(KeyError("mongodb://user:secret@db")))
     assert problem.status == 502 and "secret" not in str(problem.document)

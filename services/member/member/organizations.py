@@ -2,7 +2,10 @@
 exist, and is it active? Asked over RPC before a transaction opens (a transaction must not
 wait on another service); the organization service owns the answer."""
 
-from nameko.exceptions import get_module_path, registry
+import os
+
+import eventlet
+from nameko.exceptions import UnknownService, get_module_path, registry
 
 from platform_contracts.organization import OrganizationStatus, UnitStatus
 from platform_contracts.problems import Rejected
@@ -13,11 +16,27 @@ registry[get_module_path(Rejected)] = Rejected
 # Reading any organization or unit is an admin's right; the member service checks its own callers.
 SYSTEM_ACTOR = {"username": "member-service", "role": "admin", "scope": None}
 
+# nameko's RpcProxy waits for a reply for ever: a worker must not, or an organization service
+# that is down (its queue still there) would take every worker of this service with it.
+RPC_TIMEOUT_SECONDS = float(os.environ.get("ORGANIZATION_RPC_TIMEOUT_SECONDS", 5))
+
+
+def _ask(method, *args):
+    try:
+        with eventlet.Timeout(RPC_TIMEOUT_SECONDS):
+            return method(*args, actor=SYSTEM_ACTOR)
+    except eventlet.Timeout:
+        raise Rejected.make(503, "the organization service did not answer in time; nothing was changed, "
+                                 "try again shortly") from None
+    except UnknownService:
+        raise Rejected.make(503, "the organization service is not running; nothing was changed, "
+                                 "try again shortly") from None
+
 
 def _active(fetch, kind: str, ident: str, field: str, active: str, ended: str) -> dict:
     """The record `fetch` returns for request field `field`; 422 naming it if missing or ended."""
     try:
-        record = fetch(ident, actor=SYSTEM_ACTOR)
+        record = _ask(fetch, ident)
     except Rejected as exc:
         if exc.status == 404:
             raise Rejected.invalid(field, f"{kind} {ident} does not exist")
@@ -36,7 +55,7 @@ def active_organization(proxy, organization_id: str, field: str) -> dict:
 def division_of(proxy, organization_id: str) -> str | None:
     """Where an organization is, dissolved or not; None if there is no such organization."""
     try:
-        return proxy.get_organization(organization_id, actor=SYSTEM_ACTOR)["division"]
+        return _ask(proxy.get_organization, organization_id)["division"]
     except Rejected as exc:
         if exc.status == 404:
             return None
