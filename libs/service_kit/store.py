@@ -193,6 +193,17 @@ class Store:
                                         "executed_at": uow.now},
             alone=lambda: self._execute_alone(command_id, request, work, exclusive=False)))
 
+    def stored_result(self, command_id: str | dict) -> dict | None:
+        """The result a command id already has, if any: for a service that asks another service
+        something before it executes a command, so that a repeat is answered from the log as it
+        was, not checked again against what has changed since."""
+        command_id, request = parse_command_id(command_id)
+        done = self.db.commands.find_one({"_id": command_id})
+        if done is None:
+            return None
+        _check_same_request(done, request)
+        return done["result"]
+
     def _write(self, pending: _PendingWrite):
         self._queue.append(pending)
         with self._write_lock:

@@ -51,7 +51,7 @@ class MemberService(OperationsMixin):
     def _execute(self, command_id, work):
         return self.store.execute_command(command_id, work)
 
-    def _visible(self, actor, filters: MemberFilter | TransferFilter) -> access.Visibility:
+    def _visible(self, actor, filters: MemberFilter) -> access.Visibility:
         """What the actor's list may show, once its filters are known to lie inside it."""
         visible = access.visibility(actor)
         # Only a division scope needs to know where a filtered organization is.
@@ -66,6 +66,8 @@ class MemberService(OperationsMixin):
     @rpc
     def register_member(self, command, actor=None, command_id=None):
         parsed = parse_or_reject(RegisterMember, command)
+        if (previous := self.store.stored_result(command_id)) is not None:
+            return previous
         organization = active_organization(self.organizations, parsed.organization_id, "organization_id")
         if parsed.unit_id:
             active_unit(self.organizations, parsed.unit_id, "unit_id")
@@ -76,6 +78,8 @@ class MemberService(OperationsMixin):
     @rpc
     def update_member(self, member_id, changes, actor=None, command_id=None):
         parsed = parse_or_reject(UpdateMember, changes)
+        if (previous := self.store.stored_result(command_id)) is not None:
+            return previous
         if parsed.online_branch_id:
             online_branch(self.organizations, parsed.online_branch_id)
         return self._execute(command_id, lambda uow: self.commands.update_member(uow, member_id, parsed, actor))
@@ -134,6 +138,8 @@ class MemberService(OperationsMixin):
     @rpc
     def request_transfer(self, command, actor=None, command_id=None):
         parsed = parse_or_reject(RequestTransfer, command)
+        if (previous := self.store.stored_result(command_id)) is not None:
+            return previous
         to_organization = active_organization(self.organizations, parsed.to_organization_id, "to_organization_id")
         if parsed.to_unit_id:
             active_unit(self.organizations, parsed.to_unit_id, "to_unit_id")
@@ -148,8 +154,11 @@ class MemberService(OperationsMixin):
 
     @rpc
     def list_transfers(self, filters=None, limit=50, cursor=None, actor=None):
+        # A transfer has two sides: a filter naming the other side (its division, its
+        # organization) is how a side finds its transfers with them, so it narrows what the
+        # caller may see rather than being refused.
         parsed = parse_or_reject(TransferFilter, filters or {}, "query")
-        return self.repo.transfers(parsed.model_dump(mode="json"), self._visible(actor, parsed),
+        return self.repo.transfers(parsed.model_dump(mode="json"), access.visibility(actor),
                                    check_page_limit(limit), cursor)
 
     @rpc
@@ -166,6 +175,8 @@ class MemberService(OperationsMixin):
     def report_in(self, transfer_id, actor=None, command_id=None):
         # The member is about to belong to the receiving organization and work in the unit
         # named: both must still be active, or the member would drop out of every count.
+        if (previous := self.store.stored_result(command_id)) is not None:
+            return previous
         transfer = self.repo.transfer(transfer_id)
         active_organization(self.organizations, transfer["to_organization_id"], "to_organization_id")
         if transfer["to_unit_id"]:

@@ -169,6 +169,27 @@ def test_a_transfer_does_not_complete_into_a_unit_deregistered_meanwhile(rpc, or
     assert rpc.get_member(member["id"], actor=ADMIN)["unit_id"] == a["unit"]["id"]
 
 
+def test_a_repeated_report_in_is_answered_as_it_was_after_the_unit_is_gone(rpc, organizations, two_districts,
+                                                                            new_unit, new_id_number):
+    """A client retrying a report-in that completed gets the completion again, though the unit
+    it moved the member into has been deregistered since (a check made now would refuse it)."""
+    a, b = two_districts["a"], two_districts["b"]
+    unit = new_unit("370112001")
+    member = register(rpc, new_id_number, a["organization"], unit_id=a["unit"]["id"], **FULL)
+    transfer = rpc.request_transfer({"member_id": member["id"], "to_organization_id": b["organization"]["id"],
+                                     "to_unit_id": unit["id"], "reason": "换工作"}, actor=ADMIN, command_id=cid())
+    rpc.approve_transfer(transfer["id"], {}, actor=ADMIN, command_id=cid())
+    rpc.receive_transfer(transfer["id"], actor=ADMIN, command_id=cid())
+    key = {"key": f"worker:{uuid.uuid4().hex}", "request": "r" * 64}
+    completed = rpc.report_in(transfer["id"], actor=worker(member), command_id=key)
+    assert completed["status"] == "completed"
+    organizations.deregister_unit(unit["id"], actor=ADMIN, command_id=cid())
+    assert rpc.report_in(transfer["id"], actor=worker(member), command_id=key) == completed
+    refused = rejected(rpc.report_in, transfer["id"], actor=worker(member),
+                       command_id={**key, "request": "s" * 64})  # the same key on another request
+    assert refused["status"] == 422
+
+
 def test_scopes_limit_who_sees_and_registers_members(rpc, two_districts, new_id_number):
     a, b = two_districts["a"], two_districts["b"]
     mine = register(rpc, new_id_number, a["organization"])
@@ -192,13 +213,18 @@ def test_list_filters_outside_the_scope_are_refused(rpc, two_districts, new_id_n
     transfer = rpc.request_transfer({"member_id": member["id"], "to_organization_id": b["organization"]["id"],
                                      "reason": "x"}, actor=ADMIN, command_id=cid())
     sec_b = secretary(b["organization"])
-    for listing in (rpc.list_members, rpc.list_transfers):
-        for actor, filters, field in ((OP_B, {"division": "370113"}, "division"),
-                                      (OP_B, {"division": "3701"}, "division"),  # wider than the scope
-                                      (OP_B, {"organization_id": a["organization"]["id"]}, "organization_id"),
-                                      (sec_b, {"organization_id": a["organization"]["id"]}, "organization_id")):
-            problem = rejected(listing, filters, 50, None, actor=actor)
-            assert problem["status"] == 403 and fields_named(problem) == {("query", field)}, (listing, filters)
+    for actor, filters, field in ((OP_B, {"division": "370113"}, "division"),
+                                  (OP_B, {"division": "3701"}, "division"),  # wider than the scope
+                                  (OP_B, {"organization_id": a["organization"]["id"]}, "organization_id"),
+                                  (sec_b, {"organization_id": a["organization"]["id"]}, "organization_id")):
+        problem = rejected(rpc.list_members, filters, 50, None, actor=actor)
+        assert problem["status"] == 403 and fields_named(problem) == {("query", field)}, filters
+        # A transfer has two sides: the other side's division or organization finds the
+        # transfers with it, within what the caller may see.
+        listed = rpc.list_transfers({**filters, "member_id": member["id"]}, 50, None, actor=actor)["items"]
+        assert [t["id"] for t in listed] == [transfer["id"]], filters
+    other = rpc.list_transfers({"division": "370102"}, 50, None, actor=OP_B)["items"]
+    assert other == []  # a third district: nothing of theirs is visible to OP_B
     assert rpc.list_members({"organization_id": "no-such-org"}, 50, None, actor=OP_B)["items"] == []
     # Either side's division: the receiving side finds the transfer in its own.
     for actor in (OP_B, ADMIN):
