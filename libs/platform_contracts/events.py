@@ -13,7 +13,8 @@ from .organization import CoverageFigures, Instructor, Organization, Unit
 
 
 class EventData(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # A refusal never quotes the value: events carry personal data, masked or (by mistake) not.
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True)
 
 
 class UnitEvent(Unit):

@@ -202,6 +202,8 @@ class LastCheckIn(BaseModel):
 
 
 class Member(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)  # a member record is personal data
+
     id: str
     name: str
     id_number: MaskedIdNumber

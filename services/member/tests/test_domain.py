@@ -137,6 +137,21 @@ def test_member_events_carry_where_a_mobile_member_is_but_no_phone_in_it():
         assert description not in str(caught.value)
 
 
+def test_no_event_or_member_record_quotes_a_refused_value():
+    """Whatever model refuses a value (a description stored before the rule, say), the error
+    that reaches a log does not repeat it."""
+    from platform_contracts.member import Member
+    place = {"division": "370113", "description": "call 13812345678"}
+    checked_in = {"check_in_id": "c1", "member_id": "m1", "station_id": "s1", "organization_id": "o1",
+                  "checked_in_at": "2026-11-01T08:00:00+08:00", "mobile": True, "mobile_location": place}
+    with pytest.raises(ValidationError) as caught:
+        validate_event({"source": "member", "type": "member.checked_in", "data": checked_in})
+    assert "13812345678" not in str(caught.value)
+    with pytest.raises(ValidationError) as caught:
+        Member.model_validate({"id": "m1", "name": "王", "id_number": id_number(), "phone": "13812345678"})
+    assert "13812345678" not in str(caught.value)
+
+
 # ---- the development pipeline --------------------------------------------------------------
 
 def member(stage="applicant", stage_on=date(2025, 1, 1), joined_on=None, override_reason=None, **fields):
