@@ -74,12 +74,17 @@ def _transfer_rules(event: CloudEvent) -> list[Notification]:
         # sending one whose request has ended.
         side = receiving if step == "completed" else sending
         zh, en = outcome[step]
-        notes = [note("member", event.type, member, zh, en), note("side", event.type, side, zh, en)]
         # Only approval issues the letter: a transfer ending with one had been announced to the
-        # receiving side as awaiting receipt, so that side must hear it will not arrive.
+        # receiving side as awaiting receipt, so that side must hear it will not arrive. Within
+        # one division both sides are one audience, so that its operators are told once.
         if step != "completed" and t.letter_expires_on is not None:
-            notes.append(note("receiving_side", event.type, receiving, zh, en))
-        return notes
+            if t.from_division == t.to_division:
+                side = _side(t.from_organization_id, t.from_division)
+                side["organization_ids"] = [t.from_organization_id, t.to_organization_id]
+            else:
+                return [note("member", event.type, member, zh, en), note("side", event.type, side, zh, en),
+                        note("receiving_side", event.type, receiving, zh, en)]
+        return [note("member", event.type, member, zh, en), note("side", event.type, side, zh, en)]
     return []
 
 

@@ -55,6 +55,15 @@ def test_a_transfer_ending_after_approval_tells_the_receiving_side_too(transfer)
     assert "receiving_side" not in audiences("completed", approved)
 
 
+def test_within_one_division_both_sides_are_told_once(transfer):
+    """A transfer inside one street: its operators would otherwise get the same news twice."""
+    local = {**transfer, "to_division": SENDING, "letter_expires_on": "2026-12-22"}
+    told = audiences("rejected", local)
+    assert "receiving_side" not in told
+    assert told["side"] == ("transfer.rejected", {"division": SENDING, "organization_ids": [
+        transfer["from_organization_id"], transfer["to_organization_id"]]})
+
+
 def test_a_coverage_alert_notifies_the_divisions_operators():
     [n] = rules_for(validate_event(alert_event(SENDING, "coverage.alert_raised")))
     assert (n.type, n.subject, n.audience) == ("coverage.should_establish", "u1",
