@@ -226,6 +226,7 @@ class Commands:
         if unit_id not in organization["unit_ids"]:
             raise Rejected.not_found(f"unit in organization {organization_id}:", unit_id)
         before = repo.unit(unit_id)
+        ensure_in_scope(actor, before["division"], ["path", "unit_id"])  # a joint one may span districts
         organization["unit_ids"].remove(unit_id)
         organization["updated_at"] = uow.now
         repo.save_organization(organization)

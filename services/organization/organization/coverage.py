@@ -4,8 +4,10 @@ and announces itself as coverage.changed (and should-establish alerts)."""
 import logging
 import time
 from collections import defaultdict
+from datetime import timedelta
 
 from prometheus_client import Counter, Gauge
+from pymongo.errors import PyMongoError
 
 from platform_contracts.organization import UnitStatus
 from service_kit.store import utc_now
@@ -162,51 +164,74 @@ def _emit_alerts(uow, changes) -> None:
 
 
 # What reconciliation reads of a unit, and the fields it derives (and repairs).
-RECOUNT_FIELDS = ("status", "division", "industry", "type", "full_members", "instructor_id",
+RECOUNT_FIELDS = ("status", "division", "industry", "type", "full_members", "instructor_id", "updated_at",
                   "organization_ids", "standalone_organization_ids", "coverage", "standalone", "should_establish")
 DERIVED_FIELDS = ("organization_ids", "standalone_organization_ids", "coverage", "standalone", "should_establish")
 RECONCILE_LEASE = "coverage-reconciliation"
 
 
+class ChangedMeanwhile(Exception):
+    """A unit found drifted was changed before its repair: the district is left to the next run."""
+
+
 def reconcile(store, repair: bool = True, keep_going=lambda: True) -> dict:
     """Recount the counters and every unit's derived fields from the facts; with `repair`,
-    overwrite what drifted.
+    correct what drifted.
 
-    Bounded transactions, none over the whole platform: one per district (its units, its
-    street and community counters and its own), then one for the levels above districts,
-    recomputed from the district counters. Every command moves a district and the levels
-    above it together, so within that last snapshot the sums hold whatever committed in
-    between. `keep_going()` is asked before each district (the periodic run's lease)."""
+    Bounded transactions, none over the whole platform, and none that a busy district keeps
+    from committing: each district is recounted in a read-only snapshot (its units, the
+    organizations covering them, its street and community counters and its own), then its
+    corrections are added in a short transaction of their own; then the levels above
+    districts are recounted from the district counters the same way. A correction is what
+    the snapshot lacked, added rather than set, so commands committed in between (each moves
+    the facts and the counters together) do not make it wrong. `keep_going()` is asked
+    before each district (the periodic run's lease)."""
     started = time.monotonic()
     report = {"units": 0, "drifted_counters": 0, "drifted_units": 0, "repaired": repair,
-              "districts": 0, "longest_transaction_seconds": 0.0, "complete": False}
+              "districts": 0, "longest_transaction_seconds": 0.0, "complete": False, "districts_left": []}
 
     def timed(work):
         began = time.monotonic()
-        result = store.transaction(work, exclusive=False)  # mostly reads: writers are not held up
+        result = store.transaction(work, exclusive=False)  # not holding up the service's writers
         report["longest_transaction_seconds"] = max(report["longest_transaction_seconds"],
                                                     round(time.monotonic() - began, 3))
         return result
 
+    unrepaired: dict[str, dict[str, int]] = {}  # district corrections a dry run leaves undone
     districts = Repository(store.db).reconciliation_districts()
     for district in districts:
         if not keep_going():
             break
-        counted = timed(lambda uow: _reconcile_district(uow, Repository(uow.db, uow.session), district, repair))
-        for field in ("units", "drifted_counters", "drifted_units"):
-            report[field] += counted[field]
+        try:
+            found = timed(lambda uow: _recount_district(Repository(uow.db, uow.session), district))
+            if repair and (found["corrections"] or found["repairs"]):
+                timed(lambda uow: _correct_district(uow, Repository(uow.db, uow.session), found))
+        except (ChangedMeanwhile, PyMongoError) as exc:  # one district must not stop the others
+            log.warning("coverage reconciliation left district %s for the next run: %s", district, exc)
+            report["districts_left"].append(district)
+            continue
+        if not repair:
+            unrepaired.update(found["corrections"])
+        report["units"] += found["units"]
+        report["drifted_counters"] += len(found["corrections"])
+        report["drifted_units"] += len(found["repairs"])
         report["districts"] += 1
+        own = dict(found["expected"].get(CounterKey(district, ALL, ALL).id, {}))
+        publish_gauges(district, own)
     report["complete"] = report["districts"] == len(districts)
     if report["complete"]:
-        report["drifted_counters"] += timed(lambda uow: _reconcile_above_districts(
-            Repository(uow.db, uow.session), uow.now, repair))
+        above = timed(lambda uow: _recount_above_districts(Repository(uow.db, uow.session), unrepaired))
+        if repair and above:
+            timed(lambda uow: Repository(uow.db, uow.session).increment_counters(above, uow.now))
+        report["drifted_counters"] += len(above)
     report["seconds"] = round(time.monotonic() - started, 3)
 
     drift_size = report["drifted_counters"] + report["drifted_units"]
     RECONCILIATION_RUNS.inc()
     RECONCILIATION_DRIFT.set(drift_size)
     if not report["complete"]:
-        log.warning("coverage reconciliation stopped early (lease lost): %s", report)
+        log.warning("coverage reconciliation incomplete (lease lost, or districts left for the next run): %s",
+                    report)
     elif drift_size and repair:
         log.warning("coverage reconciliation found drift and repaired it: %s", report)
     elif drift_size:
@@ -216,16 +241,17 @@ def reconcile(store, repair: bool = True, keep_going=lambda: True) -> dict:
     return report
 
 
-def _reconcile_district(uow, repo: Repository, district: str, repair: bool) -> dict:
+def _recount_district(repo: Repository, district: str) -> dict:
+    """What one district should hold, against what it holds, as of one snapshot."""
     units = list(repo.district_units(district, RECOUNT_FIELDS))
     ids = {unit["_id"] for unit in units}
     covering: dict[str, list[dict]] = defaultdict(list)
-    for organization in repo.covering_organizations():
+    for organization in repo.organizations_covering(sorted(ids)):
         for unit_id in organization.get("unit_ids", []):
             if unit_id in ids:
                 covering[unit_id].append(organization)
 
-    drifted_units = 0  # units whose derived fields disagree with the organizations
+    repairs = {}  # unit id -> (updated_at as read, derived fields as they should be)
     for unit in units:
         stored = {k: unit.get(k) for k in DERIVED_FIELDS}
         organizations = covering.get(unit["_id"], [])
@@ -235,36 +261,52 @@ def _reconcile_district(uow, repo: Repository, district: str, repair: bool) -> d
         domain.refresh_unit(unit)
         derived = {k: unit[k] for k in DERIVED_FIELDS}
         if derived != stored:
-            drifted_units += 1
-            if repair:
-                repo.set_unit_fields(unit["_id"], derived)
+            repairs[unit["_id"]] = (unit.get("updated_at"), derived)
 
     expected = domain.expected_counters(units, from_length=domain.DISTRICT_LENGTH)
-    drift = domain.counter_drift(expected, repo.counters_under(district))
-    if repair:
-        repo.overwrite_counters(drift, uow.now)
-    own = dict(expected.get(CounterKey(district, ALL, ALL).id, {}))
-    uow.on_commit.append(lambda: publish_gauges(district, own))
-    return {"units": len(units), "drifted_counters": len(drift), "drifted_units": drifted_units}
+    return {"units": len(units), "expected": expected, "repairs": repairs,
+            "corrections": domain.counter_corrections(expected, repo.counters_under(district))}
 
 
-def _reconcile_above_districts(repo: Repository, now, repair: bool) -> int:
-    expected = domain.rolled_up(repo.counters_at_levels([6]))
-    drift = domain.counter_drift(expected, repo.counters_at_levels([0, 2, 4]))
-    if repair:
-        repo.overwrite_counters(drift, now)
-    return len(drift)
+def _correct_district(uow, repo: Repository, found: dict) -> None:
+    """Add the corrections and repair the units, unless a drifted unit changed since the
+    recount: its counters then moved from fields the corrections assume were repaired."""
+    if found["repairs"] and not repo.units_unchanged_since({u: read for u, (read, _) in found["repairs"].items()}):
+        raise ChangedMeanwhile(f"{len(found['repairs'])} drifted unit(s), one changed since the recount")
+    for unit_id, (_, derived) in found["repairs"].items():
+        repo.set_unit_fields(unit_id, derived)
+    repo.increment_counters(found["corrections"], uow.now)
 
 
-def reconcile_on_one_replica(store, holder: str, lease_seconds: float) -> dict | None:
-    """The periodic run: every replica's timer fires, the one holding the lease reconciles.
-    The lease is kept (renewed before each district) and lapses `lease_seconds` after the
-    last renewal, so one run happens per interval, and another replica takes over if this
-    one dies."""
-    def leased() -> bool:
-        return Repository(store.db).take_lease(RECONCILE_LEASE, holder, utc_now(), lease_seconds)
+def _recount_above_districts(repo: Repository, unrepaired: dict[str, dict[str, int]]) -> dict:
+    """Corrections of the levels above districts: the sums of the district counters, as a
+    repair has left them (a dry run adds what it left undone)."""
+    districts = domain.add_counters(repo.counters_at_levels([6]), unrepaired)
+    return domain.counter_corrections(domain.rolled_up(districts), repo.counters_at_levels([0, 2, 4]))
 
-    if not leased():
-        log.debug("coverage reconciliation: another replica holds the lease")
+
+def reconcile_leased(store, holder: str, lease_seconds: float, repair: bool = True,
+                     done_before=None) -> dict | None:
+    """A reconciliation under the lease, so that no two run at once on any replicas: None if
+    another holds it (or, with `done_before`, if one completed since then). The lease is
+    renewed before each district and released at the end; it lapses `lease_seconds` after the
+    last renewal if its holder dies."""
+    repo = Repository(store.db)
+    if not repo.take_lease(RECONCILE_LEASE, holder, utc_now(), lease_seconds, done_before):
         return None
-    return reconcile(store, repair=True, keep_going=leased)
+    report = None
+    try:
+        report = reconcile(store, repair=repair, keep_going=lambda: repo.take_lease(
+            RECONCILE_LEASE, holder, utc_now(), lease_seconds))
+        return report
+    finally:
+        repo.release_lease(RECONCILE_LEASE, holder, utc_now(), completed=bool(report and report["complete"]))
+
+
+def reconcile_periodically(store, holder: str, interval_seconds: float, lease_seconds: float) -> dict | None:
+    """Every replica's timer fires; one of them reconciles, once per interval."""
+    report = reconcile_leased(store, holder, lease_seconds,
+                              done_before=utc_now() - timedelta(seconds=interval_seconds * 0.9))
+    if report is None:
+        log.debug("coverage reconciliation: another replica runs it, or ran it lately")
+    return report

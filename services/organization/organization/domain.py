@@ -145,15 +145,28 @@ def rolled_up(district_counters: dict[str, dict[str, int]]) -> dict[str, dict[st
     return totals
 
 
-def counter_drift(expected: dict[str, dict[str, int]], stored: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    """Counters whose stored values differ from the recount, with the values they should have."""
-    drift = {}
+def counter_corrections(expected: dict[str, dict[str, int]],
+                        stored: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Counters whose stored values differ from the recount, with what to add to each field.
+    Added (not set) after the snapshot they were read in, a correction stays right whatever
+    commands committed since: each of those moved the facts and the counters together."""
+    corrections = {}
     for key_id in set(expected) | set(stored):
-        want = expected.get(key_id, dict.fromkeys(COUNT_FIELDS, 0))
-        have = stored.get(key_id, {})
-        if any(have.get(f, 0) != want.get(f, 0) for f in COUNT_FIELDS):
-            drift[key_id] = {f: want.get(f, 0) for f in COUNT_FIELDS}
-    return drift
+        want, have = expected.get(key_id, {}), stored.get(key_id, {})
+        delta = {f: want.get(f, 0) - have.get(f, 0) for f in COUNT_FIELDS}
+        if any(delta.values()):
+            corrections[key_id] = delta
+    return corrections
+
+
+def add_counters(base: dict[str, dict[str, int]], deltas: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """`base` with `deltas` added, field by field (neither is changed)."""
+    total = {key_id: dict(counts) for key_id, counts in base.items()}
+    for key_id, delta in deltas.items():
+        row = total.setdefault(key_id, dict.fromkeys(COUNT_FIELDS, 0))
+        for field, value in delta.items():
+            row[field] = row.get(field, 0) + value
+    return total
 
 
 def figures(counts: dict | None, key: CounterKey, as_of: datetime | None) -> CoverageFigures:

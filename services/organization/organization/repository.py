@@ -33,10 +33,14 @@ def ensure_indexes(db) -> None:
     db.units.create_index("credit_code", unique=True)
     db.units.create_index([("division", ASCENDING), ("_id", ASCENDING)])
     db.units.create_index([("should_establish", ASCENDING), ("division", ASCENDING), ("_id", ASCENDING)])
+    db.units.create_index([("status", ASCENDING), ("_id", ASCENDING)])  # ?status= without a division
     db.organizations.create_index([("division", ASCENDING), ("_id", ASCENDING)])
+    db.organizations.create_index("unit_ids")  # which organizations cover these units (reconciliation)
     db.instructors.create_index([("division", ASCENDING), ("_id", ASCENDING)])
-    # Every index costs on each counter update: only the by-division breakdown needs one.
+    # An index costs on each counter update only if it covers a field the update changes:
+    # `parent` and `level` are set when a document is created, never after.
     db.coverage_counters.create_index("parent")
+    db.coverage_counters.create_index("level")
 
 
 class Repository(DocumentRepository):
@@ -117,6 +121,12 @@ class Repository(DocumentRepository):
         return self.db.units.find({"division": prefix_query(district)}, dict.fromkeys(fields, 1),
                                   session=self.session)
 
+    def units_unchanged_since(self, read: dict[str, object]) -> bool:
+        """Whether each unit still has the `updated_at` it was read with ({unit id: updated_at})."""
+        found = {u["_id"]: u.get("updated_at") for u in self.db.units.find(
+            {"_id": {"$in": list(read)}}, {"updated_at": 1}, session=self.session)}
+        return all(found.get(unit_id) == updated_at for unit_id, updated_at in read.items())
+
     def set_unit_fields(self, unit_id: str, fields: dict) -> None:
         self.db.units.update_one({"_id": unit_id}, {"$set": fields}, session=self.session)
 
@@ -138,11 +148,17 @@ class Repository(DocumentRepository):
                 query[field] = filters[field]
         return self._page("organizations", query, limit, cursor)
 
-    def covering_organizations(self):
-        """What reconciliation needs of every active organization. A scan: organizations are
-        far fewer than units, and one may cover units of several districts."""
-        return self.db.organizations.find({"status": "active"}, {"formation": 1, "unit_ids": 1},
-                                          session=self.session)
+    def organizations_covering(self, unit_ids: list[str], chunk: int = 1000):
+        """What reconciliation needs of the active organizations covering any of `unit_ids`
+        (by the unit_ids index; an organization may cover units of several districts)."""
+        seen = set()
+        for start in range(0, len(unit_ids), chunk):
+            for organization in self.db.organizations.find(
+                    {"unit_ids": {"$in": unit_ids[start:start + chunk]}, "status": "active"},
+                    {"formation": 1, "unit_ids": 1}, session=self.session):
+                if organization["_id"] not in seen:
+                    seen.add(organization["_id"])
+                    yield organization
 
     def ancestor_ids(self, organization_id: str, depth: int = 50) -> list[str]:
         """The organization and those above it, to the root (bounded: party trees are shallow)."""
@@ -204,30 +220,21 @@ class Repository(DocumentRepository):
         return [(d["_id"], d.get("all", {})) for d in self.db.coverage_counters.find({"level": 6}, session=self.session)]
 
     def increment_counters(self, delta: dict[str, dict[str, int]], now) -> None:
-        self._write_counters(delta, now, "$inc")
-
-    def overwrite_counters(self, values: dict[str, dict[str, int]], now) -> None:
-        self._write_counters(values, now, "$set")
-
-    def _write_counters(self, values: dict[str, dict[str, int]], now, operator: str) -> None:
         by_document: dict[str, dict[str, int]] = {}
-        for key_id, counts in values.items():
+        for key_id, counts in delta.items():
             key = CounterKey.parse(key_id)
             path = _path(key)
             fields = by_document.setdefault(key.division, {})
             for field in COUNT_FIELDS:
-                if operator == "$set" or counts.get(field):
-                    fields[f"{path}.{field}"] = counts.get(field, 0)
+                if counts.get(field):
+                    fields[f"{path}.{field}"] = counts[field]
+        by_document = {division: fields for division, fields in by_document.items() if fields}
         if not by_document:
             return
-        def update(fields: dict) -> dict:
-            if operator == "$inc":
-                return {"$inc": fields, "$set": {"updated_at": now}}
-            return {"$set": {**fields, "updated_at": now}}
-
         self.db.coverage_counters.bulk_write(
             [
-                UpdateOne({"_id": division}, {**update(fields), "$setOnInsert": _placement(division)}, upsert=True)
+                UpdateOne({"_id": division}, {"$inc": fields, "$set": {"updated_at": now},
+                                              "$setOnInsert": _placement(division)}, upsert=True)
                 for division, fields in sorted(by_document.items())  # a fixed order avoids needless conflicts
             ],
             ordered=True, session=self.session,
@@ -257,18 +264,27 @@ class Repository(DocumentRepository):
 
     # ---- leases ----------------------------------------------------------------------------
 
-    def take_lease(self, name: str, holder: str, now: datetime, seconds: float) -> bool:
-        """Hold `name` until now + seconds if it is free, expired or already ours (renewal).
-        One atomic update: of replicas racing for it, exactly one wins."""
+    def take_lease(self, name: str, holder: str, now: datetime, seconds: float,
+                   done_before: datetime | None = None) -> bool:
+        """Hold `name` until now + seconds if it is free, expired or already ours (renewal);
+        with `done_before`, only if the work it guards was last completed before then. One
+        atomic update: of replicas racing for it, exactly one wins. (Times are each replica's
+        clock: keep them in step, as NTP does.)"""
+        query = {"_id": name, "$or": [{"holder": holder}, {"expires_at": {"$lte": now}}]}
+        if done_before is not None:
+            query["$and"] = [{"$or": [{"completed_at": None}, {"completed_at": {"$lt": done_before}}]}]
         try:
             lease = self.db.leases.find_one_and_update(
-                {"_id": name, "$or": [{"holder": holder}, {"expires_at": {"$lte": now}}]},
-                {"$set": {"holder": holder, "expires_at": now + timedelta(seconds=seconds), "renewed_at": now}},
+                query, {"$set": {"holder": holder, "expires_at": now + timedelta(seconds=seconds), "renewed_at": now}},
                 upsert=True, return_document=ReturnDocument.AFTER, session=self.session,
             )
-        except DuplicateKeyError:  # held by another: the filter missed, and the upsert collided
+        except DuplicateKeyError:  # held by another, or done lately: the filter missed, the upsert collided
             return False
         return lease is not None and lease["holder"] == holder
+
+    def release_lease(self, name: str, holder: str, now: datetime, completed: bool) -> None:
+        fields = {"expires_at": now, **({"completed_at": now} if completed else {})}
+        self.db.leases.update_one({"_id": name, "holder": holder}, {"$set": fields}, session=self.session)
 
 
 def _placement(division: str) -> dict:

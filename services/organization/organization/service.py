@@ -23,12 +23,14 @@ from service_kit.operations import OperationsMixin
 from service_kit.pii import FieldCipherProvider
 from service_kit.store import StoreProvider
 
-from . import coverage, domain
+from . import coverage, domain, migrate
 from .application import Commands
 from .domain import ALL, CounterKey
 from .repository import Repository, as_resource
 
 RECONCILE_INTERVAL_SECONDS = float(os.environ.get("RECONCILE_INTERVAL_SECONDS", 600))
+# Longer than any one district's pass with its retries (a transaction retries for up to 120 s).
+RECONCILE_LEASE_SECONDS = float(os.environ.get("RECONCILE_LEASE_SECONDS", 300))
 GAUGE_REFRESH_SECONDS = 30
 REPLICA = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # who holds a lease
 
@@ -216,11 +218,18 @@ class OrganizationService(OperationsMixin):
     @rpc
     def reconcile_coverage(self, actor=None, repair=True):
         require_admin(actor)
-        return coverage.reconcile(self.store, repair=bool(repair))
+        report = coverage.reconcile_leased(self.store, REPLICA, RECONCILE_LEASE_SECONDS, repair=bool(repair))
+        if report is None:
+            raise Rejected.conflict("a coverage reconciliation is running already (on this or another replica); "
+                                    "try again when it has finished")
+        return report
 
     @timer(interval=RECONCILE_INTERVAL_SECONDS)
     def reconcile_periodically(self):
-        coverage.reconcile_on_one_replica(self.store, REPLICA, RECONCILE_INTERVAL_SECONDS)
+        if coverage.reconcile_periodically(self.store, REPLICA, RECONCILE_INTERVAL_SECONDS, RECONCILE_LEASE_SECONDS):
+            # During a rolling upgrade, replicas still on a version before encryption stored
+            # phones in clear after this one's start-up migration: sweep again.
+            migrate.encrypt_instructor_phones(self.store.db, self.cipher)
 
     @timer(interval=GAUGE_REFRESH_SECONDS, eager=True)
     def refresh_coverage_gauges(self):

@@ -104,17 +104,20 @@ def test_incremental_counters_equal_a_recount():
             for field, value in counts.items():
                 row[field] += value
         units[uid] = after
-    assert domain.counter_drift(domain.expected_counters(units.values()), counters) == {}
+    assert domain.counter_corrections(domain.expected_counters(units.values()), counters) == {}
     total = counters[CounterKey(ALL, ALL, ALL).id]
     assert total["organization_covered"] + total["work_covered"] + total["uncovered"] == total["units"]
 
 
-def test_drift_reports_the_values_to_restore():
-    expected = {"a|*|*": {**dict.fromkeys(domain.COUNT_FIELDS, 0), "units": 2}}
-    stored = {"a|*|*": {**dict.fromkeys(domain.COUNT_FIELDS, 0), "units": 3},
-              "b|*|*": {**dict.fromkeys(domain.COUNT_FIELDS, 0), "units": 1}}
-    drift = domain.counter_drift(expected, stored)
-    assert drift["a|*|*"]["units"] == 2 and drift["b|*|*"]["units"] == 0
+def test_corrections_are_what_to_add_and_stay_right_after_later_commands():
+    zero = dict.fromkeys(domain.COUNT_FIELDS, 0)
+    expected = {"a|*|*": {**zero, "units": 2}, "c|*|*": {**zero, "units": 1}}
+    stored = {"a|*|*": {**zero, "units": 3}, "b|*|*": {**zero, "units": 1}, "d|*|*": dict(zero)}
+    corrections = domain.counter_corrections(expected, stored)
+    assert {k: v["units"] for k, v in corrections.items()} == {"a|*|*": -1, "b|*|*": -1, "c|*|*": 1}
+    # A command after the snapshot moved both the facts and the counter: a unit more in "a".
+    later = domain.add_counters(stored, {"a|*|*": {"units": 1}})
+    assert domain.add_counters(later, corrections)["a|*|*"]["units"] == 3  # 2 recounted + the new one
 
 
 def test_figures_and_rates():
@@ -228,4 +231,4 @@ def test_levels_above_districts_are_the_sums_of_the_districts():
     districts = domain.expected_counters(units, from_length=6)  # what one district's recount gives
     assert districts == {k: v for k, v in everything.items() if len(CounterKey.parse(k).division) >= 6}
     above = {k: v for k, v in everything.items() if k not in districts}
-    assert domain.counter_drift(domain.rolled_up(districts), above) == {}
+    assert domain.counter_corrections(domain.rolled_up(districts), above) == {}

@@ -399,6 +399,19 @@ def test_scope_refusals_name_the_field_that_led_there(rpc):
         assert problem["status"] == 403 and fields_named(problem) == {loc}, problem
 
 
+def test_an_operator_cannot_detach_a_unit_of_another_district_from_a_joint_organization(rpc):
+    """A joint organization of their district covers a unit of the next district too: only
+    that district's side may take the unit's coverage away."""
+    mine, theirs = new_unit(rpc, "370113017"), new_unit(rpc, "370112017")
+    joint = rpc.create_organization({"name": "跨区联合支部", "kind": "joint_branch", "formation": "joint",
+                                     "division": "370113017", "unit_ids": [mine["id"], theirs["id"]]},
+                                    actor=ADMIN, command_id=cid())
+    problem = rejected(rpc.detach_unit, joint["id"], theirs["id"], actor=OPERATOR, command_id=cid())
+    assert problem["status"] == 403 and fields_named(problem) == {("path", "unit_id")}
+    assert rpc.get_unit(theirs["id"], actor=ADMIN)["coverage"] == "organization"
+    assert rpc.detach_unit(joint["id"], mine["id"], actor=OPERATOR, command_id=cid())["unit_ids"] == [theirs["id"]]
+
+
 def test_the_joint_cap_on_attach_names_unit_id(rpc):
     division = "370113014"
     units = [new_unit(rpc, division) for _ in range(4)]
@@ -520,6 +533,67 @@ def test_reconciliation_goes_district_by_district_and_rolls_up(rpc, database, or
     total = rpc.get_coverage({}, actor=ADMIN)
     assert total["units"] == database.units.count_documents({"status": "active"})
     assert rpc.reconcile_coverage(actor=ADMIN)["drifted_counters"] == 0
+
+
+def test_a_dry_run_reports_what_a_repair_repairs(rpc, database):
+    """A phantom unit in every counter of a community's chain (what a doubled command leaves):
+    the dry run finds it at the levels above the district too, as the repair then does."""
+    new_unit(rpc, "370113018001")  # the chain's counter documents exist
+    assert rpc.reconcile_coverage(actor=ADMIN)["drifted_counters"] == 0
+    chain = ["*", "37", "3701", "370113", "370113018", "370113018001"]
+    database.coverage_counters.update_many({"_id": {"$in": chain}}, {"$inc": {"all.units": 1, "all.uncovered": 1}})
+    dry = rpc.reconcile_coverage(actor=ADMIN, repair=False)
+    repaired = rpc.reconcile_coverage(actor=ADMIN)
+    assert dry["drifted_counters"] == repaired["drifted_counters"] == 6
+    assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 0
+
+
+def test_drift_is_repaired_exactly_while_commands_keep_coming(rpc, database, amqp_uri):
+    """Registrations go on in the drifted district during the repair: the corrections are
+    added, not set, so what those commands moved stays, and a recount afterwards agrees."""
+    import threading
+
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    division = "370113019001"
+    for _ in range(20):
+        new_unit(rpc, division)
+    database.coverage_counters.update_one({"_id": "370113019"}, {"$inc": {"all.units": 3}})
+    stop, registered = threading.Event(), []
+
+    def keep_registering():
+        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=30) as proxy:
+            while not stop.is_set():
+                registered.append(new_unit(proxy.organization, division)["id"])
+
+    worker = threading.Thread(target=keep_registering)
+    worker.start()
+    try:
+        wait_for(lambda: len(registered) >= 3, timeout=30, what="registrations under way")
+        report = rpc.reconcile_coverage(actor=ADMIN)
+        assert report["complete"] is True and report["drifted_counters"] >= 1
+    finally:
+        stop.set()
+        worker.join(30)
+    assert len(registered) >= 3
+    assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 0
+    assert rpc.get_coverage({"division": division}, actor=ADMIN)["units"] == 20 + len(registered)
+    assert rpc.get_coverage({"division": "370113019"}, actor=ADMIN)["units"] == 20 + len(registered)
+
+
+def test_one_reconciliation_at_a_time(rpc, database):
+    from datetime import datetime, timedelta, timezone
+
+    lease = {"_id": "coverage-reconciliation"}
+    database.leases.update_one(lease, {"$set": {"holder": "another-replica",
+                                                "expires_at": datetime.now(timezone.utc) + timedelta(hours=1)}},
+                               upsert=True)
+    try:
+        problem = rejected(rpc.reconcile_coverage, actor=ADMIN)
+        assert problem["status"] == 409 and "running already" in problem["detail"]
+    finally:
+        database.leases.delete_one(lease)
+    assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["complete"] is True
 
 
 def test_the_periodic_reconciliation_runs_on_the_replica_holding_the_lease(service_env, database, tmp_path):
