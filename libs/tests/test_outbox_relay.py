@@ -2,6 +2,7 @@
 published at once, leftovers of a crash are found by the poll, and while the broker is away the
 backlog gauges still tell the operator."""
 
+import contextlib
 import uuid
 from datetime import timedelta
 
@@ -58,20 +59,28 @@ def wait(predicate, seconds: float = 20):
     raise AssertionError("timed out")
 
 
+@contextlib.contextmanager
+def listening(amqp_uri: str, source: str):
+    """A queue on `<source>.events`; yields drain(), which returns every event id received so far."""
+    received: list[str] = []
+    with Connection(amqp_uri) as connection:
+        exchange = Exchange(f"{source}.events", "topic", durable=True)
+        queue = Queue(f"q-{source}", exchange=exchange, routing_key="#", auto_delete=True)
+        queue(connection.default_channel).declare()
+
+        def drain() -> list[str]:
+            while (message := queue(connection.default_channel).get(no_ack=True)) is not None:
+                received.append(message.payload["id"])
+            return received
+
+        yield drain
+
+
 def test_committed_events_are_published_in_order_and_leftovers_are_found(mongodb_uri):
     with rabbit_vhost() as amqp_uri:
         relay, store = relay_and_store(mongodb_uri, amqp_uri)
-        received: list[str] = []
-        with Connection(amqp_uri) as connection:
-            exchange = Exchange(f"{store.source}.events", "topic", durable=True)
-            queue = Queue(f"q-{store.source}", exchange=exchange, routing_key="#", auto_delete=True)
-            queue(connection.default_channel).declare()
-
-            def drain():
-                while (message := queue(connection.default_channel).get(no_ack=True)) is not None:
-                    received.append(message.payload["id"])
-                return received
-
+        with listening(amqp_uri, store.source) as drain:
+            received = drain()
             relay.start()
             try:
                 ids = emit(store, 3) + emit(store, 2)
@@ -117,20 +126,11 @@ def test_a_restarted_relay_publishes_what_was_left_before_anything_new(mongodb_u
         left = [CloudEvent(source=store.source, type="unit.updated", subject=f"old{i}", data={}) for i in range(3)]
         store.db.outbox.insert_many([{"_id": ObjectId(), "type": e.type, "envelope": e.to_json_dict(),
                                       "created_at": utc_now(), "published_at": None} for e in left])
-        received: list[str] = []
-        with Connection(amqp_uri) as connection:
-            exchange = Exchange(f"{store.source}.events", "topic", durable=True)
-            queue = Queue(f"q-{store.source}", exchange=exchange, routing_key="#", auto_delete=True)
-            queue(connection.default_channel).declare()
-            def drain():
-                while (message := queue(connection.default_channel).get(no_ack=True)) is not None:
-                    received.append(message.payload["id"])
-                return received
-
+        with listening(amqp_uri, store.source) as drain:
             relay.start()
             try:
                 new = emit(store, 2)
                 wait(lambda: len(drain()) >= 5)
             finally:
                 relay.stop()
-        assert received == [e.id for e in left] + new
+            assert drain() == [e.id for e in left] + new
