@@ -153,8 +153,9 @@ def test_the_unit_must_exist_and_be_active(rpc, database, two_districts, deregis
     assert (elsewhere["unit_id"], elsewhere["division"]) == (b["unit"]["id"], "370113001")
 
 
-def test_a_transfer_does_not_complete_into_a_unit_deregistered_meanwhile(rpc, organizations, database, two_districts,
-                                                                         new_unit, new_id_number):
+def received_into_a_new_unit(rpc, two_districts, new_unit, new_id_number):
+    """A full member of side a, transferred to side b's organization and a new unit there,
+    approved and received: only the report-in is left."""
     a, b = two_districts["a"], two_districts["b"]
     unit = new_unit("370112001")
     member = register(rpc, new_id_number, a["organization"], unit_id=a["unit"]["id"], **FULL)
@@ -162,6 +163,13 @@ def test_a_transfer_does_not_complete_into_a_unit_deregistered_meanwhile(rpc, or
                                      "to_unit_id": unit["id"], "reason": "换工作"}, actor=ADMIN, command_id=cid())
     rpc.approve_transfer(transfer["id"], {}, actor=ADMIN, command_id=cid())
     rpc.receive_transfer(transfer["id"], actor=ADMIN, command_id=cid())
+    return member, unit, transfer
+
+
+def test_a_transfer_does_not_complete_into_a_unit_deregistered_meanwhile(rpc, organizations, database, two_districts,
+                                                                         new_unit, new_id_number):
+    a = two_districts["a"]
+    member, unit, transfer = received_into_a_new_unit(rpc, two_districts, new_unit, new_id_number)
     organizations.deregister_unit(unit["id"], actor=ADMIN, command_id=cid())
     problem = rejected(rpc.report_in, transfer["id"], actor=worker(member), command_id=cid())
     assert problem["status"] == 422 and ("body", "to_unit_id") in fields_named(problem)
@@ -173,13 +181,7 @@ def test_a_repeated_report_in_is_answered_as_it_was_after_the_unit_is_gone(rpc, 
                                                                             new_unit, new_id_number):
     """A client retrying a report-in that completed gets the completion again, though the unit
     it moved the member into has been deregistered since (a check made now would refuse it)."""
-    a, b = two_districts["a"], two_districts["b"]
-    unit = new_unit("370112001")
-    member = register(rpc, new_id_number, a["organization"], unit_id=a["unit"]["id"], **FULL)
-    transfer = rpc.request_transfer({"member_id": member["id"], "to_organization_id": b["organization"]["id"],
-                                     "to_unit_id": unit["id"], "reason": "换工作"}, actor=ADMIN, command_id=cid())
-    rpc.approve_transfer(transfer["id"], {}, actor=ADMIN, command_id=cid())
-    rpc.receive_transfer(transfer["id"], actor=ADMIN, command_id=cid())
+    member, unit, transfer = received_into_a_new_unit(rpc, two_districts, new_unit, new_id_number)
     key = {"key": f"worker:{uuid.uuid4().hex}", "request": "r" * 64}
     completed = rpc.report_in(transfer["id"], actor=worker(member), command_id=key)
     assert completed["status"] == "completed"
