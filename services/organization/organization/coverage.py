@@ -14,7 +14,7 @@ from service_kit.store import utc_now
 
 from . import domain
 from .domain import ALL, COUNT_FIELDS, CounterKey
-from .repository import Repository
+from .repository import Repository, flatten_counters
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ class CounterBuffer:
     def __init__(self, repo: Repository, now):
         self.repo = repo
         self.now = now
+        self.documents: dict[str, dict] = {}  # as read, by division
+        self.read_divisions: set[str] = set()
         self.loaded: dict[str, dict[str, int]] = {}
         self.pending: list[dict[str, dict[str, int]]] = []
 
@@ -72,17 +74,24 @@ class CounterBuffer:
     def rows(self, key_ids) -> dict[str, dict[str, int]]:
         """Live rows for `key_ids` (and any loaded before); changes to them are the overlay."""
         missing = set(key_ids) - set(self.loaded)
-        if missing:
-            stored = self.repo.counters(missing)
-            for key_id in missing:
-                self.loaded[key_id] = {f: stored.get(key_id, {}).get(f, 0) for f in COUNT_FIELDS}
+        if not missing:
+            return self.loaded
+        unread = {CounterKey.parse(key_id).division for key_id in missing} - self.read_divisions
+        if unread:
+            self.documents.update(self.repo.counter_documents(unread))
+            self.read_divisions |= unread
+        stored = {k: v for d in self.documents.values() for k, v in flatten_counters(d).items()}
+        for key_id in missing:
+            self.loaded[key_id] = {f: stored.get(key_id, {}).get(f, 0) for f in COUNT_FIELDS}
         return self.loaded
 
     def add(self, delta: dict[str, dict[str, int]]) -> None:
         self.pending.append(delta)
 
     def flush(self) -> None:
-        self.repo.increment_counters(domain.merge_deltas(self.pending), self.now)
+        delta = domain.merge_deltas(self.pending)
+        self.rows(delta)  # a document is written back from what this transaction read of it
+        self.documents.update(self.repo.replace_counters(self.documents, delta, self.now))
         self.pending = []
 
 

@@ -3,7 +3,7 @@ indexes and queries. Every method runs in the session it was given (a transactio
 
 from datetime import datetime, timedelta
 
-from pymongo import ASCENDING, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.codes import division_level, mask_phone, parent_division
@@ -189,19 +189,48 @@ class Repository(DocumentRepository):
     # industry, per type and per industry x type in nested maps. A change moves at most six
     # documents (one per level), and a query of any combination reads one.
 
-    def counters(self, key_ids) -> dict[str, dict]:
-        keys = [CounterKey.parse(k) for k in key_ids]
-        documents = self.db.coverage_counters.find(
-            {"_id": {"$in": sorted({k.division for k in keys})}}, session=self.session)
-        flat = {k: v for d in documents for k, v in _flatten(d).items()}
-        return {k.id: flat[k.id] for k in keys if k.id in flat}
+    def counter_documents(self, divisions) -> dict[str, dict]:
+        """The counter documents of `divisions` that exist, whole: to be read as counters
+        (`flatten_counters`) and written back changed (`replace_counters`)."""
+        return {d["_id"]: d for d in self.db.coverage_counters.find(
+            {"_id": {"$in": sorted(divisions)}}, session=self.session)}
+
+    def replace_counters(self, documents: dict[str, dict], delta: dict[str, dict[str, int]], now) -> dict[str, dict]:
+        """Add `delta` to counter documents read in this transaction (changing them in place), and
+        write them back whole.
+        A replacement costs SecantusDB a third of what nested `$inc`s cost; it is as safe,
+        because a document another transaction changed after this one read it is a write
+        conflict, and the transaction retries from its read. Returns the documents written."""
+        changed: dict[str, dict] = {}
+        for key_id, counts in delta.items():
+            key = CounterKey.parse(key_id)
+            increments = {field: counts[field] for field in COUNT_FIELDS if counts.get(field)}
+            if not increments:
+                continue
+            if key.division not in changed:
+                changed[key.division] = documents.get(key.division) or {"_id": key.division,
+                                                                        **_placement(key.division)}
+            node = changed[key.division]
+            for part in _path(key).split("."):
+                node = node.setdefault(part, {})
+            for field, value in increments.items():
+                node[field] = node.get(field, 0) + value
+        for document in changed.values():
+            document["updated_at"] = now
+        if changed:
+            self.db.coverage_counters.bulk_write(
+                [ReplaceOne({"_id": division}, document, upsert=True)
+                 for division, document in sorted(changed.items())],  # a fixed order avoids needless conflicts
+                ordered=True, session=self.session,
+            )
+        return changed
 
     def counter(self, key: CounterKey) -> tuple[dict | None, object]:
         """The figures of one key, and when its document last changed."""
         document = self._get("coverage_counters", key.division)
         if document is None:
             return None, None
-        return _flatten(document).get(key.id), document.get("updated_at")
+        return flatten_counters(document).get(key.id), document.get("updated_at")
 
     def child_counters(self, division: str | None) -> list[tuple[CounterKey, dict, object]]:
         documents = self.db.coverage_counters.find({"parent": division or ALL}, session=self.session)
@@ -212,7 +241,7 @@ class Repository(DocumentRepository):
         """One division's figures split by industry or by type."""
         document = self._get("coverage_counters", division or ALL) or {}
         return [(key, counts, document.get("updated_at"))
-                for key_id, counts in sorted(_flatten(document).items())
+                for key_id, counts in sorted(flatten_counters(document).items())
                 for key in [CounterKey.parse(key_id)]
                 if (key.industry != ALL) == (by == "industry") and (key.type != ALL) == (by == "type")]
 
@@ -259,7 +288,7 @@ class Repository(DocumentRepository):
         return {
             key_id: {f: counts.get(f, 0) for f in COUNT_FIELDS}
             for d in self.db.coverage_counters.find(query, session=self.session)
-            for key_id, counts in _flatten(d).items()
+            for key_id, counts in flatten_counters(d).items()
         }
 
     # ---- leases ----------------------------------------------------------------------------
@@ -304,7 +333,7 @@ def _path(key: CounterKey) -> str:
     return f"industry_type.{key.industry}.{key.type}"
 
 
-def _flatten(document: dict) -> dict[str, dict]:
+def flatten_counters(document: dict) -> dict[str, dict]:
     """A division's counter document as {counter key id: counts}."""
     division = document["_id"]
     flat = {}
