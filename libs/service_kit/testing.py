@@ -103,6 +103,15 @@ def rabbit_vhost():
             _rabbitmqctl("delete_vhost", vhost)
 
 
+def queue_consumers(amqp_uri: str, queue: str) -> int:
+    """How many consumers the broker counts on `queue` (a passive declare)."""
+    from kombu import Connection
+
+    with Connection(amqp_uri) as connection:
+        _, _, consumers = connection.default_channel.queue_declare(queue, passive=True)
+    return consumers
+
+
 class ServiceProcess:
     """A service started the way production starts it (`python -m <module>`), in a subprocess."""
 

@@ -9,9 +9,8 @@ import sys
 import uuid
 import httpx
 import pytest
-from kombu import Connection
 
-from service_kit.testing import mongodb_server, rabbit_vhost, wait_for
+from service_kit.testing import mongodb_server, queue_consumers, rabbit_vhost, wait_for
 
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE))  # for gateway_test_support (pytest runs with --import-mode=importlib)
@@ -27,12 +26,6 @@ def mongodb_uri():
 def amqp_uri():
     with rabbit_vhost() as uri:
         yield uri
-
-
-def queue_consumers(amqp_uri: str, queue: str) -> int:
-    with Connection(amqp_uri) as connection:
-        _, _, consumers = connection.default_channel.queue_declare(queue, passive=True)
-    return consumers
 
 
 @pytest.fixture(scope="session")

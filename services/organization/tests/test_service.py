@@ -620,3 +620,29 @@ def test_the_periodic_reconciliation_runs_on_the_replica_holding_the_lease(servi
     finally:
         replica.stop()
         database.leases.delete_one(lease)
+
+
+def test_two_replicas_writing_the_same_counters_lose_no_update(rpc, database, service_env, tmp_path):
+    """Counter documents are written back whole from what a transaction read: a replica that
+    read a document another replica has since changed must conflict and retry, not overwrite."""
+    from service_kit.testing import ServiceProcess, free_port, queue_consumers
+
+    division = "370113014"
+    port = free_port()
+    replica = ServiceProcess("organization", {**service_env, "HTTP_PORT": str(port)}, port,
+                             str(tmp_path / "second-replica.log")).start()
+    try:
+        wait_for(lambda: queue_consumers(service_env["AMQP_URI"], "rpc-organization") == 2, timeout=30,
+                 what="both replicas consuming commands")
+        bodies = [{"credit_code": credit_code(division), "name": f"两副本{i}", "type": "enterprise",
+                   "industry": "express", "division": division} for i in range(60)]
+        # Competing consumers on the RPC queue: the two processes share these commands.
+        replies = [rpc.register_unit.call_async(body, actor=ADMIN, command_id=cid()) for body in bodies]
+        assert all(reply.result()["id"] for reply in replies)
+        taken = metric_value(replica.metrics(), "service_entrypoint_duration_seconds_count", entrypoint="register_unit")
+        assert 0 < taken < 60, "the two replicas did not share the commands"
+    finally:
+        replica.stop()
+    assert database.units.count_documents({"division": division}) == 60
+    assert rpc.get_coverage({"division": division}, actor=ADMIN)["units"] == 60
+    assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 0
