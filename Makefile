@@ -20,6 +20,7 @@ run: $(STAMP)
 	$(BIN)/python scripts/run_platform.py
 
 test: $(STAMP)
+	bash scripts/ensure_rabbitmq.sh
 	bash scripts/ensure_deploy_tools.sh
 	$(BIN)/python -m pytest
 

@@ -64,6 +64,7 @@ class Platform:
         self.commands: dict[str, tuple[list[str], dict]] = {}
         self.secantus: subprocess.Popen | None = None
         self.stopping = False
+        self.started_rabbitmq = False  # then Ctrl-C stops it too
 
     # ---- infrastructure ------------------------------------------------------------------
 
@@ -102,6 +103,7 @@ class Platform:
             )
         say("RabbitMQ is not running: starting rabbitmq-server -detached")
         subprocess.run(["rabbitmq-server", "-detached"], check=False)
+        self.started_rabbitmq = True
         wait_until(lambda: port_open(host, port), 90, "RabbitMQ")
 
     @staticmethod
@@ -171,6 +173,9 @@ class Platform:
                 self.secantus.wait(15)
             except subprocess.TimeoutExpired:
                 self.secantus.kill()
+        if self.started_rabbitmq:
+            say("stopping the rabbitmq-server this run started")
+            subprocess.run(["rabbitmqctl", "stop"], check=False, capture_output=True, timeout=120)
         say("stopped")
 
 
