@@ -1,6 +1,8 @@
 """Gateway user accounts in MongoDB (`users`): who may log in, with which role and scope."""
 
 import asyncio
+import hashlib
+import json
 import logging
 import secrets
 import time
@@ -38,6 +40,9 @@ class UserRepository:
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("username", ASCENDING)], unique=True, name="username_unique")
+        # An account created with an Idempotency-Key keeps it: a repeat finds the account.
+        await self.collection.create_index([("creation_key", ASCENDING)], unique=True, sparse=True,
+                                           name="creation_key_unique")
 
     async def by_username(self, username: str) -> dict | None:
         return await self.collection.find_one({"username": username})
@@ -61,16 +66,38 @@ class UserRepository:
     async def by_id(self, user_id: str) -> dict | None:
         return await self.collection.find_one({"_id": user_id})
 
-    async def create(self, username: str, password: str, role: str, scope, active: bool = True) -> dict:
+    async def create(self, username: str, password: str, role: str, scope, active: bool = True,
+                     idempotency_key: str | None = None) -> dict:
+        """A repeated `idempotency_key` returns the account it created first; the same key with a
+        different username, role or scope is a 422. (The password is left out of the request's
+        fingerprint: an unsalted hash of it must not be kept.)"""
+        idempotency = None
+        if idempotency_key:
+            account = json.dumps({"username": username, "role": role, "scope": scope}, sort_keys=True)
+            idempotency = {"key": idempotency_key, "request": hashlib.sha256(account.encode()).hexdigest()}
+            if done := await self._created_with(idempotency):
+                return done
         now = datetime.now(timezone.utc)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as stored: a repeat answers the same
         doc = {"_id": uuid.uuid4().hex, "username": username, "role": role, "scope": scope, "active": active,
                "password_hash": await asyncio.to_thread(hash_password, password),
                "created_at": now, "updated_at": now}
+        if idempotency:
+            doc.update(creation_key=idempotency["key"], creation_request=idempotency["request"])
         try:
             await self.collection.insert_one(doc)
         except DuplicateKeyError:
+            # The same key raced this request (its account is the answer), or the name is taken.
+            if idempotency and (done := await self._created_with(idempotency)):
+                return done
             raise ApiProblem.of(409, f"username {username} is taken") from None
         return doc
+
+    async def _created_with(self, idempotency: dict) -> dict | None:
+        done = await self.collection.find_one({"creation_key": idempotency["key"]})
+        if done is not None and done.get("creation_request") != idempotency["request"]:
+            raise ApiProblem.invalid(["header", "Idempotency-Key"], "already used for a different request")
+        return done
 
     async def update(self, user_id: str, changes: dict) -> dict:
         """Apply role/scope/active/password changes (already validated together)."""

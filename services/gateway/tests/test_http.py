@@ -110,6 +110,21 @@ def test_admin_manages_users(gateway, admin, make_user):
     assert_problem(admin.patch("/api/v1/users/doesnotexist", json={"active": True}), 404)
 
 
+def test_a_repeated_user_creation_with_its_idempotency_key_returns_the_first_account(admin):
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    body = {"username": f"op-{uuid.uuid4().hex[:8]}", "password": "long-enough", "role": "operator", "scope": "3701"}
+    first = admin.post("/api/v1/users", json=body, headers=key)
+    repeat = admin.post("/api/v1/users", json=body, headers=key)
+    assert first.status_code == repeat.status_code == 201 and repeat.json() == first.json()
+    # The same key for another account is refused, and creates nothing.
+    other = {**body, "username": f"op-{uuid.uuid4().hex[:8]}"}
+    assert_problem(admin.post("/api/v1/users", json=other, headers=key), 422, ["header", "Idempotency-Key"])
+    names = {u["username"] for u in admin.get("/api/v1/users", params={"limit": 500}).json()["items"]}
+    assert body["username"] in names and other["username"] not in names
+    # Without a key, a second creation of the same name is a conflict, as before.
+    assert_problem(admin.post("/api/v1/users", json=body), 409)
+
+
 def test_a_change_of_scope_applies_to_the_next_request(gateway, admin, make_user):
     """Accounts are cached for authentication, and a change through PATCH drops the copy."""
     username, token = make_user("operator", "3701")

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends, Request
 
 from . import API
 from ..auth import ADMIN, Principal, issue_token, normalize_scope, unauthorized, verify_password
-from ..deps import Admin, Cursor, EntityId, Limit, current_principal
+from ..deps import Admin, CommandId, Cursor, EntityId, Limit, current_principal
 from ..problems import ApiProblem
 from ..schemas import CreateUser, Page, Token, TokenRequest, UpdateUser, User, changed_fields
 from ..users import public
@@ -31,9 +31,11 @@ async def me(principal: Annotated[Principal, Depends(current_principal)], reques
 
 
 @router.post("/users", status_code=201, response_model=User, summary="Create an account (admin)")
-async def create_user(body: CreateUser, admin: Admin, request: Request):
+async def create_user(body: CreateUser, admin: Admin, command_id: CommandId, request: Request):
     scope = checked_scope(body.role, body.scope)
-    return public(await request.app.state.users.create(body.username, body.password, body.role, scope))
+    key = command_id["key"] if isinstance(command_id, dict) else None  # a dict only with an Idempotency-Key
+    return public(await request.app.state.users.create(body.username, body.password, body.role, scope,
+                                                       idempotency_key=key))
 
 
 @router.get("/users", response_model=Page[User], summary="List accounts (admin)")
