@@ -6,6 +6,7 @@ from platform_contracts.problems import Rejected
 
 ADMIN = "admin"
 OPERATOR = "operator"
+SECRETARY = "secretary"
 DIVISION_ROLES = {ADMIN, OPERATOR}
 
 
@@ -37,6 +38,18 @@ def ensure_in_scope(actor: dict | None, division: str, loc: list | tuple | None 
     scope = division_scope(actor)
     if scope is not None and not division.startswith(scope):
         raise outside_scope(division, scope, loc)
+
+
+def ensure_organization_readable(actor: dict | None, organization_id: str, division: str,
+                                 loc: list | tuple | None = None) -> None:
+    """An organization is read by its division's admins and operators, and by its secretary
+    (whose scope is a list of organization ids)."""
+    if actor and actor.get("role") == SECRETARY:
+        if organization_id not in (actor.get("scope") or []):
+            raise Rejected.make(403, f"organization {organization_id} is not one of yours",
+                                [{"loc": list(loc), "msg": "not one of your organizations"}] if loc else None)
+        return
+    ensure_in_scope(actor, division, loc)
 
 
 def narrow_division_filter(actor: dict | None, requested: str | None,

@@ -15,7 +15,7 @@ from platform_contracts.organization import (
     UpdateOrganization, UpdateUnit,
 )
 from platform_contracts.problems import Rejected, check_page_limit, parse_or_reject
-from service_kit.auth import ensure_in_scope, narrow_division_filter, require_admin
+from service_kit.auth import ensure_in_scope, ensure_organization_readable, narrow_division_filter, require_admin
 from service_kit.consumer import integration_event_handler
 from service_kit.entrypoints import rpc
 from service_kit.metrics import EntrypointMetrics
@@ -132,7 +132,7 @@ class OrganizationService(OperationsMixin):
     @rpc
     def get_organization(self, organization_id, actor=None):
         organization = self.repo.organization(organization_id)
-        ensure_in_scope(actor, organization["division"], ["path", "organization_id"])
+        ensure_organization_readable(actor, organization_id, organization["division"], ["path", "organization_id"])
         return as_resource(organization)
 
     @rpc

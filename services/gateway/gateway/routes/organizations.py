@@ -8,6 +8,7 @@ from platform_contracts.organization import (AttachUnit, CreateOrganization, Div
 from . import API, ORGANIZATION as SERVICE
 from ..auth import division_filter
 from ..deps import Caller, CommandId, Cursor, EntityId, Limit, Rpc
+from ..member_access import MemberCaller
 from ..schemas import Page, changed_fields
 
 router = APIRouter(prefix=f"{API}/organizations", tags=["organizations"])
@@ -33,7 +34,8 @@ async def list_organizations(
 
 
 @router.get("/{organization_id}", response_model=Organization, summary="Get an organization")
-async def get_organization(organization_id: EntityId, caller: Caller, rpc: Rpc):
+async def get_organization(organization_id: EntityId, caller: MemberCaller, rpc: Rpc):
+    """Admins and operators in its division; its secretary (the service judges the scope)."""
     return await rpc.call(SERVICE, "get_organization", organization_id=organization_id, actor=caller.actor())
 
 
