@@ -1,5 +1,6 @@
 """Prometheus metrics shared by every service (names per Prometheus conventions, no ids in
-labels), and the nameko dependency that records RED figures for every entrypoint."""
+labels), and the nameko dependency that records RED figures for every entrypoint. The outbox's
+are in outbox.py, which the gateway shares without nameko."""
 
 import time
 
@@ -20,12 +21,6 @@ ENTRYPOINT_DURATION = Histogram(
     ["service", "entrypoint", "kind"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-OUTBOX_PENDING = Gauge("outbox_pending_events", "Outbox events not yet confirmed by the broker", ["service"])
-OUTBOX_OLDEST_AGE = Gauge(
-    "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox event", ["service"]
-)
-OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox events published with a broker confirm", ["service"])
-OUTBOX_PUBLISH_FAILURES = Counter("outbox_publish_failures", "Failed relay publish attempts", ["service"])
 INBOX_DUPLICATES = Counter(
     "inbox_duplicates", "Redelivered events recognised by the inbox and skipped", ["service", "handler"]
 )

@@ -9,27 +9,44 @@ events overtake older ones. Every `OUTBOX_POLL_SECONDS` it also looks for record
 handed it (a replica that died) — those older than `LEFTOVER_AFTER_SECONDS`, so that it does
 not race the replica that is publishing them right now. Delivery is at least once: a crash
 between the broker's confirm and the mark publishes an event again, which consumers' inboxes
-and the gateway's event log absorb by event id."""
+and the gateway's event log absorb by event id.
+
+The relay runs in a thread of its own: a green thread in the nameko services (eventlet patches
+`threading` and `time` there), an OS thread beside the gateway's event loop. So nothing here
+imports nameko or eventlet, which the gateway's image does not install."""
 
 import logging
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import timedelta
 
-import eventlet
-from eventlet.event import Event
-from kombu import Exchange
-from nameko.amqp.publish import Publisher
+from kombu import Connection, Exchange
+from kombu.pools import producers
+from prometheus_client import Counter, Gauge
+from pymongo import ASCENDING
+from pymongo.collection import Collection
 
+from platform_contracts.envelope import utc_now
 from platform_contracts.events import exchange_for
 
-from . import topology
-from .metrics import (
-    DEAD_LETTER_QUEUE, OUTBOX_OLDEST_AGE, OUTBOX_PENDING, OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED,
-)
-from .store import utc_now
-
 log = logging.getLogger(__name__)
+
+OUTBOX_PENDING = Gauge("outbox_pending_events", "Outbox events not yet confirmed by the broker", ["service"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "outbox_oldest_pending_age_seconds", "Age of the oldest unpublished outbox event", ["service"]
+)
+OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox events published with a broker confirm", ["service"])
+OUTBOX_PUBLISH_FAILURES = Counter("outbox_publish_failures", "Failed relay publish attempts", ["service"])
+
+# What the relay's queries walk: the unpublished records, in outbox order.
+OUTBOX_INDEX = [("published_at", ASCENDING), ("_id", ASCENDING)]
+# As nameko's publisher had them: a few reconnection attempts, then the pass fails and the
+# relay catches up from the database later.
+TRANSPORT_OPTIONS = {"confirm_publish": True, "max_retries": 3, "interval_start": 2, "interval_step": 1,
+                     "interval_max": 5}
+RETRY_POLICY = {"max_retries": 3}
 
 BATCH = 200
 PUBLISHED_RETENTION_SECONDS = 24 * 3600
@@ -41,25 +58,32 @@ LEFTOVER_AFTER_SECONDS = 5.0
 MARK_DELAY_SECONDS = 0.2
 
 
+def outbox_record(record_id, event_type: str, envelope: dict, created_at) -> dict:
+    """An event waiting in an outbox; the relay publishes records in `_id` order."""
+    return {"_id": record_id, "type": event_type, "envelope": envelope, "created_at": created_at,
+            "published_at": None}
+
+
 class OutboxRelay:
-    def __init__(self, container, config):
-        self.container = container
-        self.service = container.service_name
-        self.config = config
-        self.poll_seconds = float(config.get("OUTBOX_POLL_SECONDS", 1.0))
-        self.exchange = Exchange(exchange_for(self.service), type="topic", durable=True)
-        self.publisher = Publisher(
-            config["AMQP_URI"], use_confirms=True, serializer="json", declare=[self.exchange]
-        )
-        self.store = None  # set by StoreProvider
+    """Publishes the outbox of `source` to `<source>.events`. `refresh_other_gauges`, if given,
+    runs on the relay's gauge schedule (the services' dead-letter queue depth)."""
+
+    def __init__(self, source: str, amqp_uri: str, poll_seconds: float = 1.0,
+                 refresh_other_gauges: Callable[[], None] | None = None):
+        self.service = source
+        self.poll_seconds = poll_seconds
+        self.refresh_other_gauges = refresh_other_gauges
+        self.exchange = Exchange(exchange_for(source), type="topic", durable=True)
+        self.connection = Connection(amqp_uri, transport_options=TRANSPORT_OPTIONS)
+        self.outbox: Collection | None = None  # set by whoever owns the database
         self._committed: deque[dict] = deque()  # handed over at commit, in commit order
         self._unmarked: list = []  # ids published, not yet marked
         self._unmarked_since = 0.0
         self._catching_up = True  # from the database first: what a crash or a failure left
         self._polled_at = 0.0
-        self._wakeup = Event()
+        self._wakeup = threading.Event()
         self._running = False
-        self._thread = None
+        self._finished = threading.Event()
         self._gauges_at = 0.0
 
     def committed(self, records: list[dict]) -> None:
@@ -68,52 +92,57 @@ class OutboxRelay:
         self.wake()
 
     def wake(self) -> None:
-        if not self._wakeup.ready():
-            self._wakeup.send(True)
+        self._wakeup.set()
 
-    def start(self) -> None:
+    def start(self, spawn: Callable[[Callable[[], None]], object]) -> None:
+        """`spawn` runs the relay's loop in a thread of its own."""
         self._running = True
-        self._thread = self.container.spawn_managed_thread(self._run, identifier="outbox_relay")
+        self._finished.clear()
+        spawn(self._run)
 
     def stop(self) -> None:
-        self._running = False
-        self.wake()
-        if self._thread is not None:
-            self._thread.wait()
-            self._thread = None
+        if self._running:
+            self._running = False
+            self.wake()
+            self._finished.wait()
         try:
             self._mark_published(force=True)
         except Exception:  # they go out again after a restart, and consumers absorb them
             log.warning("could not mark %d published outbox events", len(self._unmarked), exc_info=True)
 
     def _run(self) -> None:
-        while self._running:
-            try:
-                if self._catching_up:
-                    self._catch_up()
-                self._mark_published(force=False)
-                while self._committed and self._running and not self._poll_due():
-                    self._publish(self._take_committed())
+        try:
+            while self._running:
+                self._pass()
+        finally:
+            self._finished.set()
+
+    def _pass(self) -> None:
+        try:
+            if self._catching_up:
+                self._catch_up()
+            self._mark_published(force=False)
+            while self._committed and self._running and not self._poll_due():
+                self._publish(self._take_committed())
+                self._refresh_gauges()
+            if self._poll_due():
+                self._polled_at = time.monotonic()
+                self._mark_published(force=True)  # what is published is no leftover
+                while self.publish_leftovers() == BATCH and self._running:
                     self._refresh_gauges()
-                if self._poll_due():
-                    self._polled_at = time.monotonic()
-                    self._mark_published(force=True)  # what is published is no leftover
-                    while self.publish_leftovers() == BATCH and self._running:
-                        self._refresh_gauges()
-            except Exception:  # broker or database away: keep the events, try again shortly
-                self._catching_up = True
-                OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
-                log.exception("outbox relay pass failed; retrying")
-                eventlet.sleep(min(self.poll_seconds, 1.0))
-            # Also when publishing fails: the backlog gauges are how an operator finds out.
-            self._refresh_gauges()
-            self._wakeup = Event()
-            if not self._committed or self._catching_up:
-                wait = self.poll_seconds
-                if self._unmarked:
-                    wait = min(wait, max(0.0, self._unmarked_since + MARK_DELAY_SECONDS - time.monotonic()))
-                with eventlet.Timeout(wait, False):
-                    self._wakeup.wait()
+        except Exception:  # broker or database away: keep the events, try again shortly
+            self._catching_up = True
+            OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
+            log.exception("outbox relay pass failed; retrying")
+            time.sleep(min(self.poll_seconds, 1.0))
+        # Also when publishing fails: the backlog gauges are how an operator finds out.
+        self._refresh_gauges()
+        self._wakeup.clear()  # a commit after this line leaves `_committed` non-empty, or wakes the wait
+        if not self._committed or self._catching_up:
+            wait = self.poll_seconds
+            if self._unmarked:
+                wait = min(wait, max(0.0, self._unmarked_since + MARK_DELAY_SECONDS - time.monotonic()))
+            self._wakeup.wait(wait)
 
     def _poll_due(self) -> bool:
         return time.monotonic() - self._polled_at >= self.poll_seconds
@@ -125,7 +154,7 @@ class OutboxRelay:
         self._committed.clear()  # committed before this line: the queries below see them
         done = set()
         while self._running:
-            pending = list(self.store.db.outbox.find({"published_at": None}).sort("_id", 1).limit(BATCH))
+            pending = list(self.outbox.find({"published_at": None}).sort("_id", 1).limit(BATCH))
             self._publish(pending)
             self._mark_published(force=True)
             done.update(r["_id"] for r in pending)
@@ -144,27 +173,28 @@ class OutboxRelay:
     def publish_leftovers(self) -> int:
         """Publish records nobody handed over; how many there were (at most BATCH)."""
         cutoff = utc_now() - timedelta(seconds=LEFTOVER_AFTER_SECONDS)
-        pending = list(self.store.db.outbox.find({"published_at": None, "created_at": {"$lt": cutoff}})
+        pending = list(self.outbox.find({"published_at": None, "created_at": {"$lt": cutoff}})
                        .sort("_id", 1).limit(BATCH))
         self._publish(pending)
         return len(pending)
 
     def _publish(self, records: list[dict]) -> None:
-        for record in records:
-            envelope = record["envelope"]
-            self.publisher.publish(
-                envelope,
-                exchange=self.exchange,
-                routing_key=record["type"],
-                message_id=envelope["id"],
-                type=record["type"],
-            )
-        if records:
-            OUTBOX_PUBLISHED.labels(self.service).inc(len(records))
-            if not self._unmarked:
-                self._unmarked_since = time.monotonic()
-            self._unmarked += [r["_id"] for r in records]
-            self._mark_published(force=False)
+        if not records:
+            return
+        # Confirmed one by one (confirm_publish): each returns once the broker has the message.
+        with producers[self.connection].acquire(block=True) as producer:
+            for record in records:
+                envelope = record["envelope"]
+                producer.publish(
+                    envelope, exchange=self.exchange, routing_key=record["type"], declare=[self.exchange],
+                    serializer="json", delivery_mode="persistent", retry=True, retry_policy=RETRY_POLICY,
+                    message_id=envelope["id"], type=record["type"],
+                )
+        OUTBOX_PUBLISHED.labels(self.service).inc(len(records))
+        if not self._unmarked:
+            self._unmarked_since = time.monotonic()
+        self._unmarked += [r["_id"] for r in records]
+        self._mark_published(force=False)
 
     def _mark_published(self, force: bool) -> None:
         """One write marks every confirmed record published since the last mark."""
@@ -172,7 +202,7 @@ class OutboxRelay:
             return
         due = len(self._unmarked) >= BATCH or time.monotonic() - self._unmarked_since >= MARK_DELAY_SECONDS
         if force or due:
-            self.store.db.outbox.update_many(
+            self.outbox.update_many(
                 {"_id": {"$in": self._unmarked}}, {"$set": {"published_at": utc_now()}}
             )
             self._unmarked = []
@@ -183,7 +213,7 @@ class OutboxRelay:
             return
         self._gauges_at = now
         try:
-            outbox = self.store.db.outbox
+            outbox = self.outbox
             OUTBOX_PENDING.labels(self.service).set(outbox.count_documents({"published_at": None}))
             oldest = outbox.find_one({"published_at": None}, sort=[("_id", 1)])
             age = (utc_now() - oldest["created_at"]).total_seconds() if oldest else 0.0
@@ -192,10 +222,9 @@ class OutboxRelay:
             outbox.delete_many({"published_at": {"$lt": cutoff}})
         except Exception:  # the database away: the gauges keep their last values
             log.warning("outbox gauges: the database is unreachable", exc_info=True)
-        try:
-            DEAD_LETTER_QUEUE.labels(self.service).set(
-                topology.dead_letter_count(self.config["AMQP_URI"], self.service)
-            )
-        except Exception:
-            log.warning("dead-letter gauge: the broker is unreachable", exc_info=True)
+        if self.refresh_other_gauges is not None:
+            try:
+                self.refresh_other_gauges()
+            except Exception:
+                log.warning("gauges refreshed beside the outbox's failed", exc_info=True)
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import threading
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any, Callable
 
 import pymongo
@@ -23,7 +24,9 @@ from platform_contracts.envelope import CloudEvent
 from platform_contracts.events import validate_event
 from platform_contracts.problems import Rejected
 
-from .metrics import COMMANDS_PER_TRANSACTION, INBOX_DUPLICATES
+from . import topology
+from .metrics import COMMANDS_PER_TRANSACTION, DEAD_LETTER_QUEUE, INBOX_DUPLICATES
+from .outbox import OUTBOX_INDEX, OutboxRelay, outbox_record
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +73,7 @@ class UnitOfWork:
 
     def write_outbox(self, events: list[CloudEvent]) -> list[dict]:
         """Add `events` to the outbox in this transaction; the records, for the relay once committed."""
-        records = [{"_id": ObjectId(), "type": e.type, "envelope": e.to_json_dict(),
-                    "created_at": self.now, "published_at": None} for e in events]
+        records = [outbox_record(ObjectId(), e.type, e.to_json_dict(), self.now) for e in events]
         if records:
             self.db.outbox.insert_many(records, session=self.session)
         return records
@@ -141,7 +143,7 @@ class Store:
         self._queue: list[_PendingWrite] = []
 
     def ensure_indexes(self) -> None:
-        self.db.outbox.create_index([("published_at", 1), ("_id", 1)])
+        self.db.outbox.create_index(OUTBOX_INDEX)
         self.db.inbox.create_index("applied_at")
         self.db.commands.create_index("executed_at")
 
@@ -334,19 +336,23 @@ class StoreProvider(DependencyProvider):
         self.serialize_writes = serialize_writes
 
     def setup(self):
-        from .outbox import OutboxRelay  # the relay needs the store; the store signals the relay
-
         config = self.container.config
-        self.relay = OutboxRelay(self.container, config)
+        service, amqp_uri = self.container.service_name, config["AMQP_URI"]
+
+        def count_dead_letters():
+            DEAD_LETTER_QUEUE.labels(service).set(topology.dead_letter_count(amqp_uri, service))
+
+        self.relay = OutboxRelay(service, amqp_uri, float(config.get("OUTBOX_POLL_SECONDS", 1.0)),
+                                 refresh_other_gauges=count_dead_letters)
         self.store = Store(
-            config["MONGODB_URI"], config["MONGODB_DATABASE"], self.container.service_name,
+            config["MONGODB_URI"], config["MONGODB_DATABASE"], service,
             after_commit=self.relay.committed, serialize_writes=self.serialize_writes,
         )
-        self.relay.store = self.store
+        self.relay.outbox = self.store.db.outbox
 
     def start(self):
         self.store.ensure_indexes()
-        self.relay.start()
+        self.relay.start(partial(self.container.spawn_managed_thread, identifier="outbox_relay"))
 
     def stop(self):
         self.relay.stop()

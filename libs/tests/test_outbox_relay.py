@@ -3,10 +3,11 @@ published at once, leftovers of a crash are found by the poll, and while the bro
 backlog gauges still tell the operator."""
 
 import contextlib
+import threading
+import time
 import uuid
 from datetime import timedelta
 
-import eventlet
 import pytest
 from bson import ObjectId
 from kombu import Connection, Exchange, Queue
@@ -20,14 +21,9 @@ from service_kit.testing import metric_value, mongodb_server, rabbit_vhost
 pytestmark = pytest.mark.timeout(90)
 
 
-class Container:
-    """What the relay needs of a nameko container."""
-
-    def __init__(self, name: str):
-        self.service_name = name
-
-    def spawn_managed_thread(self, fn, identifier=None):
-        return eventlet.spawn(fn)
+def in_a_thread(run):
+    """As the gateway runs the relay; the services run it in a green thread."""
+    threading.Thread(target=run, daemon=True).start()
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +34,9 @@ def mongodb_uri():
 
 def relay_and_store(mongodb_uri: str, amqp_uri: str) -> tuple[OutboxRelay, Store]:
     name = f"relay{uuid.uuid4().hex[:6]}"
-    relay = OutboxRelay(Container(name), {"AMQP_URI": amqp_uri, "OUTBOX_POLL_SECONDS": "0.2"})
-    store = relay.store = Store(mongodb_uri, name, name, after_commit=relay.committed)
+    relay = OutboxRelay(name, amqp_uri, poll_seconds=0.2)
+    store = Store(mongodb_uri, name, name, after_commit=relay.committed)
+    relay.outbox = store.db.outbox
     store.ensure_indexes()
     return relay, store
 
@@ -51,11 +48,10 @@ def emit(store: Store, count: int = 1) -> list[str]:
 
 
 def wait(predicate, seconds: float = 20):
-    """Poll with eventlet.sleep, so the relay's green thread runs meanwhile."""
     for _ in range(int(seconds / 0.05)):
         if predicate():
             return
-        eventlet.sleep(0.05)
+        time.sleep(0.05)
     raise AssertionError("timed out")
 
 
@@ -81,7 +77,7 @@ def test_committed_events_are_published_in_order_and_leftovers_are_found(mongodb
         relay, store = relay_and_store(mongodb_uri, amqp_uri)
         with listening(amqp_uri, store.source) as drain:
             received = drain()
-            relay.start()
+            relay.start(in_a_thread)
             try:
                 ids = emit(store, 3) + emit(store, 2)
                 wait(lambda: len(drain()) >= 5)
@@ -105,7 +101,7 @@ def test_committed_events_are_published_in_order_and_leftovers_are_found(mongodb
 def test_while_the_broker_is_away_the_backlog_gauges_still_move(mongodb_uri):
     relay, store = relay_and_store(mongodb_uri, "amqp://guest:guest@127.0.0.1:1/")  # nothing listens there
     emit(store, 2)
-    relay.start()
+    relay.start(in_a_thread)
     try:
         def gauges():
             text = generate_latest().decode()
@@ -127,7 +123,7 @@ def test_a_restarted_relay_publishes_what_was_left_before_anything_new(mongodb_u
         store.db.outbox.insert_many([{"_id": ObjectId(), "type": e.type, "envelope": e.to_json_dict(),
                                       "created_at": utc_now(), "published_at": None} for e in left])
         with listening(amqp_uri, store.source) as drain:
-            relay.start()
+            relay.start(in_a_thread)
             try:
                 new = emit(store, 2)
                 wait(lambda: len(drain()) >= 5)
