@@ -5,7 +5,7 @@ validate on receipt. Data models allow extra fields so that adding a field is no
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .envelope import CloudEvent
 from .member import Location, MaskedIdNumber, MaskedPhone
@@ -147,6 +147,30 @@ class TransferCompleted(TransferEventData):
     stage: str | None = None
 
 
+class NotificationAudience(EventData):
+    """Whom a notification is for: a user, or the people in a scope (operators over `division`,
+    secretaries of one of `organization_ids`, the worker whose member id is `member_id`),
+    narrowed to `role` when given. Ids only."""
+    user_id: str | None = None
+    username: str | None = None
+    role: str | None = None
+    division: str | None = None
+    organization_ids: list[str] | None = None
+    member_id: str | None = None
+
+
+class NotificationCreated(EventData):
+    """A notification, as GET /notifications lists it (without `read`), and whom it is for. Its
+    texts carry ids, never names, ID numbers or phones."""
+    id: str
+    type: str = Field(description="what it asks or tells, e.g. transfer.awaiting_approval")
+    title: str
+    body: str
+    subject: str = Field(description="the id of the entity it is about, e.g. the transfer")
+    created_at: datetime
+    audience: NotificationAudience
+
+
 # type -> (source service, data model). Types without a dedicated model take any object.
 CATALOGUE: dict[str, tuple[str, type[BaseModel]]] = {
     "unit.registered": ("organization", UnitEvent),
@@ -189,7 +213,7 @@ CATALOGUE: dict[str, tuple[str, type[BaseModel]]] = {
     "appeal.rejected": ("appeal", EventData),
     "appeal.closed": ("appeal", EventData),
     "appeal.overdue": ("appeal", EventData),
-    "notification.created": ("gateway", EventData),
+    "notification.created": ("gateway", NotificationCreated),
 }
 
 SOURCES = sorted({source for source, _ in CATALOGUE.values()})

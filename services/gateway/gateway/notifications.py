@@ -20,7 +20,7 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from platform_contracts.envelope import CloudEvent
-from platform_contracts.events import CoverageAlert, TransferEventData, data_of
+from platform_contracts.events import CoverageAlert, TransferEventData, data_of, validate_event
 
 from .auth import ADMIN, OPERATOR, SECRETARY, WORKER, Principal
 
@@ -111,11 +111,11 @@ def notification_events(event: CloudEvent) -> list[CloudEvent]:
     events = []
     for n in rules_for(event):
         notification_id = uuid.uuid5(_ID_NAMESPACE, f"{event.id}\n{n.rule}").hex
-        events.append(CloudEvent(
+        events.append(validate_event(CloudEvent(
             id=notification_id, source="gateway", type=NOTIFICATION_CREATED, subject=notification_id,
             division=n.audience.get("division"), correlationid=event.correlationid, causationid=event.id,
             data={"id": notification_id, "type": n.type, "title": n.title, "body": n.body, "subject": n.subject,
-                  "created_at": created_at, "audience": n.audience}))
+                  "created_at": created_at, "audience": n.audience})))
     return events
 
 
