@@ -1,16 +1,20 @@
-"""The FastAPI application and its lifespan: MongoDB, the RPC client, the event consumer."""
+"""The FastAPI application and its lifespan: MongoDB, the RPC client, the event consumer, the
+outbox relay that publishes notifications."""
 
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, MongoClient
+
+from service_kit.outbox import OutboxRelay
 
 from .events import Broadcaster, EventConsumer, EventLog, purge_periodically
 from .metrics import MetricsMiddleware
-from .notifications import NotificationStore
+from .notifications import NOTIFICATION_SOURCE, NotificationStore
 from .problems import install as install_problem_handlers
 from .routes import (admin, coverage, instructors, members, notifications, ops, organizations, stream, transfers,
                      units, users)
@@ -42,7 +46,12 @@ def create_app(settings: Settings) -> FastAPI:
         broadcaster = Broadcaster(event_log)
         await broadcaster.start()
         notification_store = NotificationStore(db)
-        consumer = EventConsumer(settings.amqp_uri, event_log, broadcaster, notification_store)
+        # The services' relay, unchanged: synchronous, so in a thread of its own with a client of its own.
+        relay = OutboxRelay(NOTIFICATION_SOURCE, settings.amqp_uri, settings.outbox_poll_seconds)
+        relay_mongo = MongoClient(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
+        relay.outbox = relay_mongo[settings.mongodb_database][notification_store.outbox.name]
+        relay.start(lambda run: threading.Thread(target=run, name="outbox-relay", daemon=True).start())
+        consumer = EventConsumer(settings.amqp_uri, event_log, broadcaster, notification_store, relay.committed)
         await consumer.start()
         purger = asyncio.create_task(purge_periodically(event_log, settings.event_log_retention_hours))
         app.state.settings, app.state.db, app.state.users = settings, db, users_repo
@@ -54,6 +63,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             purger.cancel()
             await consumer.stop()
+            await asyncio.to_thread(relay.stop)  # marks what it has published
+            relay_mongo.close()
             await broadcaster.stop()
             await rpc.close()
             await mongo.close()

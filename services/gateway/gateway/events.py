@@ -28,7 +28,8 @@ from platform_contracts.problems import describe_invalid
 
 from .auth import DIVISION_ROLES, OPERATOR, Principal
 from .metrics import EVENTS_DUPLICATE, EVENTS_INVALID, EVENTS_RECEIVED, EVENTS_SKIPPED, NOTIFICATIONS_CREATED
-from .notifications import NOTIFICATION_CREATED, NotificationStore, addressed_to, with_notifications
+from .notifications import (NOTIFICATION_CREATED, NOTIFICATION_SOURCE, NotificationStore, addressed_to, outbox_records,
+                            with_notifications)
 
 log = logging.getLogger(__name__)
 
@@ -429,9 +430,9 @@ class Broadcaster:
 # ---- the broker side ------------------------------------------------------------------------
 
 async def declare_topology(channel: aio_pika.abc.AbstractChannel) -> aio_pika.abc.AbstractQueue:
-    """The gateway's queue, bound to every service's events exchange. The exchanges are
+    """The gateway's queue, bound to every other service's events exchange. The exchanges are
     declared here too (as nameko declares them: durable topic), so the binding holds before
-    the services first start.
+    the services first start; the gateway's own, which its notifications are published to, too.
 
     Single active consumer: of several replicas, one at a time appends to the log, so log order
     is broker order (competing replicas would interleave their appends); the others stand by and
@@ -439,7 +440,12 @@ async def declare_topology(channel: aio_pika.abc.AbstractChannel) -> aio_pika.ab
     queue = await channel.declare_queue(EVENTS_QUEUE, durable=True, arguments={"x-single-active-consumer": True})
     for source in SOURCES:
         exchange = await channel.declare_exchange(exchange_for(source), aio_pika.ExchangeType.TOPIC, durable=True)
-        await queue.bind(exchange, routing_key="#")
+        if source == NOTIFICATION_SOURCE:
+            # Notifications are logged where they are made: consumed back, each would cost a
+            # refused insert, or once out of retention be logged twice. Earlier versions bound it.
+            await queue.unbind(exchange, routing_key="#")
+        else:
+            await queue.bind(exchange, routing_key="#")
     return queue
 
 
@@ -449,14 +455,16 @@ class EventConsumer:
 
     Whatever has been delivered by the time the log is free is appended as one batch (a lone
     event at once, never waiting for more), and acked only once it is logged. The prefetch holds
-    a second batch, so the next one arrives while the current one is being written."""
+    a second batch, so the next one arrives while the current one is being written. The outbox
+    records of the notifications go to `outbox_committed` (the relay) once committed."""
 
     def __init__(self, amqp_uri: str, event_log: EventLog, broadcaster: Broadcaster,
-                 notifications: NotificationStore):
+                 notifications: NotificationStore, outbox_committed: Callable[[list[dict]], None]):
         self.amqp_uri = amqp_uri
         self.log = event_log
         self.broadcaster = broadcaster
         self.notifications = notifications
+        self.outbox_committed = outbox_committed
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._task: asyncio.Task | None = None
 
@@ -502,6 +510,9 @@ class EventConsumer:
         received = [event for message in messages if (event := self._parse(message)) is not None]
         events = with_notifications(received)
         entries = await self._append(events) if events else []
+        logged = [entry for entry in entries if entry is not None]
+        if records := outbox_records(logged):
+            self.outbox_committed(records)
         # Every earlier delivery on the channel is in this batch or acked already, so one
         # multiple-ack of the last covers the batch.
         await messages[-1].ack(multiple=True)
@@ -512,7 +523,7 @@ class EventConsumer:
                 EVENTS_DUPLICATE.inc()
             else:
                 EVENTS_RECEIVED.labels(event.source).inc()
-        self.broadcaster.deliver_logged([entry for entry in entries if entry is not None])
+        self.broadcaster.deliver_logged(logged)
 
     async def _append(self, events: list[CloudEvent]) -> list[LogEntry | None]:
         while True:

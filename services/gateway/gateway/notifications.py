@@ -3,8 +3,10 @@ inbox they are kept in.
 
 The consumer derives each event's notifications before logging it and logs them right after it
 as `notification.created` events, in the same transaction that stores them in `notifications`
-(`NotificationStore.record`). Their ids are derived from the source event and the rule, so a
-redelivered event derives the same ids and the log's duplicate check drops them with it.
+and in the outbox (`NotificationStore.record`), from which the outbox relay publishes them to
+`gateway.events` in log order. Their ids are derived from the source event and the rule, so a
+redelivered event derives the same ids and the log's duplicate check drops them with it; a
+re-published one keeps its id, which is how consumers drop it.
 
 An audience names a user (`user_id`, `username`) or the people in a scope: operators whose
 division prefix covers `division`, secretaries holding one of `organization_ids`, the worker
@@ -21,9 +23,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from platform_contracts.envelope import CloudEvent
 from platform_contracts.events import CoverageAlert, TransferEventData, data_of, validate_event
+from service_kit.outbox import OUTBOX_INDEX, outbox_record
 
 from .auth import ADMIN, OPERATOR, SECRETARY, WORKER, Principal
 
+NOTIFICATION_SOURCE = "gateway"  # notifications are the gateway's own events
 NOTIFICATION_CREATED = "notification.created"
 # A fixed namespace: the same (event, rule) always gives the same notification id.
 _ID_NAMESPACE = uuid.UUID("6f1d3c2e-8a47-4b0e-9d55-0c4f7a1be2a9")
@@ -112,7 +116,7 @@ def notification_events(event: CloudEvent) -> list[CloudEvent]:
     for n in rules_for(event):
         notification_id = uuid.uuid5(_ID_NAMESPACE, f"{event.id}\n{n.rule}").hex
         events.append(validate_event(CloudEvent(
-            id=notification_id, source="gateway", type=NOTIFICATION_CREATED, subject=notification_id,
+            id=notification_id, source=NOTIFICATION_SOURCE, type=NOTIFICATION_CREATED, subject=notification_id,
             division=n.audience.get("division"), correlationid=event.correlationid, causationid=event.id,
             data={"id": notification_id, "type": n.type, "title": n.title, "body": n.body, "subject": n.subject,
                   "created_at": created_at, "audience": n.audience})))
@@ -169,21 +173,31 @@ def _item(doc: dict, principal: Principal) -> dict:
             "read": principal.id in doc.get("read_by", ())}
 
 
+def outbox_records(entries) -> list[dict]:
+    """The notifications among logged entries as the outbox records that publish them: a record's
+    id is its log position, so the relay publishes in log order; it dates from its notification."""
+    return [outbox_record(entry.seq, entry.type, entry.envelope, datetime.fromisoformat(entry.envelope["time"]))
+            for entry in entries if entry.type == NOTIFICATION_CREATED]
+
+
 class NotificationStore:
     def __init__(self, db: AsyncDatabase):
         self.collection = db["notifications"]
+        self.outbox = db["outbox"]
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("seq", DESCENDING)], unique=True, name="seq_unique")
+        await self.outbox.create_index(OUTBOX_INDEX)
 
     async def record(self, entries, session) -> None:
-        """Store the notifications among freshly logged entries (inside the log's transaction);
-        `seq` is their log position, which orders an inbox newest first."""
+        """Store the notifications among freshly logged entries, and their outbox records (inside
+        the log's transaction); `seq` is their log position, which orders an inbox newest first."""
         docs = [{"_id": data["id"], **{k: v for k, v in data.items() if k != "id"}, "seq": entry.seq, "read_by": []}
                 for entry in entries if entry.type == NOTIFICATION_CREATED
                 for data in (entry.envelope["data"],)]
         if docs:
             await self.collection.insert_many(docs, ordered=True, session=session)
+            await self.outbox.insert_many(outbox_records(entries), ordered=True, session=session)
 
     async def list_for(self, principal: Principal, unread: bool | None, limit: int,
                        before: int | None) -> tuple[list[dict], int | None]:

@@ -23,6 +23,7 @@ class Settings:
     rpc_timeout_seconds: float = 10.0
     event_log_retention_hours: float = 168.0
     user_cache_seconds: float = 2.0
+    outbox_poll_seconds: float = 1.0
     log_level: str = "INFO"
 
     @classmethod
@@ -48,5 +49,6 @@ class Settings:
             rpc_timeout_seconds=float(env.get("RPC_TIMEOUT_SECONDS", "10")),
             event_log_retention_hours=float(env.get("EVENT_LOG_RETENTION_HOURS", "168")),
             user_cache_seconds=float(env.get("USER_CACHE_SECONDS", "2")),
+            outbox_poll_seconds=float(env.get("OUTBOX_POLL_SECONDS", "1.0")),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )
