@@ -24,9 +24,23 @@ WORK_RATE = Gauge("coverage_work_rate", "Work coverage rate (0-1)", ["district"]
 STANDALONE_RATE = Gauge("coverage_standalone_rate", "Standalone establishment rate (0-1)", ["district"])
 SHOULD_ESTABLISH = Gauge("coverage_should_establish_units", "Units that should form an organization", ["district"])
 RECONCILIATION_DRIFT = Gauge(
-    "coverage_reconciliation_drift", "Counters and units the last reconciliation found wrong (and repaired); 0 when consistent"
+    "coverage_reconciliation_drift",
+    "Counters and units the platform's last completed reconciliation found wrong (on any replica; every replica "
+    "reports it): under repaired=\"true\" if it repaired them, under repaired=\"false\" if it was report-only and "
+    "left them wrong; 0 when consistent",
+    ["repaired"],
 )
-RECONCILIATION_RUNS = Counter("coverage_reconciliation_runs", "Coverage reconciliations run")
+RECONCILIATION_RUNS = Counter(
+    "coverage_reconciliation_runs",
+    "Coverage reconciliations this replica completed, by trigger: periodic (the timer) or on_demand (an admin's)",
+    ["trigger"],
+)
+PERIODIC, ON_DEMAND = "periodic", "on_demand"
+# Every series exposed from the start: a timer that never completes a run shows as stalled.
+RECONCILIATION_RUNS.labels(PERIODIC)
+RECONCILIATION_RUNS.labels(ON_DEMAND)
+RECONCILIATION_DRIFT.labels(repaired="true")
+RECONCILIATION_DRIFT.labels(repaired="false")
 
 
 def publish_gauges(district: str, counts: dict) -> None:
@@ -39,8 +53,21 @@ def publish_gauges(district: str, counts: dict) -> None:
 
 
 def load_gauges(repo: Repository) -> None:
+    """Every coverage gauge from what is stored: other replicas move the counters and run
+    reconciliations too."""
     for district, counts in repo.district_counters():
         publish_gauges(district, counts)
+    publish_last_reconciliation(repo)
+
+
+def publish_last_reconciliation(repo: Repository) -> None:
+    """The drift of the platform's last completed reconciliation, whichever replica ran it
+    (nothing on record: 0)."""
+    last = repo.lease(RECONCILE_LEASE).get("last_run", {})
+    drift = last.get("drifted_counters", 0) + last.get("drifted_units", 0)
+    repaired = last.get("repaired", True)
+    RECONCILIATION_DRIFT.labels(repaired="true").set(drift if repaired else 0)
+    RECONCILIATION_DRIFT.labels(repaired="false").set(0 if repaired else drift)
 
 
 def _split(before: dict | None, after: dict | None, level: int) -> list[tuple[str, dict | None, dict | None]]:
@@ -236,8 +263,6 @@ def reconcile(store, repair: bool = True, keep_going=lambda: True) -> dict:
     report["seconds"] = round(time.monotonic() - started, 3)
 
     drift_size = report["drifted_counters"] + report["drifted_units"]
-    RECONCILIATION_RUNS.inc()
-    RECONCILIATION_DRIFT.set(drift_size)
     if not report["complete"]:
         log.warning("coverage reconciliation incomplete (lease lost, or districts left for the next run): %s",
                     report)
@@ -294,12 +319,13 @@ def _recount_above_districts(repo: Repository, unrepaired: dict[str, dict[str, i
     return domain.counter_corrections(domain.rolled_up(districts), repo.counters_at_levels([0, 2, 4]))
 
 
-def reconcile_leased(store, holder: str, lease_seconds: float, repair: bool = True,
+def reconcile_leased(store, holder: str, lease_seconds: float, trigger: str, repair: bool = True,
                      done_before=None) -> dict | None:
     """A reconciliation under the lease, so that no two run at once on any replicas: None if
-    another holds it (or, with `done_before`, if one completed since then). The lease is
-    renewed before each district and released at the end; it lapses `lease_seconds` after the
-    last renewal if its holder dies."""
+    another holds it (or, with `done_before`, if a periodic one completed since then). The
+    lease is renewed before each district and released at the end; it lapses `lease_seconds`
+    after the last renewal if its holder dies. A completed run leaves its outcome on the
+    lease document, where every replica's gauge refresh reads it."""
     repo = Repository(store.db)
     if not repo.take_lease(RECONCILE_LEASE, holder, utc_now(), lease_seconds, done_before):
         return None
@@ -307,14 +333,29 @@ def reconcile_leased(store, holder: str, lease_seconds: float, repair: bool = Tr
     try:
         report = reconcile(store, repair=repair, keep_going=lambda: repo.take_lease(
             RECONCILE_LEASE, holder, utc_now(), lease_seconds))
-        return report
     finally:
-        repo.release_lease(RECONCILE_LEASE, holder, utc_now(), completed=bool(report and report["complete"]))
+        now = utc_now()
+        completed = bool(report and report["complete"])
+        repo.release_lease(RECONCILE_LEASE, holder, now, record=_outcome(report, trigger, now) if completed else None)
+    if report["complete"]:
+        RECONCILIATION_RUNS.labels(trigger).inc()
+        publish_last_reconciliation(repo)  # here at once; on the other replicas at their next refresh
+    return report
+
+
+def _outcome(report: dict, trigger: str, now) -> dict:
+    record = {"last_run": {"trigger": trigger, "completed_at": now, "repaired": report["repaired"],
+                           "drifted_counters": report["drifted_counters"], "drifted_units": report["drifted_units"]}}
+    if trigger == PERIODIC:
+        # The periodic schedule counts periodic runs only: an admin's run, a report-only one
+        # above all, must not postpone the next repair.
+        record["completed_at"] = now
+    return record
 
 
 def reconcile_periodically(store, holder: str, interval_seconds: float, lease_seconds: float) -> dict | None:
     """Every replica's timer fires; one of them reconciles, once per interval."""
-    report = reconcile_leased(store, holder, lease_seconds,
+    report = reconcile_leased(store, holder, lease_seconds, PERIODIC,
                               done_before=utc_now() - timedelta(seconds=interval_seconds * 0.9))
     if report is None:
         log.debug("coverage reconciliation: another replica runs it, or ran it lately")

@@ -311,9 +311,14 @@ class Repository(DocumentRepository):
             return False
         return lease is not None and lease["holder"] == holder
 
-    def release_lease(self, name: str, holder: str, now: datetime, completed: bool) -> None:
-        fields = {"expires_at": now, **({"completed_at": now} if completed else {})}
+    def release_lease(self, name: str, holder: str, now: datetime, record: dict | None = None) -> None:
+        """Free `name` if it is still ours, setting `record` (what the work it guarded leaves
+        on record) in the same update: a holder that lost the lease overwrites nothing."""
+        fields = {"expires_at": now, **(record or {})}
         self.db.leases.update_one({"_id": name, "holder": holder}, {"$set": fields}, session=self.session)
+
+    def lease(self, name: str) -> dict:
+        return self.db.leases.find_one({"_id": name}, session=self.session) or {}
 
 
 def _placement(division: str) -> dict:

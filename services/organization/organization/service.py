@@ -31,7 +31,8 @@ from .repository import Repository, as_resource
 RECONCILE_INTERVAL_SECONDS = float(os.environ.get("RECONCILE_INTERVAL_SECONDS", 600))
 # Longer than any one district's pass with its retries (a transaction retries for up to 120 s).
 RECONCILE_LEASE_SECONDS = float(os.environ.get("RECONCILE_LEASE_SECONDS", 300))
-GAUGE_REFRESH_SECONDS = 30
+# How often each replica reloads its coverage gauges, and the last reconciliation's drift, from MongoDB.
+GAUGE_REFRESH_SECONDS = float(os.environ.get("COVERAGE_GAUGE_REFRESH_SECONDS", 30))
 REPLICA = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # who holds a lease
 
 
@@ -218,7 +219,8 @@ class OrganizationService(OperationsMixin):
     @rpc
     def reconcile_coverage(self, actor=None, repair=True):
         require_admin(actor)
-        report = coverage.reconcile_leased(self.store, REPLICA, RECONCILE_LEASE_SECONDS, repair=bool(repair))
+        report = coverage.reconcile_leased(self.store, REPLICA, RECONCILE_LEASE_SECONDS, coverage.ON_DEMAND,
+                                           repair=bool(repair))
         if report is None:
             raise Rejected.conflict("a coverage reconciliation is running already (on this or another replica); "
                                     "try again when it has finished")
@@ -233,7 +235,7 @@ class OrganizationService(OperationsMixin):
 
     @timer(interval=GAUGE_REFRESH_SECONDS, eager=True)
     def refresh_coverage_gauges(self):
-        # Other replicas move the counters too; the gauges follow the stored figures.
+        # Other replicas move the counters and run reconciliations too; the gauges follow what is stored.
         coverage.load_gauges(self.repo)
 
     # ---- the member service's events -----------------------------------------------------

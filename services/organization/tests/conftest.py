@@ -50,6 +50,7 @@ def service_env(mongodb_uri, amqp_uri, database_name, field_encryption_key):
         "HTTP_HOST": "127.0.0.1", "JOINT_ORGANIZATION_MAX_UNITS": "3", "FIELD_ENCRYPTION_KEY": field_encryption_key,
         "EVENT_RETRY_DELAYS_SECONDS": "1", "EVENT_MAX_ATTEMPTS": "2", "RECONCILE_INTERVAL_SECONDS": "86400",
         "OUTBOX_POLL_SECONDS": "0.5",
+        "COVERAGE_GAUGE_REFRESH_SECONDS": "1",  # replicas show another's reconciliation within a second
     }
 
 

@@ -209,6 +209,13 @@ def test_member_events_move_counts_once_and_raise_alerts(rpc, member_events, tap
     assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 0
 
 
+def drift_shown(replica) -> dict[str, float]:
+    """coverage_reconciliation_drift on a replica's /metrics, by its `repaired` label."""
+    text = replica.metrics()
+    return {repaired: metric_value(text, "coverage_reconciliation_drift", repaired=repaired)
+            for repaired in ("true", "false")}
+
+
 def test_reconciliation_repairs_drift(rpc, database, organization_service):
     division = "370113010"
     new_unit(rpc, division)
@@ -216,10 +223,10 @@ def test_reconciliation_repairs_drift(rpc, database, organization_service):
     database.coverage_counters.update_one({"_id": division}, {"$inc": {"all.units": 5}})
     report = rpc.reconcile_coverage(actor=ADMIN)
     assert report["drifted_counters"] == 1 and report["repaired"] is True
-    assert metric_value(organization_service.metrics(), "coverage_reconciliation_drift") == 1
+    wait_for(lambda: drift_shown(organization_service) == {"true": 1, "false": 0}, timeout=10, what="drift shown")
     assert rpc.get_coverage({"division": division}, actor=ADMIN)["units"] == 1
     assert rpc.reconcile_coverage(actor=ADMIN)["drifted_counters"] == 0
-    assert metric_value(organization_service.metrics(), "coverage_reconciliation_drift") == 0
+    wait_for(lambda: drift_shown(organization_service) == {"true": 0, "false": 0}, timeout=10, what="drift cleared")
 
 
 def test_poison_event_is_dead_lettered_and_replayable(rpc, member_events, amqp_uri):
@@ -609,7 +616,7 @@ def test_the_periodic_reconciliation_runs_on_the_replica_holding_the_lease(servi
                              port, str(tmp_path / "replica.log")).start()
     try:
         def runs() -> float:
-            return metric_value(replica.metrics(), "coverage_reconciliation_runs_total")
+            return metric_value(replica.metrics(), "coverage_reconciliation_runs_total", trigger="periodic")
 
         import time
         time.sleep(3)  # three timer ticks: the lease is held, so none of them reconciles
@@ -646,3 +653,48 @@ def test_two_replicas_writing_the_same_counters_lose_no_update(rpc, database, se
     assert database.units.count_documents({"division": division}) == 60
     assert rpc.get_coverage({"division": division}, actor=ADMIN)["units"] == 60
     assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 0
+
+
+def test_every_replica_reports_the_last_reconciliation_and_clears_after_a_clean_run(
+        rpc, database, service_env, organization_service, tmp_path):
+    """The drift gauge is the platform's, not the process's: whichever replica takes the
+    reconciliation, both show its outcome within their gauge refresh period, a report-only
+    run's drift under repaired="false" (it is still there), and both go back to 0 after a
+    clean run. Only the timer's runs count as periodic."""
+    from service_kit.testing import ServiceProcess, free_port, queue_consumers
+
+    refresh_seconds = float(service_env["COVERAGE_GAUGE_REFRESH_SECONDS"])
+    port = free_port()
+    second = ServiceProcess("organization", {**service_env, "HTTP_PORT": str(port)}, port,
+                            str(tmp_path / "second-replica.log")).start()
+    replicas = [organization_service, second]
+
+    def runs(trigger: str) -> float:
+        return sum(metric_value(r.metrics(), "coverage_reconciliation_runs_total", trigger=trigger) for r in replicas)
+
+    def both_show(expected: dict, what: str) -> None:
+        wait_for(lambda: all(drift_shown(r) == expected for r in replicas), timeout=5 * refresh_seconds + 5,
+                 interval=0.2, what=f"both replicas to show {expected}: {what}")
+
+    division = "370113020"
+    try:
+        wait_for(lambda: queue_consumers(service_env["AMQP_URI"], "rpc-organization") == 2, timeout=30,
+                 what="both replicas taking commands (and so reconciliations)")
+        new_unit(rpc, division)
+        on_demand, periodic = runs("on_demand"), runs("periodic")
+        assert rpc.reconcile_coverage(actor=ADMIN)["drifted_counters"] == 0
+        both_show({"true": 0, "false": 0}, "a clean start")
+
+        database.coverage_counters.update_one({"_id": division}, {"$inc": {"all.units": 2}})
+        assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 1
+        both_show({"true": 0, "false": 1}, "the drift a report-only run left in place")
+        assert rpc.reconcile_coverage(actor=ADMIN)["drifted_counters"] == 1
+        both_show({"true": 1, "false": 0}, "the drift a run repaired")
+        assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_counters"] == 0
+        both_show({"true": 0, "false": 0}, "a clean run after the repair")
+
+        last = database.leases.find_one({"_id": "coverage-reconciliation"})["last_run"]
+        assert (last["trigger"], last["repaired"], last["drifted_counters"]) == ("on_demand", False, 0)
+        assert (runs("on_demand") - on_demand, runs("periodic") - periodic) == (4, 0)
+    finally:
+        second.stop()
