@@ -64,6 +64,10 @@ EXPR_MUTATIONS = [
     ("PartybuildingQueueWithoutConsumers", "|gateway[.]events", ""),
     ("PartybuildingRPCErrorRatioHigh", ',outcome="error"', ""),
     ("PartybuildingOutboxPublishFailing", "> 0", "> 1"),
+    # A report-only run's drift is still there: the alert must say so.
+    ("PartybuildingCoverageReconciliationDrift", "by (job, repaired)", "by (job)"),
+    # An admin's runs must not hide a stopped timer.
+    ("PartybuildingCoverageReconciliationStalled", '{trigger="periodic"}', ""),
 ]
 
 
