@@ -52,6 +52,15 @@ class LogEntry:
 
 
 @dataclass(frozen=True)
+class StreamGap:
+    """The events after `last_event_id` that a client asked for are gone from the log (past
+    EVENT_LOG_RETENTION_HOURS): it resumes after `resumed_after` and should reload what it shows."""
+
+    last_event_id: int
+    resumed_after: int
+
+
+@dataclass(frozen=True)
 class EventFilter:
     """Which events a client receives: `types` are glob patterns (any may match; none = all),
     `division` a prefix of the event's `division` extension. With a `reader`, notifications are
@@ -357,10 +366,13 @@ class Broadcaster:
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
 
-    async def stream(self, subscription: Subscription, last_event_id: int | None) -> AsyncIterator[LogEntry]:
+    async def stream(self, subscription: Subscription,
+                     last_event_id: int | None) -> AsyncIterator[LogEntry | StreamGap]:
         """Entries for one client: the log after `last_event_id` (if given), then live ones,
         with no gap and no repeat between the two. Subscribe before the response starts, so a
-        client that has seen the response is sure to get everything published after it."""
+        client that has seen the response is sure to get everything published after it.
+        Positions are dense, so a resume whose next position is no longer in the log starts
+        with a StreamGap: the client learns it missed events instead of silently skipping them."""
         event_filter = subscription.filter
         try:
             seen = subscription.start_after
@@ -368,6 +380,10 @@ class Broadcaster:
                 cursor = last_event_id
                 while True:
                     page = await self.log.after(cursor, REPLAY_PAGE, upto=subscription.start_after)
+                    if cursor == last_event_id < subscription.start_after:  # the first page
+                        next_logged = page[0].seq if page else subscription.start_after + 1
+                        if next_logged > last_event_id + 1:
+                            yield StreamGap(last_event_id, next_logged - 1)
                     for entry in page:
                         if event_filter.matches(entry):
                             yield entry

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from gateway.events import Broadcaster, EventFilter, LogEntry, parse_division, parse_types
+from gateway.events import Broadcaster, EventFilter, LogEntry, StreamGap, parse_division, parse_types
 
 
 def entry(seq: int, type_: str = "coverage.changed", division: str | None = "370113001") -> LogEntry:
@@ -54,11 +54,12 @@ def test_parse_types_and_division():
         parse_division("3701x")
 
 
-async def collect(stream, count: int, timeout: float = 3) -> list[int]:
+async def collect(stream, count: int, timeout: float = 3) -> list:
+    """The positions of the next `count` entries (a StreamGap as it is)."""
     seqs = []
     async with asyncio.timeout(timeout):
         async for item in stream:
-            seqs.append(item.seq)
+            seqs.append(item if isinstance(item, StreamGap) else item.seq)
             if len(seqs) == count:
                 return seqs
     return seqs
@@ -114,6 +115,28 @@ async def test_resume_replays_then_goes_live_without_gap_or_repeat():
         log.add(entry(8), entry(9), entry(10))
         broadcaster.notify()
         assert await collect(ahead, 1) == [10]
+    finally:
+        await broadcaster.stop()
+
+
+async def test_a_resume_whose_next_position_is_gone_starts_with_a_gap():
+    log = MemoryLog(*(entry(s) for s in range(4, 7)))  # 1 to 3 purged
+    broadcaster = Broadcaster(log, poll_interval=0.02)
+    await broadcaster.start()
+    try:
+        assert await collect(broadcaster.stream(broadcaster.subscribe(EventFilter()), last_event_id=1), 4) == [
+            StreamGap(last_event_id=1, resumed_after=3), 4, 5, 6]
+        everything_gone = MemoryLog(entry(9))
+        late = Broadcaster(everything_gone, poll_interval=0.02)
+        await late.start()
+        try:
+            everything_gone.entries.clear()  # purged after the subscription took its position
+            stream = late.stream(late.subscribe(EventFilter()), last_event_id=2)
+            assert await collect(stream, 1) == [StreamGap(last_event_id=2, resumed_after=9)]
+        finally:
+            await late.stop()
+        # Resuming right after a retained entry, or from the newest position: no gap.
+        assert await collect(broadcaster.stream(broadcaster.subscribe(EventFilter()), last_event_id=4), 2) == [5, 6]
     finally:
         await broadcaster.stop()
 

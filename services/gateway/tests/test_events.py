@@ -92,6 +92,36 @@ async def test_resume_from_last_event_id_without_gap_or_repeat(gateway, admin_to
     assert seqs == sorted(seqs) and seqs[0] > int(last_id)
 
 
+async def test_a_resume_past_the_retained_log_is_told_of_the_gap(gateway, admin_token, mongodb_uri):
+    """Entries purged for retention are not replayed: the client is told it missed some, once,
+    with the position it resumes after, and then gets what is still in the log."""
+    division = community()
+    events = [alert_event(division) for _ in range(4)]
+    async with gateway.async_client(admin_token) as client:
+        async with aconnect_sse(client, "GET", STREAM, params={"division": division}) as source:
+            await publish(gateway.amqp_uri, *events)
+            received = await take(source, 4)
+        seqs = [int(e.id) for e in received]
+        mongo = AsyncMongoClient(mongodb_uri)
+        try:  # as the retention purge leaves it: the oldest entries gone
+            await mongo[gateway.env["MONGODB_GATEWAY_DB"]]["event_log"].delete_many({"seq": {"$lte": seqs[1]}})
+        finally:
+            await mongo.close()
+        async with aconnect_sse(client, "GET", STREAM, params={"division": division},
+                                headers={"Last-Event-ID": str(seqs[0])}) as source:
+            resumed = await take(source, 3)
+    async with websockets.connect(ws_url(gateway, admin_token)) as socket:
+        await socket.send(json.dumps({"subscribe": {"division": division, "last_event_id": seqs[0]}}))
+        await asyncio.wait_for(socket.recv(), 5)
+        over_socket = [json.loads(await asyncio.wait_for(socket.recv(), 5)) for _ in range(3)]
+    assert over_socket[0]["gap"]["resumed_after"] == seqs[1]
+    assert [m["event"]["id"] for m in over_socket[1:]] == [e["id"] for e in events[2:]]
+    gap, *rest = resumed
+    assert gap.event == "stream.gap" and int(gap.id) == seqs[1]
+    assert json.loads(gap.data)["last_event_id"] == seqs[0] and json.loads(gap.data)["resumed_after"] == seqs[1]
+    assert ids(rest) == [e["id"] for e in events[2:]]
+
+
 async def test_resume_with_query_parameters_for_eventsource(gateway, admin_token):
     """Browsers' EventSource cannot set headers: token and position go in the query."""
     division = community()

@@ -14,7 +14,8 @@ from starlette.background import BackgroundTask
 from . import API
 from ..auth import DIVISION_ROLES, Principal, division_filter
 from ..deps import authenticate, stream_principal
-from ..events import Broadcaster, EventFilter, Subscription, envelope_for, parse_division, parse_types
+from ..events import (Broadcaster, EventFilter, StreamGap, Subscription, envelope_for, parse_division,
+                      parse_types)
 from ..metrics import STREAM_CLIENTS
 from ..problems import ApiProblem
 
@@ -39,6 +40,15 @@ def client_filter(principal: Principal, types, division, loc: str) -> EventFilte
     if principal.role in DIVISION_ROLES:
         requested = division_filter(principal, requested)
     return EventFilter(types=patterns, division=requested, reader=principal)
+
+
+GAP_EVENT = "stream.gap"  # not a CloudEvent: the stream's own word that events were missed
+
+
+def gap_notice(gap: StreamGap) -> dict:
+    return {"last_event_id": gap.last_event_id, "resumed_after": gap.resumed_after,
+            "detail": "events after last_event_id are past the event log's retention and were not sent; "
+                      "reload the current state (e.g. GET /api/v1/coverage) before applying further events"}
 
 
 def parse_last_event_id(value, loc: list) -> int | None:
@@ -72,6 +82,10 @@ async def event_stream(
         STREAM_CLIENTS.labels("sse").inc()
         try:
             async for entry in broadcaster.stream(subscription, last_event_id):
+                if isinstance(entry, StreamGap):
+                    yield ServerSentEvent(id=str(entry.resumed_after), event=GAP_EVENT,
+                                          data=json.dumps(gap_notice(entry)))
+                    continue
                 yield ServerSentEvent(id=str(entry.seq), event=entry.type,
                                       data=json.dumps(envelope_for(entry, principal), ensure_ascii=False))
         finally:
@@ -153,6 +167,10 @@ class SocketSession:
 
     async def _forward(self, subscription: Subscription, last_event_id: int | None) -> None:
         async for entry in self.broadcaster.stream(subscription, last_event_id):
+            if isinstance(entry, StreamGap):
+                await self.send({"gap": gap_notice(entry)})
+                self.last_sent = entry.resumed_after
+                continue
             await self.send({"id": entry.seq, "event": envelope_for(entry, self.principal)})
             self.last_sent = entry.seq
         # The stream ended: this client fell too far behind, or the gateway is stopping.
