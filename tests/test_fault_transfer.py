@@ -4,8 +4,11 @@ Changqing (370113) → Licheng (370112), through the gateway as the two sides' o
 (a) kill -9 the member service between approval and receipt: the receiving side's receipts
     and report-ins are in flight from client threads that retry with the same
     Idempotency-Key on 5xx and timeouts, as a frontend does. After the restart every transfer
-    is completed exactly once, every member sits in the receiving organization, the stream
-    carries one `transfer.completed` per transfer, and both units count what they should.
+    is completed exactly once (and no other transfer appeared), every member sits in the
+    receiving organization, the stream carries one `transfer.received` and one
+    `transfer.completed` per transfer, the organization service applied each completion once
+    to each unit, both units count what they should, and the coverage counters agree with a
+    full recount.
 (b) kill -9 the organization service between `transfer.completed` and its coverage update:
     it is killed right after the first completion reaches the stream, while more are being
     reported in and their events are on their way to it. After the restart both units'
@@ -94,15 +97,31 @@ def transfers_of(admin, receiving: dict) -> dict[str, dict]:
     return {t["id"]: t for t in page["items"]}
 
 
-def completed_on(stream, ids: set[str]) -> Counter:
+def per_transfer(stream, ids: set[str], event_type: str) -> Counter:
+    """How many `event_type` events the stream carried for each of the transfers `ids`."""
     return Counter(e["data"]["subject"] for e in list(stream.events)
-                   if e["data"]["type"] == "transfer.completed" and e["data"]["subject"] in ids)
+                   if e["data"]["type"] == event_type and e["data"]["subject"] in ids)
+
+
+def unit_updates_per_completion(stream, ids: set[str]) -> Counter:
+    """unit.updated events the organization service emitted applying the completions of `ids`,
+    counted by (completion, unit): applied once, a completion moves each of its two units once."""
+    completions = {e["data"]["id"] for e in list(stream.events)
+                   if e["data"]["type"] == "transfer.completed" and e["data"]["subject"] in ids}
+    return Counter((e["data"]["causationid"], e["data"]["subject"]) for e in list(stream.events)
+                   if e["data"]["type"] == "unit.updated" and e["data"].get("causationid") in completions)
+
+
+def assert_no_drift(admin) -> None:
+    """The coverage counters and units agree with a full recount (report only)."""
+    report = ok(admin.post("/coverage/reconcile", params={"repair": "false"}))
+    assert report["complete"] and report["drifted_counters"] == 0 and report["drifted_units"] == 0, report
 
 
 # ---- (a) the member service killed between approval and receipt ---------------------------------
 
 def test_kill_member_service_between_approval_and_receipt(platform, sse):
-    stream = sse({"types": "transfer.completed"})
+    stream = sse({"types": "transfer.received,transfer.completed,unit.updated"})
     receiving_before = 2
     with platform.client() as admin:
         sending_unit, receiving_unit, sending, receiving, members = two_sides(
@@ -145,9 +164,9 @@ def test_kill_member_service_between_approval_and_receipt(platform, sse):
     assert sorted(answered) == sorted([f"receive:{i}" for i in ids] + [f"report-in:{i}" for i in ids])
 
     with platform.client() as admin:
-        # Every transfer completed, each exactly once.
+        # Every transfer completed, each exactly once; no retried request made another.
         listed = transfers_of(admin, receiving)
-        assert ids <= set(listed)
+        assert set(listed) == ids
         for transfer_id in ids:
             steps = [step["status"] for step in listed[transfer_id]["history"]]
             assert listed[transfer_id]["status"] == "completed", listed[transfer_id]
@@ -157,10 +176,13 @@ def test_kill_member_service_between_approval_and_receipt(platform, sse):
             moved = ok(admin.get(f"/members/{member['id']}"))
             assert (moved["organization_id"], moved["unit_id"], moved["division"], moved["open_transfer_id"]) == \
                    (receiving["id"], receiving_unit["id"], receiving["division"], None)
-        # One transfer.completed per transfer on the stream.
-        wait_for(lambda: set(completed_on(stream, ids)) == ids, timeout=120, what="every transfer.completed")
+        # One transfer.received and one transfer.completed per transfer on the stream.
+        wait_for(lambda: set(per_transfer(stream, ids, "transfer.completed")) == ids, timeout=120,
+                 what="every transfer.completed")
         time.sleep(1)  # a late duplicate would show up now
-        assert set(completed_on(stream, ids).values()) == {1}, completed_on(stream, ids)
+        for event_type in ("transfer.received", "transfer.completed"):
+            counted = per_transfer(stream, ids, event_type)
+            assert set(counted) == ids and set(counted.values()) == {1}, (event_type, counted)
         # Both units' counts moved by exactly the transfers.
         wait_for(lambda: (unit_figures(admin, sending_unit), unit_figures(admin, receiving_unit))
                  == ((0, False), (receiving_before + TRANSFERS, True)),
@@ -168,6 +190,13 @@ def test_kill_member_service_between_approval_and_receipt(platform, sse):
         time.sleep(1)
         assert unit_figures(admin, sending_unit) == (0, False)
         assert unit_figures(admin, receiving_unit) == (receiving_before + TRANSFERS, True)
+        # The organization service applied each completion once, to each of its two units.
+        wait_for(lambda: len(unit_updates_per_completion(stream, ids)) == 2 * TRANSFERS, timeout=30,
+                 what="a unit.updated per unit for each completion")
+        updates = unit_updates_per_completion(stream, ids)
+        assert set(updates.values()) == {1}, updates
+        # The coverage counters agree with a full recount.
+        assert_no_drift(admin)
 
 
 # ---- (b) the organization service killed between transfer.completed and its coverage update -------
@@ -201,8 +230,9 @@ def test_kill_organization_service_between_completion_and_coverage(platform, sse
         client.start()
     # The first completion is on the stream: the organization service is applying it or about
     # to, and the next ones are being reported in. kill -9 it now.
-    wait_for(lambda: completed_on(stream, ids), timeout=60, interval=0.01, what="the first transfer.completed")
-    completed_at_kill = sum(completed_on(stream, ids).values())
+    wait_for(lambda: per_transfer(stream, ids, "transfer.completed"), timeout=60, interval=0.01,
+             what="the first transfer.completed")
+    completed_at_kill = sum(per_transfer(stream, ids, "transfer.completed").values())
     platform.kill("organization")
     for client in clients:
         client.join(DEADLINE_SECONDS * 2 + 10)
@@ -213,7 +243,8 @@ def test_kill_organization_service_between_completion_and_coverage(platform, sse
     with platform.client() as admin:
         listed = transfers_of(admin, receiving)
         assert all(listed[i]["status"] == "completed" for i in ids)
-        wait_for(lambda: set(completed_on(stream, ids)) == ids, timeout=120, what="every transfer.completed")
+        wait_for(lambda: set(per_transfer(stream, ids, "transfer.completed")) == ids, timeout=120,
+                 what="every transfer.completed")
         # Nothing lost, nothing applied twice: the counts equal the transfers, and stay there.
         expected = ((0, False), (TRANSFERS, True))
         wait_for(lambda: (unit_figures(admin, sending_unit), unit_figures(admin, receiving_unit)) == expected,
@@ -221,11 +252,7 @@ def test_kill_organization_service_between_completion_and_coverage(platform, sse
         time.sleep(2)
         assert (unit_figures(admin, sending_unit), unit_figures(admin, receiving_unit)) == expected
         # Every completion was applied once: one unit.updated per unit for each of them.
-        completions = {e["data"]["id"] for e in stream.events
-                       if e["data"]["type"] == "transfer.completed" and e["data"]["subject"] in ids}
-        updates = Counter((e["data"]["causationid"], e["data"]["subject"]) for e in stream.events
-                          if e["data"]["type"] == "unit.updated" and e["data"].get("causationid") in completions)
+        updates = unit_updates_per_completion(stream, ids)
         assert set(updates.values()) == {1} and len(updates) == 2 * TRANSFERS, updates
         # The coverage counters agree with a full recount.
-        report = ok(admin.post("/coverage/reconcile", params={"repair": "false"}))
-        assert report["drifted_counters"] == 0 and report["drifted_units"] == 0, report
+        assert_no_drift(admin)
