@@ -1,8 +1,11 @@
 """Fault test: kill -9 the organization service while commands and events are in flight.
 
 Clients keep retrying their commands with the same Idempotency-Key, as a real frontend
-does after a timeout; member events keep arriving. After the restart nothing is lost or
-applied twice, and the coverage counters equal a full recount."""
+does after a timeout; member events keep arriving, paced by the registrations so that some
+are published only once later registrations are answered. The test shows the kill landed
+mid-flight (commands still unanswered and member events not yet published, so not applied,
+when it died), and that after the restart nothing is lost or applied twice, and the
+coverage counters equal a full recount."""
 
 import json
 import random
@@ -50,37 +53,48 @@ def register_until_done(platform, results: dict, failures: list):
                 failures.append(f"command {key} never answered")
 
 
-def publish_member_events(amqp_uri: str, unit_ids: dict, sent: Counter):
+def publish_member_events(amqp_uri: str, unit_ids: dict, sent: Counter, published_at: list):
+    """Spread over the registrations: event `index` waits for its share of registered units,
+    so the last ones go out only after the last registration is answered."""
     exchange = Exchange("member.events", "topic", durable=True)
     with Connection(amqp_uri, transport_options={"confirm_publish": True}) as connection:
         producer = Producer(connection.default_channel, exchange=exchange)
         for index in range(MEMBER_EVENTS):
-            while not unit_ids:
-                time.sleep(0.05)
+            while len(unit_ids) <= index * UNITS // MEMBER_EVENTS:
+                time.sleep(0.01)
             unit_id = random.choice(list(unit_ids.values()))
             envelope = {"specversion": "1.0", "id": uuid.uuid4().hex, "source": "member",
                         "type": "member.registered", "time": "2026-11-22T08:00:00+00:00",
                         "data": {"member_id": f"fault-{index}", "organization_id": "o", "unit_id": unit_id,
                                  "stage": "full", "category": "full"}}
+            published_at.append(time.monotonic())  # before it leaves: the earliest it can be applied
             producer.publish(json.dumps(envelope), routing_key="member.registered", declare=[exchange],
                              content_type="application/json", message_id=envelope["id"])
             sent[unit_id] += 1
-            time.sleep(0.03)
 
 
 def test_kill_organization_service_mid_flight(platform, sse):
     stream = sse({"types": "unit.registered", "division": DIVISION})
-    results, failures, sent = {}, [], Counter()
+    results, failures, sent, published_at = {}, [], Counter(), []
     commands = threading.Thread(target=register_until_done, args=(platform, results, failures))
-    events = threading.Thread(target=publish_member_events, args=(platform.amqp_uri, results, sent))
+    events = threading.Thread(target=publish_member_events, args=(platform.amqp_uri, results, sent, published_at))
     commands.start()
     events.start()
-    wait_for(lambda: len(results) >= UNITS // 4, timeout=60, what="some units registered")
+    wait_for(lambda: len(results) >= UNITS // 4 and len(published_at) >= 5, timeout=60, interval=0.01,
+             what="some units registered and member events published")
+    killed_at = time.monotonic()
+    answered_at_kill = len(results)
     platform.kill("organization")
     commands.join(180)
     events.join(180)
     assert not failures, failures
     assert len(results) == UNITS and len(set(results.values())) == UNITS
+    # The kill landed mid-flight: registrations were still unanswered, and member events were
+    # published after it (the service could not have applied them before it died).
+    assert answered_at_kill < UNITS, "the kill landed after every command was answered"
+    published_after_kill = sum(1 for at in published_at if at >= killed_at)
+    assert 0 < published_after_kill < MEMBER_EVENTS, \
+        f"{published_after_kill} of {MEMBER_EVENTS} member events published after the kill"
 
     with platform.client() as api:
         def counts():
