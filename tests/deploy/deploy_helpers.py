@@ -131,6 +131,9 @@ def consumed_queues(name: str) -> dict[str, dict]:
             async def bind(self, *args, **kwargs):
                 pass
 
+            async def unbind(self, *args, **kwargs):
+                pass
+
         class RecordingChannel:
             def __init__(self):
                 self.queues = {}
