@@ -54,6 +54,22 @@ def clear_dissolved_unit_ids(db) -> int:
     return moved
 
 
+def place_counters_in_tree(db) -> int:
+    """Counter documents once carried their place in the tree (`parent`, `level`, indexed):
+    it is copied to coverage_tree, and those indexes go, so replacing the figures rewrites no
+    index entry. (The old fields stay: older replicas still read them during an upgrade.)"""
+    placed = 0
+    for counter in db.coverage_counters.find({"level": {"$exists": True}}, {"parent": 1, "level": 1}):
+        result = db.coverage_tree.update_one(
+            {"_id": counter["_id"]},
+            {"$setOnInsert": {"parent": counter.get("parent"), "level": counter["level"]}}, upsert=True)
+        placed += int(result.upserted_id is not None)
+    for name in ("parent_1", "level_1"):
+        if name in db.coverage_counters.index_information():
+            db.coverage_counters.drop_index(name)
+    return placed
+
+
 def migrate(config: dict) -> None:
     client = pymongo.MongoClient(config["MONGODB_URI"])
     try:
@@ -63,6 +79,7 @@ def migrate(config: dict) -> None:
             ("bundled district(s) registered", seed_divisions(db)),
             ("instructor phone(s) encrypted", encrypt_instructor_phones(db, FieldCipher(parse_key(config[KEY_ENV])))),
             ("dissolved organization(s) cleared of unit_ids", clear_dissolved_unit_ids(db)),
+            ("coverage counter(s) placed in coverage_tree", place_counters_in_tree(db)),
         ):
             if count:
                 log.info("%d %s", count, what)

@@ -481,7 +481,7 @@ def test_instructor_phones_are_encrypted_at_rest(rpc, database, field_encryption
     assert rpc.get_instructor(instructor["id"], actor=ADMIN)["phone"] == "139****6666"
 
 
-def test_migrate_encrypts_plaintext_phones_and_clears_dissolved_unit_ids(rpc, database, service_env):
+def test_migrate_encrypts_plaintext_phones_clears_dissolved_unit_ids_and_places_counters(rpc, database, service_env):
     import subprocess
     import sys
     from datetime import datetime, timezone
@@ -497,6 +497,10 @@ def test_migrate_encrypts_plaintext_phones_and_clears_dissolved_unit_ids(rpc, da
                                        "secretary": None, "established_on": "2020-01-01", "online": False,
                                        "star_rating": None, "status": "dissolved", "dissolved_on": "2024-01-01",
                                        "created_at": now, "updated_at": now})
+    # A counter document as earlier versions kept it: its place in the tree on itself, indexed.
+    database.coverage_counters.insert_one({"_id": "370113099", "parent": "370113", "level": 9,
+                                           "all": {"units": 2, "uncovered": 2}, "updated_at": now})
+    database.coverage_counters.create_index("parent")
     for _ in range(2):  # a second run (another replica starting) changes nothing more
         result = subprocess.run([sys.executable, "-m", "organization", "migrate"], env={
             **service_env, "PATH": "/usr/bin:/bin", "HTTP_PORT": "0"}, capture_output=True, timeout=120)
@@ -506,6 +510,15 @@ def test_migrate_encrypts_plaintext_phones_and_clears_dissolved_unit_ids(rpc, da
     assert rpc.get_instructor(legacy, actor=ADMIN)["phone"] == "137****1111"
     organization = rpc.get_organization(old, actor=ADMIN)
     assert (organization["unit_ids"], organization["former_unit_ids"]) == ([], ["u-a", "u-b"])
+    assert database.coverage_tree.find_one({"_id": "370113099"}) == {"_id": "370113099", "parent": "370113",
+                                                                      "level": 9}
+    assert "parent_1" not in database.coverage_counters.index_information()
+    streets = rpc.coverage_breakdown({"by": "division", "division": "370113"}, actor=ADMIN)
+    try:
+        assert "370113099" in {row["division"] for row in streets["items"]}
+    finally:
+        database.coverage_counters.delete_one({"_id": "370113099"})
+        database.coverage_tree.delete_one({"_id": "370113099"})
 
 
 def test_the_service_does_not_start_without_its_key(service_env, tmp_path):
