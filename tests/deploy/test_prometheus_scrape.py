@@ -21,6 +21,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -31,10 +32,11 @@ from service_kit.testing import credit_code
 # A district no other test uses: the unit registered here moves only its counters.
 DISTRICT = "370117"
 
-# Exported by RabbitMQ's rabbitmq_prometheus plugin (port 15692), not by our services;
-# the local broker has no such endpoint, so they are not checked here. Their names are
-# the plugin's documented ones (see deploy/monitoring/servicemonitor-rabbitmq.yaml).
+# Exported by RabbitMQ's rabbitmq_prometheus plugin (port 15692), not by our services:
+# checked against the local broker, scraped as servicemonitor-rabbitmq.yaml scrapes it.
 EXTERNAL_PREFIXES = ("rabbitmq_",)
+RABBITMQ_PROMETHEUS_PORT = 15692
+SERVICE_MONITOR_RABBITMQ = Path(__file__).resolve().parents[2] / "deploy" / "monitoring" / "servicemonitor-rabbitmq.yaml"
 
 
 def free_port() -> int:
@@ -87,9 +89,43 @@ def family_candidates(name: str) -> set[str]:
     return candidates
 
 
+def rabbitmq_plugins(*args: str) -> str:
+    return subprocess.run(["rabbitmq-plugins", *args], check=True, capture_output=True, text=True,
+                          timeout=120).stdout
+
+
 @pytest.fixture
-def prometheus(prometheus_bin, platform, rules_file, tmp_path):
+def rabbitmq_metrics():
+    """The local broker's rabbitmq_prometheus endpoint (Debian's rabbitmq-server ships the
+    plugin): enabled for the test if it was not, and disabled again afterwards."""
+    enabled_before = "rabbitmq_prometheus" in rabbitmq_plugins("list", "-e", "-m")
+    if not enabled_before:
+        rabbitmq_plugins("enable", "rabbitmq_prometheus")
+    try:
+        wait_for(lambda: http_get(f"http://127.0.0.1:{RABBITMQ_PROMETHEUS_PORT}/metrics", timeout=2), 60,
+                 "the rabbitmq_prometheus endpoint")
+        yield f"127.0.0.1:{RABBITMQ_PROMETHEUS_PORT}"
+    finally:
+        if not enabled_before:
+            rabbitmq_plugins("disable", "rabbitmq_prometheus")
+
+
+def rabbitmq_scrape_configs(target: str, vhost: str) -> list[dict]:
+    """The ServiceMonitor's endpoints as Prometheus scrape jobs, with this run's vhost in
+    place of the deployment's."""
+    monitor = yaml.safe_load(SERVICE_MONITOR_RABBITMQ.read_text())
+    jobs = []
+    for index, endpoint in enumerate(monitor["spec"]["endpoints"]):
+        params = {k: ([vhost] if k == "vhost" else list(v)) for k, v in (endpoint.get("params") or {}).items()}
+        jobs.append({"job_name": f"rabbitmq-{index}", "metrics_path": endpoint["path"], "params": params,
+                     "static_configs": [{"targets": [target], "labels": {"platform": "partybuilding"}}]})
+    return jobs
+
+
+@pytest.fixture
+def prometheus(prometheus_bin, platform, rules_file, rabbitmq_metrics, tmp_path):
     port = free_port()
+    vhost = urllib.parse.unquote(urllib.parse.urlsplit(platform.amqp_uri).path.lstrip("/")) or "/"
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules_file)],
@@ -101,7 +137,7 @@ def prometheus(prometheus_bin, platform, rules_file, tmp_path):
                 "static_configs": [{"targets": [target], "labels": {"platform": "partybuilding"}}],
             }
             for name, target in sorted(platform.metrics_targets.items())
-        ],
+        ] + rabbitmq_scrape_configs(rabbitmq_metrics, vhost),
     }
     config_path = tmp_path / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(config))
@@ -157,14 +193,14 @@ def test_prometheus_scrapes_the_platform_and_the_series_exist(prometheus, platfo
     # job label), so rules and dashboard see the same job/service values as in a cluster.
     assert set(targets) == set(SERVICES), f"platform targets {sorted(targets)} != deployed {SERVICES}"
 
-    # Every target scraped successfully.
+    # Every target scraped successfully: the services and the broker's two endpoints.
     def all_up():
         active = api(prometheus, "targets")["activeTargets"]
         health = {t["labels"]["job"]: t["health"] for t in active}
-        return health if len(health) == len(targets) and set(health.values()) == {"up"} else None
-    wait_for(all_up, 30, f"every target up ({targets})")
+        return health if len(health) == len(targets) + 2 and set(health.values()) == {"up"} else None
+    wait_for(all_up, 30, f"every target up ({targets} and the broker)")
 
-    up = api(prometheus, "query", query='up{platform="partybuilding"}')["result"]
+    up = api(prometheus, "query", query='up{platform="partybuilding", job!~"rabbitmq-.*"}')["result"]
     assert {r["metric"]["job"]: r["value"][1] for r in up} == {job: "1" for job in targets}
 
     # Raw text: every series our rules and dashboard read is declared by some target
@@ -230,6 +266,22 @@ def test_prometheus_scrapes_the_platform_and_the_series_exist(prometheus, platfo
     assert rule_names == {a["alert"] for a in all_alerts()}
     errors = [f"{r['name']}: {r.get('lastError')}" for g in groups for r in g["rules"] if r["health"] == "err"]
     assert not errors, errors
+    # The broker's series the rules and the dashboard read, from the ServiceMonitor's
+    # endpoints: present, with the label names they use, for the platform's own queues.
+    external = {name: labels for name, labels in rules_and_dashboard_label_uses().items()
+                if name.startswith(EXTERNAL_PREFIXES)}
+    assert external, "the rules and dashboard read no broker series: is this test still needed?"
+
+    def broker_series():
+        found = {name: api(prometheus, "series", **{"match[]": name}) for name in external}
+        return found if all(found.values()) else None
+    found = wait_for(broker_series, 30, f"the broker's series {sorted(external)}")
+    for name, labels in external.items():
+        have = set().union(*(set(s) - {"__name__"} for s in found[name]))
+        assert labels <= have, f"{name}: uses {sorted(labels - have)}, has {sorted(have)}"
+    consumers = {s["queue"]: s for s in found["rabbitmq_detailed_queue_consumers"]}
+    assert "rpc-organization" in consumers and "rpc-member" in consumers, sorted(consumers)
+
     # A healthy platform is quiet: nothing fires (ServiceDown in particular).
     firing = [a for a in api(prometheus, "alerts")["alerts"] if a["state"] == "firing"]
     assert not firing, firing
