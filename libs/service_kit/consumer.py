@@ -8,7 +8,6 @@ any point leaves the event in RabbitMQ (at least once; the inbox makes applying 
 
 import logging
 import traceback
-from datetime import datetime, timezone
 
 from kombu import Exchange
 from nameko.amqp.publish import Publisher
@@ -56,7 +55,7 @@ class IntegrationEventHandler(EventHandler):
             delay = self.delays[min(attempt - 1, len(self.delays) - 1)]
             self._republish(
                 message, Exchange(topology.retry_exchange_name(self.container.service_name, delay)),
-                routing_key=self.queue.name, attempt=attempt + 1, error=error,
+                routing_key=self.queue.name, headers=topology.failure_headers(self.queue.name, error, attempt + 1),
             )
             HANDLER_RETRIES.labels(self.container.service_name, self.method_name).inc()
             log.warning("%s failed on %s (attempt %d/%d), retrying in %ds: %s", self.method_name,
@@ -66,23 +65,14 @@ class IntegrationEventHandler(EventHandler):
 
     def _dead_letter(self, message, error: str, attempt: int) -> None:
         service = self.container.service_name
-        self._republish(
-            message, Exchange(""), routing_key=topology.dead_letter_queue_name(service),
-            attempt=attempt, error=error[:2000],
-            extra={"x-dead-lettered-at": datetime.now(timezone.utc).isoformat()},
-        )
+        self._republish(message, Exchange(""), routing_key=topology.dead_letter_queue_name(service),
+                        headers=topology.failure_headers(self.queue.name, error, attempt, dead_letter=True))
         DEAD_LETTERS.labels(service, self.method_name).inc()
         log.error("%s gave up on %s after %d attempt(s); dead-lettered: %s",
                   self.method_name, self._message_id(message), attempt, error)
 
-    def _republish(self, message, exchange, routing_key, attempt, error, extra=None):
-        headers = dict(message.headers or {})
-        headers.update({
-            topology.ATTEMPT_HEADER: attempt,
-            topology.ORIGINAL_QUEUE_HEADER: self.queue.name,
-            "x-error": error,
-            **(extra or {}),
-        })
+    def _republish(self, message, exchange, routing_key, headers: dict):
+        headers = {**(message.headers or {}), **headers}
         headers.pop("x-death", None)
         self.publisher.publish(
             message.body, exchange=exchange, routing_key=routing_key, headers=headers,

@@ -32,7 +32,6 @@ COMMANDS_PER_TRANSACTION = Histogram(
     "store_commands_per_transaction", "Commands and events committed in one transaction (group commit)", ["service"],
     buckets=(1, 2, 3, 5, 10, 20, 50),
 )
-DEAD_LETTER_QUEUE = Gauge("dead_letter_queue_messages", "Messages waiting in the dead-letter queue", ["service"])
 
 
 def _kind(entrypoint) -> str:

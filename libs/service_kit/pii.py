@@ -23,7 +23,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from nameko.extensions import DependencyProvider
 
 from platform_contracts.codes import mask_phone
 
@@ -31,8 +30,7 @@ KEY_ENV = "FIELD_ENCRYPTION_KEY"
 VERSION = "v1"
 NONCE_BYTES = 12
 
-__all__ = ["KEY_ENV", "FieldCipher", "FieldCipherProvider", "key_from_environment", "mask_id_number",
-           "mask_phone", "parse_key", "redact"]
+__all__ = ["KEY_ENV", "FieldCipher", "key_from_environment", "mask_id_number", "mask_phone", "parse_key", "redact"]
 
 
 def parse_key(value: str | None) -> bytes:
@@ -89,16 +87,6 @@ class FieldCipher:
     def blind_index(self, value: str, context: str) -> str:
         """The same value in the same context always gives the same index."""
         return hmac.new(self._index_key, f"{context}\x00{value}".encode(), hashlib.sha256).hexdigest()
-
-
-class FieldCipherProvider(DependencyProvider):
-    """Gives workers the service's FieldCipher, keyed from config[FIELD_ENCRYPTION_KEY]."""
-
-    def setup(self):
-        self.cipher = FieldCipher(parse_key(self.container.config.get(KEY_ENV)))
-
-    def get_dependency(self, worker_ctx):
-        return self.cipher
 
 
 def mask_id_number(value: str) -> str:

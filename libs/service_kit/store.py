@@ -25,7 +25,7 @@ from platform_contracts.events import validate_event
 from platform_contracts.problems import Rejected
 
 from . import topology
-from .metrics import COMMANDS_PER_TRANSACTION, DEAD_LETTER_QUEUE, INBOX_DUPLICATES
+from .metrics import COMMANDS_PER_TRANSACTION, INBOX_DUPLICATES
 from .outbox import OUTBOX_INDEX, OutboxRelay, outbox_record
 
 log = logging.getLogger(__name__)
@@ -339,11 +339,8 @@ class StoreProvider(DependencyProvider):
         config = self.container.config
         service, amqp_uri = self.container.service_name, config["AMQP_URI"]
 
-        def count_dead_letters():
-            DEAD_LETTER_QUEUE.labels(service).set(topology.dead_letter_count(amqp_uri, service))
-
         self.relay = OutboxRelay(service, amqp_uri, float(config.get("OUTBOX_POLL_SECONDS", 1.0)),
-                                 refresh_other_gauges=count_dead_letters)
+                                 refresh_other_gauges=lambda: topology.count_dead_letters(amqp_uri, service))
         self.store = Store(
             config["MONGODB_URI"], config["MONGODB_DATABASE"], service,
             after_commit=self.relay.committed, serialize_writes=self.serialize_writes,

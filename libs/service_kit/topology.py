@@ -12,10 +12,13 @@ import logging
 from datetime import datetime, timezone
 
 from kombu import Connection, Exchange, Queue
+from prometheus_client import Gauge
 
 from .pii import redact
 
 log = logging.getLogger(__name__)
+
+DEAD_LETTER_QUEUE = Gauge("dead_letter_queue_messages", "Messages waiting in the dead-letter queue", ["service"])
 
 ATTEMPT_HEADER = "x-attempt"
 ORIGINAL_QUEUE_HEADER = "x-original-queue"
@@ -48,6 +51,20 @@ def declare(amqp_uri: str, service: str, delays: list[int]) -> None:
         for obj in declarations(service, delays):
             obj.maybe_bind(channel)
             obj.declare()
+
+
+def failure_headers(original_queue: str, error: str, attempt: int, dead_letter: bool = False) -> dict:
+    """What a retried or dead-lettered message carries besides itself: where it failed, why,
+    which attempt it was (and when it was given up on)."""
+    headers = {ATTEMPT_HEADER: attempt, ORIGINAL_QUEUE_HEADER: original_queue, "x-error": error[:2000]}
+    if dead_letter:
+        headers["x-dead-lettered-at"] = datetime.now(timezone.utc).isoformat()
+    return headers
+
+
+def count_dead_letters(amqp_uri: str, service: str) -> None:
+    """Sets the dead-letter gauge of `service` (on the outbox relay's gauge schedule)."""
+    DEAD_LETTER_QUEUE.labels(service).set(dead_letter_count(amqp_uri, service))
 
 
 def dead_letter_count(amqp_uri: str, service: str) -> int:
@@ -99,8 +116,11 @@ def replay_dead_letters(amqp_uri: str, service: str, message_ids: list[str] | No
         channel = conn.channel()
         channel.confirm_select()
         queue = Queue(dead_letter_queue_name(service), durable=True)(channel)
+        # Only those there now: one that fails again at once and comes back is not taken again
+        # in this pass (replayed twice, or back and forth for as long as the pass keeps up).
+        _, waiting, _ = queue.queue_declare()
         skipped = []
-        while True:
+        for _ in range(waiting):
             message = queue.get(no_ack=False)
             if message is None:
                 break

@@ -109,3 +109,22 @@ def test_personal_data_in_a_refused_event_is_masked_in_the_listing_and_the_log(f
     assert letter["event"]["data"]["note"] == "ID **************002X, call 139****5678"
     log = Path(service.log_path).read_text()
     assert event_id in log and phone not in log and id_number not in log
+
+
+def test_a_replay_takes_each_dead_letter_once_even_when_it_comes_straight_back():
+    """Dead letters whose queue sends them straight back to the dead letters (here: their
+    queue is the dead-letter queue itself) are replayed once each, not for as long as the
+    replay keeps up with them."""
+    from service_kit import topology
+
+    with rabbit_vhost() as amqp_uri:
+        topology.declare(amqp_uri, "bouncing", RETRY_DELAYS)
+        dead_letters = topology.dead_letter_queue_name("bouncing")
+        with Connection(amqp_uri) as connection:
+            producer = Producer(connection.default_channel)
+            for _ in range(3):
+                producer.publish(json.dumps({"id": uuid.uuid4().hex}), routing_key=dead_letters,
+                                 message_id=uuid.uuid4().hex,
+                                 headers=topology.failure_headers(dead_letters, "fails", 3, dead_letter=True))
+        assert topology.replay_dead_letters(amqp_uri, "bouncing") == 3
+        assert topology.dead_letter_count(amqp_uri, "bouncing") == 3

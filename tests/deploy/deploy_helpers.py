@@ -119,7 +119,7 @@ def consumed_queues(name: str) -> dict[str, dict]:
     """Queue name -> x-arguments of every queue the service consumes, read from the code.
 
     nameko services: each entrypoint's queue as nameko declares it (set up, not started).
-    The gateway: the queues its declare_topology() declares, on a recording channel."""
+    The gateway: the queue its declare_topology() returns, declared on a recording channel."""
     if name in NAMEKO_SERVICES:
         return {q.name: dict(q.queue_arguments or {}) for q in nameko_queues(name)["consumed"]}
     if name == "gateway":
@@ -128,6 +128,9 @@ def consumed_queues(name: str) -> dict[str, dict]:
         from gateway.events import declare_topology
 
         class Queue:
+            def __init__(self, name: str, arguments: dict):
+                self.name, self.arguments = name, arguments
+
             async def bind(self, *args, **kwargs):
                 pass
 
@@ -135,19 +138,16 @@ def consumed_queues(name: str) -> dict[str, dict]:
                 pass
 
         class RecordingChannel:
-            def __init__(self):
-                self.queues = {}
-
             async def declare_queue(self, queue_name, *args, arguments=None, **kwargs):
-                self.queues[queue_name] = dict(arguments or {})
-                return Queue()
+                return Queue(queue_name, dict(arguments or {}))
 
             async def declare_exchange(self, *args, **kwargs):
                 return object()
 
-        channel = RecordingChannel()
-        asyncio.run(declare_topology(channel))
-        return channel.queues
+        # declare_topology returns the queue the gateway consumes (it declares its dead-letter
+        # queue too, which nothing consumes).
+        consumed = asyncio.run(declare_topology(RecordingChannel()))
+        return {consumed.name: consumed.arguments}
     raise AssertionError(f"consumed_queues: teach me how service {name!r} declares its queues")
 
 

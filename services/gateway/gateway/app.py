@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient, MongoClient
 
+from service_kit import topology
 from service_kit.outbox import OutboxRelay
 
 from .events import Broadcaster, EventConsumer, EventLog, purge_periodically
@@ -47,7 +48,9 @@ def create_app(settings: Settings) -> FastAPI:
         await broadcaster.start()
         notification_store = NotificationStore(db)
         # The services' relay, unchanged: synchronous, so in a thread of its own with a client of its own.
-        relay = OutboxRelay(NOTIFICATION_SOURCE, settings.amqp_uri, settings.outbox_poll_seconds)
+        relay = OutboxRelay(NOTIFICATION_SOURCE, settings.amqp_uri, settings.outbox_poll_seconds,
+                            refresh_other_gauges=lambda: topology.count_dead_letters(settings.amqp_uri,
+                                                                                     NOTIFICATION_SOURCE))
         relay_mongo = MongoClient(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
         relay.outbox = relay_mongo[settings.mongodb_database][notification_store.outbox.name]
         relay.start(lambda run: threading.Thread(target=run, name="outbox-relay", daemon=True).start())

@@ -25,6 +25,7 @@ from platform_contracts.codes import normalize_division_prefix
 from platform_contracts.envelope import CloudEvent
 from platform_contracts.events import SOURCES, exchange_for, validate_event
 from platform_contracts.problems import describe_invalid
+from service_kit import topology
 
 from .auth import DIVISION_ROLES, OPERATOR, Principal
 from .metrics import EVENTS_DUPLICATE, EVENTS_INVALID, EVENTS_RECEIVED, EVENTS_SKIPPED, NOTIFICATIONS_CREATED
@@ -34,6 +35,7 @@ from .notifications import (NOTIFICATION_CREATED, NOTIFICATION_SOURCE, Notificat
 log = logging.getLogger(__name__)
 
 EVENTS_QUEUE = "gateway.events"
+DEAD_LETTER_QUEUE = topology.dead_letter_queue_name(NOTIFICATION_SOURCE)  # gateway.dead-letters
 MAX_TYPE_PATTERNS = 32
 REPLAY_PAGE = 500
 CLIENT_BUFFER = 10_000
@@ -454,6 +456,7 @@ async def declare_topology(channel: aio_pika.abc.AbstractChannel) -> aio_pika.ab
     is broker order (competing replicas would interleave their appends); the others stand by and
     take over if it goes, and every replica fans out from the shared log anyway."""
     queue = await channel.declare_queue(EVENTS_QUEUE, durable=True, arguments={"x-single-active-consumer": True})
+    await channel.declare_queue(DEAD_LETTER_QUEUE, durable=True)
     for source in SOURCES:
         exchange = await channel.declare_exchange(exchange_for(source), aio_pika.ExchangeType.TOPIC, durable=True)
         if source == NOTIFICATION_SOURCE:
@@ -482,6 +485,7 @@ class EventConsumer:
         self.notifications = notifications
         self.outbox_committed = outbox_committed
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
         self._task: asyncio.Task | None = None
 
     @property
@@ -491,7 +495,7 @@ class EventConsumer:
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(self.amqp_uri, client_properties={
             "connection_name": "gateway events"})
-        channel = await self._connection.channel()
+        channel = self._channel = await self._connection.channel()  # confirms publishes (dead letters)
         await channel.set_qos(prefetch_count=2 * BATCH_LIMIT)
         queue = await declare_topology(channel)
         self._task = asyncio.create_task(self._consume(queue), name="event-consumer")
@@ -523,7 +527,12 @@ class EventConsumer:
                 await asyncio.sleep(1)
 
     async def handle(self, messages: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
-        received = [event for message in messages if (event := self._parse(message)) is not None]
+        received = []
+        for message in messages:
+            try:
+                received.append(validate_event(json.loads(message.body)))
+            except ValueError as exc:  # includes JSON, Unicode and pydantic validation errors
+                await self._dead_letter(message, f"invalid event: {describe_invalid(exc)}")
         events = with_notifications(received)
         entries = await self._append(events) if events else []
         logged = [entry for entry in entries if entry is not None]
@@ -552,16 +561,16 @@ class EventConsumer:
                 log.warning("appending %d events to the log failed; retrying", len(events), exc_info=True)
                 await asyncio.sleep(1)
 
-    @staticmethod
-    def _parse(message: aio_pika.abc.AbstractIncomingMessage) -> CloudEvent | None:
-        """The message's event; None (logged and counted) if it is not a valid one."""
-        try:
-            return validate_event(json.loads(message.body))
-        except ValueError as exc:  # includes JSON, Unicode and pydantic validation errors
-            EVENTS_INVALID.inc()
-            log.warning("dropped an invalid event from %s (%s): %s", message.exchange, message.routing_key,
-                        describe_invalid(exc))
-            return None
+    async def _dead_letter(self, message: aio_pika.abc.AbstractIncomingMessage, error: str) -> None:
+        """An invalid event goes where the services put theirs, for an operator to see and
+        replay (no retry: it would fail the same way). Confirmed before the batch is acked."""
+        await self._channel.default_exchange.publish(
+            aio_pika.Message(message.body, content_type=message.content_type, message_id=message.message_id,
+                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                             headers=topology.failure_headers(EVENTS_QUEUE, error, attempt=1, dead_letter=True)),
+            routing_key=DEAD_LETTER_QUEUE)
+        EVENTS_INVALID.inc()
+        log.warning("dead-lettered an invalid event from %s (%s): %s", message.exchange, message.routing_key, error)
 
 
 async def purge_periodically(event_log: EventLog, retention_hours: float, interval_seconds: float = 600) -> None:

@@ -17,7 +17,7 @@ HTTP_DURATION = Histogram(
 )
 STREAM_CLIENTS = Gauge("gateway_event_stream_clients", "Connected live-event clients", ["transport"])
 EVENTS_RECEIVED = Counter("gateway_events_received", "Valid events consumed from the broker", ["source"])
-EVENTS_INVALID = Counter("gateway_events_invalid", "Consumed messages that are not valid events (acked, dropped)")
+EVENTS_INVALID = Counter("gateway_events_invalid", "Consumed messages that are not valid events (dead-lettered)")
 EVENTS_DUPLICATE = Counter("gateway_events_duplicate", "Redelivered events already in the event log")
 EVENTS_SKIPPED = Counter("gateway_event_log_gaps", "Event log positions skipped after waiting for them")
 NOTIFICATIONS_CREATED = Counter("gateway_notifications_created", "Notifications created from consumed events")

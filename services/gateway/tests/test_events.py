@@ -173,7 +173,7 @@ async def test_a_burst_is_logged_once_each_with_dense_positions_in_publish_order
     assert logged == len(burst)
 
 
-async def test_invalid_messages_are_dropped_and_the_stream_goes_on(gateway, admin_token):
+async def test_invalid_messages_are_dead_lettered_and_the_stream_goes_on(gateway, admin_token):
     division = community()
     unknown_type = {**alert_event(division), "type": "coverage.exploded"}
     bad_data = {**alert_event(division), "data": {"unit_id": "u1"}}
@@ -185,9 +185,30 @@ async def test_invalid_messages_are_dropped_and_the_stream_goes_on(gateway, admi
             await publish(gateway.amqp_uri, unknown_type, bad_data, good)
             [received] = await take(source, 1)
         metrics = (await client.get("/metrics")).text
-    assert ids([received]) == [good["id"]]
-    assert metric_value(metrics, "gateway_events_invalid_total") == before + 3
-    assert metric_value(metrics, "gateway_events_received_total", source="organization") >= 1
+        assert ids([received]) == [good["id"]]
+        assert metric_value(metrics, "gateway_events_invalid_total") == before + 3
+        assert metric_value(metrics, "gateway_events_received_total", source="organization") >= 1
+
+        # Where an operator sees them, as a service's dead letters, and can send them back.
+        def ours(listed: list) -> dict:
+            return {d["event"]["id"]: d for d in listed if (d["event"] or {}).get("id") in (unknown_type["id"],
+                                                                                           bad_data["id"])}
+        listed = ours((await client.get("/api/v1/admin/dead-letters", params={"service": "gateway"})).json()["items"])
+        assert set(listed) == {unknown_type["id"], bad_data["id"]}
+        assert all(d["queue"] == "gateway.events" and "invalid event" in d["error"] for d in listed.values())
+        replayed = await client.post("/api/v1/admin/dead-letters/replay", params={"service": "gateway"},
+                                     json={"message_ids": [listed[bad_data["id"]]["message_id"]]})
+        assert replayed.json() == {"replayed": 1}
+
+        async def invalid_count() -> float:
+            return metric_value((await client.get("/metrics")).text, "gateway_events_invalid_total")
+        for _ in range(50):  # consumed again, refused again: back among the dead letters
+            if await invalid_count() == before + 4:
+                break
+            await asyncio.sleep(0.1)
+        assert await invalid_count() == before + 4
+        listed = (await client.get("/api/v1/admin/dead-letters", params={"service": "gateway"})).json()["items"]
+        assert [(d["event"] or {}).get("id") for d in listed].count(bad_data["id"]) == 1
 
 
 async def test_stream_auth_and_operator_scope(gateway, make_user):

@@ -17,7 +17,7 @@ from platform_contracts.problems import Rejected, check_page_limit, parse_or_rej
 from service_kit.entrypoints import rpc
 from service_kit.metrics import EntrypointMetrics
 from service_kit.operations import OperationsMixin
-from service_kit.pii import FieldCipherProvider
+from service_kit.cipher_provider import FieldCipherProvider
 from service_kit.store import StoreProvider, utc_now
 
 from . import access, domain

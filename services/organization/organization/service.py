@@ -20,7 +20,7 @@ from service_kit.consumer import integration_event_handler
 from service_kit.entrypoints import rpc
 from service_kit.metrics import EntrypointMetrics
 from service_kit.operations import OperationsMixin
-from service_kit.pii import FieldCipherProvider
+from service_kit.cipher_provider import FieldCipherProvider
 from service_kit.store import StoreProvider
 
 from . import coverage, domain, migrate

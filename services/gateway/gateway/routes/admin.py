@@ -1,8 +1,10 @@
+import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from platform_contracts.organization import Division, RegisterDivision
+from service_kit import topology
 
 from . import API, ORGANIZATION
 from ..deps import Admin, Caller, CommandId, Rpc
@@ -10,7 +12,9 @@ from ..schemas import ItemList, Replayed, ReplayDeadLetters, Report
 
 router = APIRouter(prefix=API, tags=["administration"])
 
-ServiceName = Annotated[str, Query(pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="the nameko service to ask")]
+ServiceName = Annotated[str, Query(pattern=r"^[a-z][a-z0-9_-]{0,63}$",
+                                   description="the nameko service to ask, or `gateway` for the gateway's own")]
+GATEWAY = "gateway"
 
 
 @router.get("/divisions", response_model=ItemList[Division], tags=["divisions"], summary="Known divisions")
@@ -26,15 +30,24 @@ async def register_division(command: RegisterDivision, admin: Admin, command_id:
 
 
 @router.get("/admin/dead-letters", response_model=ItemList[Report],
-            summary="Events a service gave up on after its retries (admin)")
-async def list_dead_letters(admin: Admin, rpc: Rpc, service: ServiceName = ORGANIZATION,
+            summary="Events a service (or the gateway) gave up on (admin)")
+async def list_dead_letters(admin: Admin, rpc: Rpc, request: Request, service: ServiceName = ORGANIZATION,
                             limit: Annotated[int, Query(ge=1, le=500)] = 50):
+    if service == GATEWAY:  # the gateway's own: invalid events it consumed
+        return {"items": await asyncio.to_thread(topology.list_dead_letters, amqp_uri(request), GATEWAY, limit)}
     return await rpc.call(service, "list_dead_letters", limit=limit, actor=admin.actor())
 
 
 @router.post("/admin/dead-letters/replay", response_model=Replayed,
              summary="Send dead letters back to their queues (admin)")
-async def replay_dead_letters(admin: Admin, rpc: Rpc, body: ReplayDeadLetters | None = None,
+async def replay_dead_letters(admin: Admin, rpc: Rpc, request: Request, body: ReplayDeadLetters | None = None,
                               service: ServiceName = ORGANIZATION):
     message_ids = body.message_ids if body else None
+    if service == GATEWAY:
+        return {"replayed": await asyncio.to_thread(topology.replay_dead_letters, amqp_uri(request), GATEWAY,
+                                                    message_ids)}
     return await rpc.call(service, "replay_dead_letters", message_ids=message_ids, actor=admin.actor())
+
+
+def amqp_uri(request: Request) -> str:
+    return request.app.state.settings.amqp_uri
