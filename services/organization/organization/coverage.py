@@ -223,6 +223,10 @@ def reconcile(store, repair: bool = True, keep_going=lambda: True) -> dict:
     the facts and the counters together) do not make it wrong. `keep_going()` is asked
     before each district (the periodic run's lease)."""
     started = time.monotonic()
+    # The levels above districts are recounted from the district counters found through the
+    # tree: one a replica older than the tree created must be in it first.
+    if placed := Repository(store.db).place_unplaced_counters():
+        log.info("coverage reconciliation: %d counter document(s) placed in coverage_tree", placed)
     report = {"units": 0, "drifted_counters": 0, "drifted_units": 0, "repaired": repair,
               "districts": 0, "longest_transaction_seconds": 0.0, "complete": False, "districts_left": []}
 

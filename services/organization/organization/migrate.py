@@ -55,15 +55,11 @@ def clear_dissolved_unit_ids(db) -> int:
 
 
 def place_counters_in_tree(db) -> int:
-    """Counter documents once carried their place in the tree (`parent`, `level`, indexed):
-    it is copied to coverage_tree, and those indexes go, so replacing the figures rewrites no
-    index entry. (The old fields stay: older replicas still read them during an upgrade.)"""
-    placed = 0
-    for counter in db.coverage_counters.find({"level": {"$exists": True}}, {"parent": 1, "level": 1}):
-        result = db.coverage_tree.update_one(
-            {"_id": counter["_id"]},
-            {"$setOnInsert": {"parent": counter.get("parent"), "level": counter["level"]}}, upsert=True)
-        placed += int(result.upserted_id is not None)
+    """Counter documents once carried their place in the tree (`parent`, `level`, indexed): it
+    goes to coverage_tree, and those indexes go, so replacing the figures rewrites no index
+    entry. (The old fields stay: older replicas still read them during an upgrade, and each
+    reconciliation places what they create meanwhile.)"""
+    placed = repository.Repository(db).place_unplaced_counters()
     for name in ("parent_1", "level_1"):
         if name in db.coverage_counters.index_information():
             db.coverage_counters.drop_index(name)

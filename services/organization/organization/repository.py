@@ -227,6 +227,15 @@ class Repository(DocumentRepository):
             self._place_in_tree(division for division in changed if division not in documents)
         return changed
 
+    def place_unplaced_counters(self) -> int:
+        """Place counter documents missing from coverage_tree (written by a replica older than
+        it, during a rolling upgrade): where one sits follows from its division code."""
+        placed = {d["_id"] for d in self.db.coverage_tree.find({}, {"_id": 1}, session=self.session)}
+        missing = [d["_id"] for d in self.db.coverage_counters.find({}, {"_id": 1}, session=self.session)
+                   if d["_id"] not in placed]
+        self._place_in_tree(missing)
+        return len(missing)
+
     def _place_in_tree(self, divisions) -> None:
         placements = [UpdateOne({"_id": division}, {"$setOnInsert": _placement(division)}, upsert=True)
                       for division in sorted(divisions)]

@@ -711,3 +711,18 @@ def test_every_replica_reports_the_last_reconciliation_and_clears_after_a_clean_
         assert (runs("on_demand") - on_demand, runs("periodic") - periodic) == (4, 0)
     finally:
         second.stop()
+
+
+def test_a_reconciliation_places_counters_an_older_replica_left_out_of_the_tree(rpc, database):
+    """During a rolling upgrade a replica older than coverage_tree creates counter documents
+    without placing them; the levels above districts are recounted from the placed district
+    counters, so a reconciliation places them first rather than 'repairing' the roll-up."""
+    unit = new_unit(rpc, "370104001001")  # a district and street no other test uses
+    left_out = ["370104", "370104001", "370104001001"]
+    database.coverage_tree.delete_many({"_id": {"$in": left_out}})
+    report = rpc.reconcile_coverage(actor=ADMIN, repair=False)
+    assert report["complete"] and report["drifted_counters"] == 0, report
+    assert {d["_id"] for d in database.coverage_tree.find({"_id": {"$in": left_out}})} == set(left_out)
+    streets = rpc.coverage_breakdown({"by": "division", "division": "370104"}, actor=ADMIN)["items"]
+    assert [(row["division"], row["units"]) for row in streets] == [("370104001", 1)]
+    assert unit["division"] == "370104001001"
