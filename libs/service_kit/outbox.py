@@ -77,6 +77,9 @@ class OutboxRelay:
         self.connection = Connection(amqp_uri, transport_options=TRANSPORT_OPTIONS)
         self.outbox: Collection | None = None  # set by whoever owns the database
         self._committed: deque[dict] = deque()  # handed over at commit, in commit order
+        # Committing threads append while the relay takes from the left (each atomic on a
+        # deque); rebuilding it after a catch-up must not lose an append made meanwhile.
+        self._handover = threading.Lock()
         self._unmarked: list = []  # ids published, not yet marked
         self._unmarked_since = 0.0
         self._catching_up = True  # from the database first: what a crash or a failure left
@@ -88,7 +91,8 @@ class OutboxRelay:
 
     def committed(self, records: list[dict]) -> None:
         """Called by the store right after a commit, with the outbox records it wrote."""
-        self._committed.extend(records)
+        with self._handover:
+            self._committed.extend(records)
         self.wake()
 
     def wake(self) -> None:
@@ -161,7 +165,10 @@ class OutboxRelay:
             self._refresh_gauges()
             if len(pending) < BATCH:
                 break
-        self._committed = deque(r for r in self._committed if r["_id"] not in done)
+        with self._handover:
+            kept = [r for r in self._committed if r["_id"] not in done]
+            self._committed.clear()
+            self._committed.extend(kept)
         self._catching_up = False
 
     def _take_committed(self) -> list[dict]:
