@@ -563,7 +563,8 @@ class EventConsumer:
 
     async def _dead_letter(self, message: aio_pika.abc.AbstractIncomingMessage, error: str) -> None:
         """An invalid event goes where the services put theirs, for an operator to see and
-        replay (no retry: it would fail the same way). Confirmed before the batch is acked."""
+        replay (no retry: it would fail the same way). Confirmed before the batch is acked; a
+        batch that then fails is given back whole, so its invalid events may be listed twice."""
         await self._channel.default_exchange.publish(
             aio_pika.Message(message.body, content_type=message.content_type, message_id=message.message_id,
                              delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
