@@ -34,6 +34,14 @@ async def take(source, count: int, timeout: float = 10) -> list:
     raise AssertionError(f"stream ended after {len(received)} of {count} events")
 
 
+async def logged(gateway, token: str, division: str, events: list) -> list:
+    """Publish `events` and take them off a stream of `division`: they are in the log then."""
+    async with gateway.async_client(token) as client:
+        async with aconnect_sse(client, "GET", STREAM, params={"division": division}) as source:
+            await publish(gateway.amqp_uri, *events)
+            return await take(source, len(events))
+
+
 def ids(sse_events) -> list[str]:
     return [json.loads(e.data)["id"] for e in sse_events]
 
@@ -97,16 +105,13 @@ async def test_a_resume_past_the_retained_log_is_told_of_the_gap(gateway, admin_
     with the position it resumes after, and then gets what is still in the log."""
     division = community()
     events = [alert_event(division) for _ in range(4)]
+    seqs = [int(e.id) for e in await logged(gateway, admin_token, division, events)]
+    mongo = AsyncMongoClient(mongodb_uri)
+    try:  # as the retention purge leaves it: the oldest entries gone
+        await mongo[gateway.env["MONGODB_GATEWAY_DB"]]["event_log"].delete_many({"seq": {"$lte": seqs[1]}})
+    finally:
+        await mongo.close()
     async with gateway.async_client(admin_token) as client:
-        async with aconnect_sse(client, "GET", STREAM, params={"division": division}) as source:
-            await publish(gateway.amqp_uri, *events)
-            received = await take(source, 4)
-        seqs = [int(e.id) for e in received]
-        mongo = AsyncMongoClient(mongodb_uri)
-        try:  # as the retention purge leaves it: the oldest entries gone
-            await mongo[gateway.env["MONGODB_GATEWAY_DB"]]["event_log"].delete_many({"seq": {"$lte": seqs[1]}})
-        finally:
-            await mongo.close()
         async with aconnect_sse(client, "GET", STREAM, params={"division": division},
                                 headers={"Last-Event-ID": str(seqs[0])}) as source:
             resumed = await take(source, 3)
@@ -291,10 +296,7 @@ async def test_websocket_subscribe_and_resubscribe(gateway, admin_token):
 async def test_websocket_replays_from_last_event_id(gateway, admin_token):
     division = community()
     events = [alert_event(division) for _ in range(3)]
-    async with gateway.async_client(admin_token) as client:
-        async with aconnect_sse(client, "GET", STREAM, params={"division": division}) as source:
-            await publish(gateway.amqp_uri, *events)
-            received = await take(source, 3)
+    received = await logged(gateway, admin_token, division, events)
     async with websockets.connect(ws_url(gateway, admin_token)) as socket:
         await socket.send(json.dumps({"subscribe": {"division": division, "last_event_id": int(received[0].id)}}))
         await asyncio.wait_for(socket.recv(), 5)
