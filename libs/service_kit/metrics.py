@@ -8,7 +8,7 @@ from nameko.extensions import DependencyProvider
 from nameko.events import EventHandler
 from nameko.rpc import Rpc
 from nameko.timer import Timer
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from platform_contracts.problems import Rejected
 
