@@ -22,8 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 
-from kombu import Connection, Exchange
-from kombu.pools import producers
+from kombu import Connection, Exchange, Producer
 from prometheus_client import Counter, Gauge
 from pymongo import ASCENDING
 from pymongo.collection import Collection
@@ -42,11 +41,10 @@ OUTBOX_PUBLISH_FAILURES = Counter("outbox_publish_failures", "Failed relay publi
 
 # What the relay's queries walk: the unpublished records, in outbox order.
 OUTBOX_INDEX = [("published_at", ASCENDING), ("_id", ASCENDING)]
-# As nameko's publisher had them: a few reconnection attempts, then the pass fails and the
-# relay catches up from the database later.
-TRANSPORT_OPTIONS = {"confirm_publish": True, "max_retries": 3, "interval_start": 2, "interval_step": 1,
-                     "interval_max": 5}
-RETRY_POLICY = {"max_retries": 3}
+# A few connection attempts, then the pass fails and the relay catches up from the database
+# later.
+CONNECT_RETRY = {"max_retries": 3, "interval_start": 2, "interval_step": 1, "interval_max": 5}
+CONFIRM_TIMEOUT_SECONDS = 30.0
 
 BATCH = 200
 PUBLISHED_RETENTION_SECONDS = 24 * 3600
@@ -56,6 +54,77 @@ LEFTOVER_AFTER_SECONDS = 5.0
 # many batches when commands come one by one. A crash before the mark republishes them, which
 # consumers absorb by event id.
 MARK_DELAY_SECONDS = 0.2
+
+
+class PublishNotConfirmed(Exception):
+    """The broker refused (nacked) a message, or did not confirm it in time."""
+
+
+class ConfirmedPublisher:
+    """Publishes a batch on one channel in confirm mode, then waits once for the broker to
+    confirm all of it. Waiting message by message put a round trip between a command's events,
+    so its `coverage.changed` reached consumers one delivery after its `unit.registered`.
+    Any failure closes the connection: the next batch opens a new one, and the relay catches
+    up from the database in between."""
+
+    def __init__(self, amqp_uri: str, exchange: Exchange):
+        self.amqp_uri = amqp_uri
+        self.exchange = exchange
+        self.connection: Connection | None = None
+        self._producer: Producer | None = None
+        self._unconfirmed: set[int] = set()  # delivery tags the broker has yet to confirm
+        self._next_tag = 1
+        self._refused = False
+
+    def publish(self, records: list[dict]) -> None:
+        try:
+            producer = self._producer or self._open()
+            for record in records:
+                envelope = record["envelope"]
+                producer.publish(envelope, routing_key=record["type"], serializer="json",
+                                 delivery_mode="persistent", message_id=envelope["id"], type=record["type"])
+                self._unconfirmed.add(self._next_tag)
+                self._next_tag += 1
+            deadline = time.monotonic() + CONFIRM_TIMEOUT_SECONDS
+            while self._unconfirmed and not self._refused:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PublishNotConfirmed(f"{len(self._unconfirmed)} messages not confirmed in time")
+                self.connection.drain_events(timeout=remaining)
+            if self._refused:
+                raise PublishNotConfirmed("the broker refused a message")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.close()
+            except Exception:  # already broken: nothing more to release
+                log.debug("closing the relay's broker connection failed", exc_info=True)
+        self.connection = self._producer = None
+
+    def _open(self) -> Producer:
+        self.connection = Connection(self.amqp_uri)
+        self.connection.ensure_connection(**CONNECT_RETRY)
+        channel = self.connection.channel()
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        self._unconfirmed, self._next_tag, self._refused = set(), 1, False
+        self._producer = Producer(channel, exchange=self.exchange)  # declares the exchange
+        return self._producer
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            self._unconfirmed = {tag for tag in self._unconfirmed if tag > delivery_tag}
+        else:
+            self._unconfirmed.discard(delivery_tag)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._refused = True
+        self._on_ack(delivery_tag, multiple)
 
 
 def outbox_record(record_id, event_type: str, envelope: dict, created_at) -> dict:
@@ -74,7 +143,7 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.refresh_other_gauges = refresh_other_gauges
         self.exchange = Exchange(exchange_for(source), type="topic", durable=True)
-        self.connection = Connection(amqp_uri, transport_options=TRANSPORT_OPTIONS)
+        self.publisher = ConfirmedPublisher(amqp_uri, self.exchange)
         self.outbox: Collection | None = None  # set by whoever owns the database
         self._committed: deque[dict] = deque()  # handed over at commit, in commit order
         # Committing threads append while the relay takes from the left (each atomic on a
@@ -119,6 +188,7 @@ class OutboxRelay:
             while self._running:
                 self._pass()
         finally:
+            self.publisher.close()
             self._finished.set()
 
     def _pass(self) -> None:
@@ -188,15 +258,7 @@ class OutboxRelay:
     def _publish(self, records: list[dict]) -> None:
         if not records:
             return
-        # Confirmed one by one (confirm_publish): each returns once the broker has the message.
-        with producers[self.connection].acquire(block=True) as producer:
-            for record in records:
-                envelope = record["envelope"]
-                producer.publish(
-                    envelope, exchange=self.exchange, routing_key=record["type"], declare=[self.exchange],
-                    serializer="json", delivery_mode="persistent", retry=True, retry_policy=RETRY_POLICY,
-                    message_id=envelope["id"], type=record["type"],
-                )
+        self.publisher.publish(records)
         OUTBOX_PUBLISHED.labels(self.service).inc(len(records))
         if not self._unmarked:
             self._unmarked_since = time.monotonic()

@@ -130,3 +130,29 @@ def test_a_restarted_relay_publishes_what_was_left_before_anything_new(mongodb_u
             finally:
                 relay.stop()
             assert drain() == [e.id for e in left] + new
+
+
+def test_a_batch_the_broker_refuses_stays_in_the_outbox_until_it_is_taken(mongodb_uri):
+    """A queue that refuses messages when full (reject-publish) makes the broker nack them: the
+    relay must not mark such a batch published, and publishes it again once the broker takes it."""
+    with rabbit_vhost() as amqp_uri:
+        relay, store = relay_and_store(mongodb_uri, amqp_uri)
+        with listening(amqp_uri, store.source) as drain, Connection(amqp_uri) as connection:
+            full = Queue(f"full-{store.source}", exchange=Exchange(f"{store.source}.events", "topic", durable=True),
+                         routing_key="#", queue_arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+            full(connection.default_channel).declare()
+            relay.start(in_a_thread)
+            try:
+                ids = emit(store, 3)
+                failures = lambda: metric_value(generate_latest().decode(), "outbox_publish_failures_total",  # noqa: E731
+                                                service=store.source)
+                wait(lambda: (failures() or 0) >= 2)
+                assert store.db.outbox.count_documents({"published_at": None}) == 3
+
+                full(connection.default_channel).delete()
+                wait(lambda: store.db.outbox.count_documents({"published_at": None}) == 0, seconds=10)
+                # Each refused attempt also reached the open queue: consumers absorb repeats by id.
+                received = drain()
+                assert received[-3:] == ids and set(received) == set(ids)
+            finally:
+                relay.stop()
