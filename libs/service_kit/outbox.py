@@ -67,9 +67,10 @@ class ConfirmedPublisher:
     Any failure closes the connection: the next batch opens a new one, and the relay catches
     up from the database in between."""
 
-    def __init__(self, amqp_uri: str, exchange: Exchange):
+    def __init__(self, amqp_uri: str, exchange: Exchange, connection_name: str):
         self.amqp_uri = amqp_uri
         self.exchange = exchange
+        self.connection_name = connection_name  # how operators tell it apart on the broker
         self.connection: Connection | None = None
         self._producer: Producer | None = None
         self._unconfirmed: set[int] = set()  # delivery tags the broker has yet to confirm
@@ -106,7 +107,8 @@ class ConfirmedPublisher:
         self.connection = self._producer = None
 
     def _open(self) -> Producer:
-        self.connection = Connection(self.amqp_uri)
+        self.connection = Connection(self.amqp_uri, transport_options={
+            "client_properties": {"connection_name": self.connection_name}})
         self.connection.ensure_connection(**CONNECT_RETRY)
         channel = self.connection.channel()
         channel.confirm_select()
@@ -127,6 +129,10 @@ class ConfirmedPublisher:
         self._on_ack(delivery_tag, multiple)
 
 
+def relay_connection_name(source: str) -> str:
+    return f"{source} outbox relay"
+
+
 def outbox_record(record_id, event_type: str, envelope: dict, created_at) -> dict:
     """An event waiting in an outbox; the relay publishes records in `_id` order."""
     return {"_id": record_id, "type": event_type, "envelope": envelope, "created_at": created_at,
@@ -143,7 +149,7 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.refresh_other_gauges = refresh_other_gauges
         self.exchange = Exchange(exchange_for(source), type="topic", durable=True)
-        self.publisher = ConfirmedPublisher(amqp_uri, self.exchange)
+        self.publisher = ConfirmedPublisher(amqp_uri, self.exchange, relay_connection_name(source))
         self.outbox: Collection | None = None  # set by whoever owns the database
         self._committed: deque[dict] = deque()  # handed over at commit, in commit order
         # Committing threads append while the relay takes from the left (each atomic on a

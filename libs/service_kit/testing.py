@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import pymongo
 from kombu import Connection, Exchange, Queue
@@ -80,8 +80,21 @@ def mongodb_server():
         shutil.rmtree(storage, ignore_errors=True)
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+def _rabbitmqctl(*args: str) -> str:
+    return subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+def close_broker_connections(amqp_uri: str, connection_name: str) -> int:
+    """Have the local broker close the connections of `amqp_uri`'s vhost that carry
+    `connection_name` (as an operator or a broker restart would); how many it closed."""
+    vhost = unquote(urlsplit(amqp_uri).path[1:]) or "/"
+    rows = [row.split("\t", 2) for row in
+            _rabbitmqctl("-s", "list_connections", "pid", "vhost", "client_properties").splitlines()]
+    named = f'{{"connection_name","{connection_name}"}}'  # as the table formatter prints it
+    pids = [pid for pid, in_vhost, properties in rows if in_vhost == vhost and named in properties]
+    for pid in pids:
+        _rabbitmqctl("close_connection", pid, "closed by a test")
+    return len(pids)
 
 
 @contextlib.contextmanager

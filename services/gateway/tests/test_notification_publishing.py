@@ -15,7 +15,8 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from platform_contracts.events import validate_event
-from service_kit.testing import rabbit_vhost
+from service_kit.outbox import relay_connection_name
+from service_kit.testing import close_broker_connections, metric_value, rabbit_vhost
 from gateway.app import ensure_indexes
 from gateway.events import EventLog
 from gateway.notifications import NotificationStore, with_notifications
@@ -137,6 +138,34 @@ async def test_notifications_committed_but_not_published_go_out_first_when_a_gat
     finally:
         await client.close()
     assert [json.loads(m.body)["causationid"] for m in messages] == [left["id"]] * 2 + [later["id"]] * 2
+
+
+async def test_notifications_go_out_once_each_after_the_broker_drops_the_relays_connection(mongodb_uri, tmp_path):
+    """The broker closes the connection the gateway's relay publishes on (as a broker restart or
+    an operator would): the notifications logged after it are published all the same, once each."""
+    database = f"gateway_drop_{uuid.uuid4().hex[:8]}"
+    client = AsyncMongoClient(mongodb_uri, tz_aware=True)
+    before, after = (transfer_event("requested", new_transfer(community(), community())) for _ in range(2))
+    try:
+        db = client[database]
+        with rabbit_vhost() as amqp_uri:  # only this gateway's relay is closed
+            async with listening(amqp_uri) as drain:
+                replica = await asyncio.to_thread(start_gateway, mongodb_uri, amqp_uri, tmp_path,
+                                                  MONGODB_GATEWAY_DB=database, OUTBOX_POLL_SECONDS="0.2")
+                try:
+                    await publish(amqp_uri, before)
+                    await published_once_in_log_order(db, drain, [before["id"]], expected=2)
+                    closed = await asyncio.to_thread(close_broker_connections, amqp_uri, relay_connection_name("gateway"))
+                    assert closed == 1
+                    await publish(amqp_uri, after)
+                    await published_once_in_log_order(db, drain, [after["id"]], expected=2)
+                    # The relay met the closed connection, and the gateway stayed ready throughout.
+                    failures = metric_value(replica.process.metrics(), "outbox_publish_failures_total", service="gateway")
+                    assert failures >= 1 and replica.process.ready()
+                finally:
+                    await asyncio.to_thread(replica.process.stop)
+    finally:
+        await client.close()
 
 
 def test_the_gateway_runs_the_kit_without_nameko_or_eventlet():
