@@ -64,8 +64,13 @@ class ConfirmedPublisher:
     """Publishes a batch on one channel in confirm mode, then waits once for the broker to
     confirm all of it. Waiting message by message put a round trip between a command's events,
     so its `coverage.changed` reached consumers one delivery after its `unit.registered`.
-    Any failure closes the connection: the next batch opens a new one, and the relay catches
-    up from the database in between."""
+
+    Any failure drops the connection: the next batch opens a new one, and the relay catches up
+    from the database in between. The price of confirming a batch at once: were a queue to
+    refuse one message of a batch (a nack; only a length limit with reject-publish does that,
+    and no queue bound to an events exchange has one) and take a later one, it would get that
+    later one before the first, which the catch-up publishes again. Consumers apply each event
+    once whatever the order; the platform's handlers do not depend on the order within a batch."""
 
     def __init__(self, amqp_uri: str, exchange: Exchange, connection_name: str):
         self.amqp_uri = amqp_uri
@@ -79,7 +84,7 @@ class ConfirmedPublisher:
 
     def publish(self, records: list[dict]) -> None:
         try:
-            producer = self._producer or self._open()
+            producer = self._usable_producer()
             for record in records:
                 envelope = record["envelope"]
                 producer.publish(envelope, routing_key=record["type"], serializer="json",
@@ -89,9 +94,13 @@ class ConfirmedPublisher:
             deadline = time.monotonic() + CONFIRM_TIMEOUT_SECONDS
             while self._unconfirmed and not self._refused:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise PublishNotConfirmed(f"{len(self._unconfirmed)} messages not confirmed in time")
-                self.connection.drain_events(timeout=remaining)
+                try:
+                    if remaining <= 0:
+                        raise TimeoutError
+                    self.connection.drain_events(timeout=remaining)
+                except TimeoutError:  # socket.timeout included
+                    raise PublishNotConfirmed(
+                        f"{len(self._unconfirmed)} messages not confirmed in {CONFIRM_TIMEOUT_SECONDS:.0f} s") from None
             if self._refused:
                 raise PublishNotConfirmed("the broker refused a message")
         except BaseException:
@@ -99,12 +108,30 @@ class ConfirmedPublisher:
             raise
 
     def close(self) -> None:
+        """Let the socket go without the closing handshake: a broken connection cannot do it,
+        and a broker under a resource alarm stops reading, so waiting for its answer could hold
+        up a stop for as long as the alarm lasts. Unconfirmed records stay in the outbox."""
         if self.connection is not None:
             try:
-                self.connection.close()
-            except Exception:  # already broken: nothing more to release
-                log.debug("closing the relay's broker connection failed", exc_info=True)
+                self.connection.collect()
+            except Exception:
+                log.debug("dropping the relay's broker connection failed", exc_info=True)
         self.connection = self._producer = None
+
+    def _usable_producer(self) -> Producer:
+        """The open channel's producer, unless the broker closed the connection while it was
+        idle (a restart, an operator): then a new one, before anything of the batch is sent,
+        so that such a close costs neither a failed pass nor a catch-up."""
+        if self._producer is not None:
+            try:
+                self.connection.drain_events(timeout=0)  # only what is already waiting
+            except TimeoutError:
+                pass  # nothing waiting: as far as can be told, the connection is alive
+            except Exception as exc:
+                log.info("the broker closed the %s connection while it was idle (%s); opening a new one",
+                         self.connection_name, exc)
+                self.close()
+        return self._producer or self._open()
 
     def _open(self) -> Producer:
         self.connection = Connection(self.amqp_uri, transport_options={

@@ -84,17 +84,22 @@ def _rabbitmqctl(*args: str) -> str:
     return subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, text=True, timeout=60).stdout
 
 
-def close_broker_connections(amqp_uri: str, connection_name: str) -> int:
-    """Have the local broker close the connections of `amqp_uri`'s vhost that carry
-    `connection_name` (as an operator or a broker restart would); how many it closed."""
+def broker_connections(amqp_uri: str, connection_name: str) -> list[str]:
+    """The local broker's connections of `amqp_uri`'s vhost that carry `connection_name`."""
     vhost = unquote(urlsplit(amqp_uri).path[1:]) or "/"
     rows = [row.split("\t", 2) for row in
             _rabbitmqctl("-s", "list_connections", "pid", "vhost", "client_properties").splitlines()]
     named = f'{{"connection_name","{connection_name}"}}'  # as the table formatter prints it
-    pids = [pid for pid, in_vhost, properties in rows if in_vhost == vhost and named in properties]
+    return [pid for pid, in_vhost, properties in rows if in_vhost == vhost and named in properties]
+
+
+def close_broker_connections(amqp_uri: str, connection_name: str) -> list[str]:
+    """Have the local broker close those connections (as an operator or a restart would); their
+    ids. The broker sends the close at once; it lists a connection until the client answers."""
+    pids = broker_connections(amqp_uri, connection_name)
     for pid in pids:
         _rabbitmqctl("close_connection", pid, "closed by a test")
-    return len(pids)
+    return pids
 
 
 @contextlib.contextmanager
