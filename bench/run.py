@@ -52,6 +52,17 @@ def unit_body(division: str) -> dict:
 
 # ---- raw costs ---------------------------------------------------------------------------------
 
+def publish_and_consume(connection, producer, received: list[float], body, routing_key: str) -> float:
+    """Seconds from a confirmed publish until the consumer, whose callback appends its arrival
+    time to `received`, has the message."""
+    before = len(received)  # the confirm wait may already deliver it
+    sent = time.perf_counter()
+    producer.publish(body, routing_key=routing_key, content_type="application/json")
+    while len(received) == before:
+        connection.drain_events(timeout=10)
+    return received[-1] - sent
+
+
 def raw_rabbitmq(amqp_uri: str, count: int) -> dict:
     exchange = Exchange("bench.raw", "topic", durable=True, auto_delete=True)
     with Connection(amqp_uri, transport_options={"confirm_publish": True}) as connection:
@@ -78,14 +89,7 @@ def raw_rabbitmq(amqp_uri: str, count: int) -> dict:
                 connection.drain_events(timeout=10)
             consume_rate = count / (time.perf_counter() - started)
 
-            latencies = []
-            for _ in range(300):
-                before = len(received)  # the confirm wait may already deliver it
-                sent = time.perf_counter()
-                producer.publish(body, routing_key="bench.raw", content_type="application/json")
-                while len(received) == before:
-                    connection.drain_events(timeout=10)
-                latencies.append(received[-1] - sent)
+            latencies = [publish_and_consume(connection, producer, received, body, "bench.raw") for _ in range(300)]
     return {"publish_confirmed_per_s": round(confirmed_rate), "consume_ack_per_s": round(consume_rate),
             "publish_to_consume_p50_ms": ms(percentile(latencies, 50)),
             "publish_to_consume_p99_ms": ms(percentile(latencies, 99))}
@@ -159,12 +163,7 @@ def raw_paced(amqp_uri: str, mongodb_uri: str, rate: float, count: int) -> dict:
                 t = time.perf_counter()
                 collection.insert_one(dict(document))
                 inserts.append(time.perf_counter() - t)
-                before = len(received)  # the confirm wait may already deliver it
-                t = time.perf_counter()
-                producer.publish({"n": index}, routing_key="bench.paced")
-                while len(received) == before:
-                    connection.drain_events(timeout=10)
-                round_trips.append(received[-1] - t)
+                round_trips.append(publish_and_consume(connection, producer, received, json.dumps({"n": index}), "bench.paced"))
     collection.database.client.drop_database(collection.database.name)
     collection.database.client.close()
     return {"rate_per_s": rate, "insert_one_p50_ms": ms(percentile(inserts, 50)),
