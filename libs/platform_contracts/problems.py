@@ -87,6 +87,28 @@ class Rejected(Exception):
         return cls.make(403, detail)
 
 
+def from_domain(error, locate) -> Rejected:
+    """A domain error (platform_contracts.errors) as the problem an entrypoint answers with.
+    `locate(field)` gives the field's request location (["path", "unit_id"], ["body",
+    "units", 3, "division"]); a missing record is a 404 when the request addresses it (no
+    field, or a path one) and a 422 when the request refers to it from its body or query."""
+    from .errors import Conflict, Forbidden, InvalidValue, NotFound, Unavailable
+
+    loc = locate(error.field) if error.field else None
+    errors = [{"loc": loc, "msg": error.msg}] if loc else None
+    if isinstance(error, NotFound):
+        if loc and loc[0] != "path":
+            return Rejected.make(422, f"{'.'.join(map(str, loc))}: {error.msg}", errors)
+        return Rejected.make(404, error.detail)
+    status = {InvalidValue: 422, Conflict: 409, Forbidden: 403, Unavailable: 503}.get(type(error))
+    if status is None:  # a subclass: the nearest known ancestor decides
+        status = next(s for cls, s in ((InvalidValue, 422), (Conflict, 409), (Forbidden, 403), (Unavailable, 503))
+                      if isinstance(error, cls))
+    if isinstance(error, InvalidValue) and loc:
+        return Rejected.make(422, f"{'.'.join(map(str, loc))}: {error.msg}", errors)
+    return Rejected.make(status, error.detail, errors)
+
+
 def from_validation_error(exc, prefix: str = "body") -> Rejected:
     """A pydantic ValidationError as a 422 naming each field."""
     errors = [
