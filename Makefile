@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := -e libs -e services/organization -e services/member -e services/gateway
+PACKAGES := -e libs $(foreach service,$(wildcard services/*/pyproject.toml),-e $(dir $(service)))
 
 .PHONY: run test bench install clean-data
 

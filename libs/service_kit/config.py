@@ -17,15 +17,18 @@ COMMON_DEFAULTS = {
 }
 
 
-def env_config(service_name: str, default_http_port: int, **service_defaults: str) -> dict:
-    """Build a nameko config dict for `service_name` from the environment."""
+def env_config(service_name: str, default_http_port: int, database: str | None = None,
+               **service_defaults: str) -> dict:
+    """Build a nameko config dict for `service_name` from the environment; its database is
+    `database` (default: the service's name) unless MONGODB_<SERVICE>_DB names another."""
     values = {**COMMON_DEFAULTS, **service_defaults}
     config = {key: os.environ.get(key, default) for key, default in values.items()}
     mongodb_uri = os.environ.get("MONGODB_URI")
     if not mongodb_uri:
         raise SystemExit("MONGODB_URI is not set: point it at MongoDB (make run starts SecantusDB)")
     config["MONGODB_URI"] = mongodb_uri
-    config["MONGODB_DATABASE"] = os.environ.get(f"MONGODB_{service_name.upper()}_DB", service_name)
+    env_name = service_name.upper().replace("-", "_")
+    config["MONGODB_DATABASE"] = os.environ.get(f"MONGODB_{env_name}_DB", database or service_name)
     http_port = int(os.environ.get("HTTP_PORT", default_http_port))
     config["WEB_SERVER_ADDRESS"] = f"{os.environ.get('HTTP_HOST', '0.0.0.0')}:{http_port}"
     config["max_workers"] = int(config.pop("MAX_WORKERS"))

@@ -26,18 +26,19 @@ def configure_logging(level: str) -> None:
     logging.getLogger("nameko.containers").addFilter(ExpectedErrorsWithoutTraceback())
 
 
-def run(service_cls, config: dict, migrate) -> None:
-    """`migrate(config)` creates indexes; topology is declared here for every service."""
+def run(service_cls, config: dict, migrate=None, args: list[str] | None = None) -> None:
+    """`migrate(service_cls, config)` prepares the database; the broker topology is declared
+    here for every service. `args`: ["run"] (the default) or ["migrate"]."""
     configure_logging(config.get("LOG_LEVEL", "INFO"))
-    command = sys.argv[1] if len(sys.argv) > 1 else "run"
+    command = (args or ["run"])[0]
+    if command not in ("run", "migrate"):
+        raise SystemExit(f"usage: python -m service_kit.chassis.run {service_cls.name} [run|migrate]")
     topology.declare(config["AMQP_URI"], service_cls.name, retry_delays(config))
+    if migrate is not None:
+        migrate(service_cls, config)
     if command == "migrate":
-        migrate(config)
         log.info("%s: indexes and broker topology are in place", service_cls.name)
         return
-    if command != "run":
-        raise SystemExit(f"usage: python -m {service_cls.name} [run|migrate]")
-    migrate(config)
 
     runner = ServiceRunner(config)
     runner.add_service(service_cls)

@@ -21,6 +21,7 @@ from nameko.extensions import DependencyProvider
 from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.envelope import CloudEvent
+from platform_contracts.errors import DomainError
 from platform_contracts.events import validate_event
 from platform_contracts.problems import Rejected
 
@@ -229,7 +230,7 @@ class Store:
 
         try:
             return self._transaction(once, command_id, command_id, exclusive)[0]
-        except (DuplicateKeyError, Rejected):
+        except (DuplicateKeyError, DomainError, Rejected):
             # Commands are almost always new, so the log is not read first: a repeat shows when
             # its record will not be written twice, or when the repeat itself is refused because
             # the first run changed what it checks (the unit is registered now). The record

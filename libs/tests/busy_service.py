@@ -6,6 +6,8 @@ import eventlet
 
 eventlet.monkey_patch()
 
+import sys  # noqa: E402
+
 import os  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -35,4 +37,4 @@ class BusyService(OperationsMixin):
 
 
 if __name__ == "__main__":
-    runner.run(BusyService, env_config("busy", default_http_port=8098), lambda config: None)
+    runner.run(BusyService, env_config("busy", default_http_port=8098), args=sys.argv[1:])

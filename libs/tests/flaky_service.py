@@ -5,6 +5,8 @@ import eventlet
 
 eventlet.monkey_patch()
 
+import sys  # noqa: E402
+
 from nameko.dependency_providers import Config  # noqa: E402
 
 from service_kit import runner  # noqa: E402
@@ -36,4 +38,4 @@ class FlakyService(OperationsMixin):
 
 
 if __name__ == "__main__":
-    runner.run(FlakyService, env_config("flaky", default_http_port=8099), lambda config: None)
+    runner.run(FlakyService, env_config("flaky", default_http_port=8099), args=sys.argv[1:])

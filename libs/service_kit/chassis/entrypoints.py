@@ -1,0 +1,114 @@
+"""The chassis's entrypoint decorators: what every entrypoint used to repeat, done once.
+
+    @command(UpdateUnit, body="changes", path="unit_id")
+    def update_unit(self, uow, unit_id, changes, actor):
+        return self.use_cases.update_unit(uow, unit_id, changes, actor)
+
+is the RPC `update_unit(unit_id, changes, actor=None, command_id=None)`: it parses the actor
+(`platform_contracts.actors.Actor`), validates `changes` against the contract model, runs the
+method in one transaction with the command's stored result under its command id (a repeat
+returns the first result), and turns domain errors into problem documents located in the
+request (path, body or query). Metrics count every outcome (EntrypointMetrics).
+
+The RPC signature is the method's, without `uow`, with `actor=None` (and `command_id=None`
+for a command), so nameko refuses a call that does not fit it before a worker runs."""
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+
+from nameko.rpc import Rpc
+
+from platform_contracts.actors import Actor
+from platform_contracts.errors import DomainError
+from platform_contracts.problems import Rejected, check_page_limit, from_domain, parse_or_reject
+
+# A Rejected is the caller's mistake, answered with a 4xx: nameko logs it as expected (a
+# warning), not as a failure of the service. `Rpc.decorator(...)` with the keyword, not
+# partial(Rpc.decorator, ...): used bare, nameko's decorator drops keyword arguments.
+rpc = Rpc.decorator(expected_exceptions=(Rejected,))
+
+_P = inspect.Parameter
+
+
+def locator(path: Sequence[str], where: str) -> Callable[[tuple], list]:
+    """Where a field named by a domain error sits in the request: a path parameter, or the
+    body (commands) / the query (queries)."""
+    def locate(field: tuple) -> list:
+        return ["path", *field] if field[0] in path else [where, *field]
+    return locate
+
+
+def _names(value: str | Sequence[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _rpc_signature(method, extra: Sequence[str]) -> inspect.Signature:
+    params = [p for name, p in inspect.signature(method).parameters.items() if name != "uow"]
+    params = [p.replace(default=None) if p.name == "actor" else p for p in params]
+    params += [_P(name, _P.POSITIONAL_OR_KEYWORD, default=None) for name in extra]
+    return inspect.Signature(params)
+
+
+def _entrypoint(method, model, body: str | None, path: Sequence[str], where: str, extra: Sequence[str],
+                run: Callable):
+    """Wrap `method` as an RPC: bind and check the arguments, parse the actor and the body,
+    map domain errors; `run(self, bound_arguments, call)` decides how the method is called."""
+    signature = _rpc_signature(method, extra)
+    locate = locator(_names(path), where)
+
+    def entry(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = bound.arguments
+        try:
+            arguments["actor"] = Actor.parse(arguments.get("actor"))
+            if model is not None:
+                arguments[body] = parse_or_reject(model, arguments[body] or {}, where)
+            if "limit" in arguments:
+                arguments["limit"] = check_page_limit(arguments["limit"])
+            return run(self, arguments, lambda **more: method(**{**arguments, **more}))
+        except DomainError as error:
+            raise from_domain(error, locate) from None
+
+    functools.update_wrapper(entry, method)
+    del entry.__wrapped__  # nameko checks calls against __signature__, not the method's own
+    entry.__signature__ = signature
+    return rpc(entry)
+
+
+def query(model=None, *, body: str | None = "filters", path: str | Sequence[str] = ()):
+    """A read: `method(self, <args>, actor)`, with `body` (if a model is given) validated
+    as query parameters and `limit` checked as a page size."""
+    def decorate(method):
+        return _entrypoint(method, model, body, path, "query", (), lambda self, arguments, call: call())
+    return decorate
+
+
+def operation(model=None, *, body: str | None = "command", path: str | Sequence[str] = ()):
+    """An RPC that is neither a logged command nor a plain read (it opens its own
+    transactions, or none): validation, actor and error mapping only."""
+    def decorate(method):
+        return _entrypoint(method, model, body, path, "body", (), lambda self, arguments, call: call())
+    return decorate
+
+
+def command(model=None, *, body: str | None = "command", path: str | Sequence[str] = (), ask_first: bool = False):
+    """A state change, executed once per command id in one transaction with its events.
+
+    By default the method is the transaction's work: `method(self, uow, <args>, actor)`.
+    With `ask_first`, it first has questions for other services (a transaction must not wait
+    on another service): a repeated command id is answered from the command log before they
+    are asked, then `method(self, <args>, actor)` runs outside any transaction and returns
+    the work, a function of the unit of work."""
+    def decorate(method):
+        def run(self, arguments, call):
+            command_id = arguments.pop("command_id")
+            if not ask_first:
+                return self.store.execute_command(command_id, lambda uow: call(uow=uow))
+            if (previous := self.store.stored_result(command_id)) is not None:
+                return previous
+            return self.store.execute_command(command_id, call())
+
+        return _entrypoint(method, model, body, path, "body", ("command_id",), run)
+    return decorate
