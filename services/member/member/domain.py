@@ -5,7 +5,7 @@ composes the two inside a transaction."""
 from datetime import date, datetime, timedelta, timezone
 
 from platform_contracts.member import Stage
-from platform_contracts.problems import Rejected
+from platform_contracts.errors import Conflict, InvalidValue
 
 # Stage dates and letter expiry are Beijing calendar dates (China keeps no daylight saving).
 CHINA_TIME = timezone(timedelta(hours=8))
@@ -33,19 +33,18 @@ def full_membership_from(joined_on: date) -> date:
 def check_step(current: str, requested: str) -> None:
     """Only the next stage: a repeated step is a conflict, a skipped or backward one is invalid."""
     if requested == current:
-        raise Rejected.make(409, f"the member is already at stage {current}",
-                            [{"loc": ["body", "stage"], "msg": "already at this stage"}])
+        raise Conflict(f"the member is already at stage {current}", "stage", "already at this stage")
     position = STAGES.index(Stage(current))
     if position + 1 == len(STAGES):
-        raise Rejected.invalid("stage", f"{current} is the last stage of the pipeline")
+        raise InvalidValue("stage", f"{current} is the last stage of the pipeline")
     following = STAGES[position + 1]
     if requested != following:
-        raise Rejected.invalid("stage", f"from {current} the next stage is {following.value}, not {requested}")
+        raise InvalidValue("stage", f"from {current} the next stage is {following.value}, not {requested}")
 
 
 def check_not_future(on: date, today: date, field: str) -> None:
     if on > today:
-        raise Rejected.invalid(field, f"{on} is in the future")
+        raise InvalidValue(field, f"{on} is in the future")
 
 
 def check_mobility(member: dict) -> None:
@@ -54,7 +53,7 @@ def check_mobility(member: dict) -> None:
         return
     for field in ("mobile_location", "online_branch_id"):
         if member.get(field):
-            raise Rejected.invalid(field, "only mobile members have one; set mobile to true")
+            raise InvalidValue(field, "only mobile members have one; set mobile to true")
 
 
 def new_member(fields: dict, *, stage_on: date | None, joined_on: date | None, override_reason: str | None,
@@ -70,7 +69,7 @@ def new_member(fields: dict, *, stage_on: date | None, joined_on: date | None, o
     check_not_future(stage_on, today, "stage_on")
     stage = fields["stage"]
     if override_reason and stage != Stage.full:
-        raise Rejected.invalid("override_reason", "only the probationary year can be overridden")
+        raise InvalidValue("override_reason", "only the probationary year can be overridden")
     if stage == Stage.probationary:
         joined_on = stage_on
     if stage == Stage.full:
@@ -91,12 +90,12 @@ def new_member(fields: dict, *, stage_on: date | None, joined_on: date | None, o
 
 def check_full_on_registration(joined_on: date | None, stage_on: date, override_reason: str | None) -> None:
     if joined_on is None:
-        raise Rejected.invalid("joined_on", "a full member's admission date (入党) is required")
+        raise InvalidValue("joined_on", "a full member's admission date (入党) is required")
     if joined_on > stage_on:
-        raise Rejected.invalid("joined_on", "admission cannot come after becoming a full member")
+        raise InvalidValue("joined_on", "admission cannot come after becoming a full member")
     earliest = full_membership_from(joined_on)
     if stage_on < earliest and not override_reason:
-        raise Rejected.invalid(
+        raise InvalidValue(
             "stage_on", f"a member becomes full no earlier than {earliest}, one year after joined_on, "
                         "without override_reason")
 
@@ -109,20 +108,18 @@ def promote(member: dict, stage: str, *, on: date | None, override_reason: str |
     caller has checked the actor may give one) lets it through, and the reason is kept."""
     check_step(member["stage"], stage)
     if override_reason and stage != Stage.full:
-        raise Rejected.invalid("override_reason", "only the probationary year can be overridden")
+        raise InvalidValue("override_reason", "only the probationary year can be overridden")
     today = local_date(now)
     on = on or today
     check_not_future(on, today, "on")
     reached = date.fromisoformat(member["stage_history"][-1]["on"])
     if on < reached:
-        raise Rejected.invalid("on", f"the member reached {member['stage']} on {reached}; a later step cannot precede it")
+        raise InvalidValue("on", f"the member reached {member['stage']} on {reached}; a later step cannot precede it")
     if stage == Stage.full and member.get("joined_on"):
         earliest = full_membership_from(date.fromisoformat(member["joined_on"]))
         if on < earliest and not override_reason:
-            raise Rejected.make(
-                409, f"a probationary member becomes full no earlier than {earliest}, one year after admission",
-                [{"loc": ["body", "stage"], "msg": f"not before {earliest} without override_reason"}],
-            )
+            raise Conflict(f"a probationary member becomes full no earlier than {earliest}, one year after admission",
+                           "stage", f"not before {earliest} without override_reason")
     step = {"stage": stage, "on": on.isoformat(), "by": by, "recorded_at": now}
     if override_reason:
         step["override_reason"] = override_reason
@@ -140,7 +137,7 @@ def apply_changes(member: dict, fields: dict, now: datetime) -> list[str]:
     """Apply an update's fields (personal data already protected); the names of those changed."""
     for field in NOT_NULL:
         if field in fields and fields[field] is None:
-            raise Rejected.invalid(field, "cannot be null")
+            raise InvalidValue(field, "cannot be null")
     check_mobility({**member, **fields})
     changed = sorted(k for k, v in fields.items() if member.get(k) != v)
     member.update(fields)

@@ -10,7 +10,7 @@ passed the letter can be neither received nor reported in on, and a timer expire
 from datetime import date, datetime, timedelta
 
 from platform_contracts.member import TransferStatus as S
-from platform_contracts.problems import Rejected
+from platform_contracts.errors import Conflict, InvalidValue
 
 from .domain import local_date
 
@@ -29,7 +29,7 @@ MOVES = {
 def new_transfer(*, transfer_id: str, member: dict, to_organization: dict, to_unit_id: str | None,
                  reason: str, by: str, now: datetime) -> dict:
     if to_organization["id"] == member["organization_id"]:
-        raise Rejected.invalid("to_organization_id", "the member already belongs to this organization")
+        raise InvalidValue("to_organization_id", "the member already belongs to this organization")
     return {
         "_id": transfer_id, "member_id": member["_id"], "member_name": member["name"],
         "from_organization_id": member["organization_id"], "to_organization_id": to_organization["id"],
@@ -57,14 +57,13 @@ def advance(transfer: dict, action: str, *, by: str, now: datetime, note: str | 
     sources, target = MOVES[action]
     status = transfer["status"]
     if status not in sources:
-        raise Rejected.make(409, f"transfer {transfer['_id']} is {status}: it cannot be {target.value}", [
-            {"loc": ["path", "transfer_id"], "msg": f"is {status}; only a transfer that is "
-                                                    f"{' or '.join(sorted(sources))} can be {target.value}"}])
+        raise Conflict(f"transfer {transfer['_id']} is {status}: it cannot be {target.value}", "transfer_id",
+                       f"is {status}; only a transfer that is {' or '.join(sorted(sources))} can be {target.value}")
     if action in ("receive", "report_in") and letter_expired(transfer, local_date(now)):
-        # No request field is at fault: name the transfer's own field that stands in the way.
+        # The addressed transfer's letter stands in the way, whatever the request says.
         expires = transfer["letter_expires_on"]
-        raise Rejected.make(409, f"the introduction letter of transfer {transfer['_id']} expired on {expires}",
-                            [{"loc": ["letter_expires_on"], "msg": f"the letter expired on {expires}"}])
+        raise Conflict(f"the introduction letter of transfer {transfer['_id']} expired on {expires}", "transfer_id",
+                       f"the letter expired on {expires}")
     transfer["status"] = target.value
     transfer["history"].append({"status": target.value, "at": now, "by": by, "note": note})
     transfer["updated_at"] = now

@@ -12,7 +12,10 @@ from member import access, domain, transfers
 from member.repository import as_resource
 from platform_contracts.events import validate_event
 from platform_contracts.member import RegisterMember, id_number_check_character, normalize_id_number
-from platform_contracts.problems import Rejected
+from platform_contracts.actors import Actor
+from platform_contracts.errors import DomainError
+from platform_contracts.problems import from_domain
+from service_kit.chassis.entrypoints import locator
 from service_kit.pii import FieldCipher, key_from_environment, mask_id_number, mask_phone, parse_key
 
 NOW = datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc)  # 10:00 in Beijing
@@ -23,10 +26,12 @@ def id_number(body17: str = "37011319900307123") -> str:
     return body17 + id_number_check_character(body17)
 
 
-def problem_of(call, *args, **kwargs) -> dict:
-    with pytest.raises(Rejected) as caught:
+def problem_of(call, *args, where: str = "body", **kwargs) -> dict:
+    """The refusal as an entrypoint answers it: fields located in the body (a command's) or
+    the query (a list's), the addressed transfer in the path."""
+    with pytest.raises(DomainError) as caught:
         call(*args, **kwargs)
-    return caught.value.problem
+    return from_domain(caught.value, locator(("transfer_id",), where)).problem
 
 
 def fields_named(problem: dict) -> set:
@@ -314,10 +319,10 @@ def test_a_letter_past_its_date_cannot_be_received_or_reported_in_on():
     assert transfers.letter_expired(t, TODAY) and not transfers.letter_expired(t, date(2026, 11, 21))
     problem = problem_of(transfers.advance, t, "receive", by="x", now=NOW)
     assert problem["status"] == 409 and "expired on 2026-11-21" in problem["detail"]
-    assert fields_named(problem) == {("letter_expires_on",)}
+    assert fields_named(problem) == {("path", "transfer_id")}
     t["status"] = "received"
     problem = problem_of(transfers.advance, t, "report_in", by="x", now=NOW)
-    assert problem["status"] == 409 and fields_named(problem) == {("letter_expires_on",)}
+    assert problem["status"] == 409 and fields_named(problem) == {("path", "transfer_id")}
     assert transfers.advance(t, "expire", by="system", now=NOW)["status"] == "expired"
 
 
@@ -330,13 +335,13 @@ def test_a_transfer_to_the_own_organization_is_invalid():
 
 # ---- who may act ---------------------------------------------------------------------------
 
-ADMIN = {"username": "root", "role": "admin", "scope": None}
-OP_FROM = {"username": "op113", "role": "operator", "scope": "370113"}
-OP_TO = {"username": "op112", "role": "operator", "scope": "370112"}
-SEC_FROM = {"username": "sec1", "role": "secretary", "scope": ["o1"]}
-SEC_TO = {"username": "sec2", "role": "secretary", "scope": ["o2"]}
-WORKER = {"username": "m1", "role": "worker", "scope": "m1"}
-STRANGER = {"username": "w9", "role": "worker", "scope": "m9"}
+ADMIN = Actor.parse({"username": "root", "role": "admin", "scope": None})
+OP_FROM = Actor.parse({"username": "op113", "role": "operator", "scope": "370113"})
+OP_TO = Actor.parse({"username": "op112", "role": "operator", "scope": "370112"})
+SEC_FROM = Actor.parse({"username": "sec1", "role": "secretary", "scope": ["o1"]})
+SEC_TO = Actor.parse({"username": "sec2", "role": "secretary", "scope": ["o2"]})
+WORKER = Actor.parse({"username": "m1", "role": "worker", "scope": "m1"})
+STRANGER = Actor.parse({"username": "w9", "role": "worker", "scope": "m9"})
 
 
 @pytest.mark.parametrize("check, allowed", [
@@ -360,7 +365,7 @@ def test_who_may_see_and_reveal_a_member():
     m = member()
     for actor in (ADMIN, OP_FROM, SEC_FROM, WORKER):
         access.ensure_may_read(actor, m)
-    for actor in (OP_TO, SEC_TO, STRANGER, None, {"role": "station_manager", "scope": ["s1"]}):
+    for actor in (OP_TO, SEC_TO, STRANGER, Actor.parse({"role": "station_manager", "scope": ["s1"]})):
         assert problem_of(access.ensure_may_read, actor, m)["status"] == 403
     access.ensure_may_reveal(OP_FROM, m)
     for actor in (SEC_FROM, WORKER, OP_TO):
@@ -373,7 +378,7 @@ def test_list_visibility_by_role():
     assert access.visibility(OP_FROM).division == "370113"
     assert access.visibility(SEC_FROM).organization_ids == ("o1",)
     assert access.visibility(WORKER).member_id == "m1"
-    assert problem_of(access.visibility, {"role": "operator", "scope": None})["status"] == 403
+    assert problem_of(access.visibility, Actor.parse({"role": "operator", "scope": None}))["status"] == 403
 
 
 def test_list_filters_outside_the_scope_are_refused():
@@ -385,10 +390,10 @@ def test_list_filters_outside_the_scope_are_refused():
     check(OP_FROM, organization_id="o9")  # no such organization: nothing to refuse, nothing to list
     for filters, field in (({"division": "370112"}, "division"), ({"division": "3701"}, "division"),  # wider
                            ({"organization_id": "o2", "organization_division": "370112"}, "organization_id")):
-        problem = problem_of(check, OP_FROM, **filters)
+        problem = problem_of(check, OP_FROM, where="query", **filters)
         assert problem["status"] == 403 and fields_named(problem) == {("query", field)}, filters
     check(SEC_FROM, division="370112", organization_id="o1")  # a division only narrows their organizations
-    problem = problem_of(check, SEC_FROM, organization_id="o2")
+    problem = problem_of(check, SEC_FROM, where="query", organization_id="o2")
     assert problem["status"] == 403 and fields_named(problem) == {("query", "organization_id")}
     for actor in (ADMIN, WORKER):
         check(actor, division="370112", organization_id="o2", organization_division="370112")

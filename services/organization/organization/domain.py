@@ -10,7 +10,7 @@ from platform_contracts.codes import division_chain
 from platform_contracts.organization import (
     CoverageFigures, CoverageStatus, Formation, OrganizationKind, OrganizationStatus, UnitStatus,
 )
-from platform_contracts.problems import Rejected
+from platform_contracts.errors import Conflict, InvalidValue
 
 # 应建尽建: a unit with this many full members and no standalone organization should form one.
 SHOULD_ESTABLISH_MIN_FULL_MEMBERS = 3
@@ -208,34 +208,30 @@ def is_joint(kind: str, formation: str) -> bool:
 
 
 def check_unit_count(kind: str, formation: str, unit_count: int, joint_cap: int,
-                     loc: list | None = None) -> None:
-    """`loc`: the request field that made the count (the body's unit_ids by default)."""
-    loc = loc or ["body", "unit_ids"]
+                     field: str | tuple = "unit_ids") -> None:
+    """`field`: the request field that made the count."""
     if formation == Formation.standalone and unit_count > 1:
-        raise Rejected.invalid(loc, "a standalone organization covers exactly one unit, its own")
+        raise InvalidValue(field, "a standalone organization covers exactly one unit, its own")
     if is_joint(kind, formation) and unit_count > joint_cap:
-        raise Rejected.invalid(
-            loc, f"a joint organization covers at most {joint_cap} units (JOINT_ORGANIZATION_MAX_UNITS)"
+        raise InvalidValue(
+            field, f"a joint organization covers at most {joint_cap} units (JOINT_ORGANIZATION_MAX_UNITS)"
         )
 
 
-def check_organization_active(organization: dict, loc: list | None = None) -> None:
+def check_organization_active(organization: dict, field: str | tuple = "organization_id") -> None:
     if organization["status"] != OrganizationStatus.active:
-        raise Rejected.make(
-            409, f"organization {organization['_id']} is dissolved",
-            [{"loc": loc or ["path", "organization_id"], "msg": "organization is dissolved"}],
-        )
+        raise Conflict(f"organization {organization['_id']} is dissolved", field, "organization is dissolved")
 
 
 def check_no_cycle(organization_id: str, ancestors: list[str]) -> None:
     """`ancestors`: the proposed parent, its parent, and so on up to the root."""
     if organization_id in ancestors:
-        raise Rejected.invalid("parent_id", "an organization cannot sit below itself in the tree")
+        raise InvalidValue("parent_id", "an organization cannot sit below itself in the tree")
 
 
-def check_unit_active(unit: dict, loc: list) -> None:
+def check_unit_active(unit: dict, field: str | tuple) -> None:
     if unit["status"] != UnitStatus.active:
-        raise Rejected.make(409, f"unit {unit['_id']} is deregistered", [{"loc": loc, "msg": "unit is deregistered"}])
+        raise Conflict(f"unit {unit['_id']} is deregistered", field, "unit is deregistered")
 
 
 def attach(unit: dict, organization: dict) -> dict:

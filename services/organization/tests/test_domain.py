@@ -8,8 +8,9 @@ from organization import domain
 from organization.domain import ALL, CounterKey
 from platform_contracts.codes import normalize_division_code, normalize_division_prefix
 from platform_contracts.organization import UpdateOrganization, UpdateUnit
+from platform_contracts.actors import Actor
+from platform_contracts.errors import Forbidden, InvalidValue
 from platform_contracts.problems import Rejected, parse_or_reject
-from service_kit.auth import ensure_in_scope, narrow_division_filter
 
 
 def unit(**fields):
@@ -131,12 +132,12 @@ def test_figures_and_rates():
 
 def test_joint_cap_and_standalone_single_unit():
     domain.check_unit_count("joint_branch", "joint", 5, joint_cap=5)
-    with pytest.raises(Rejected) as caught:
+    with pytest.raises(InvalidValue) as caught:
         domain.check_unit_count("branch", "joint", 6, joint_cap=5)
-    assert caught.value.problem["errors"][0]["loc"] == ["body", "unit_ids"]
-    with pytest.raises(Rejected):
+    assert caught.value.field == ("unit_ids",)
+    with pytest.raises(InvalidValue):
         domain.check_unit_count("joint_branch", "area", 6, joint_cap=5)  # a joint branch by kind
-    with pytest.raises(Rejected):
+    with pytest.raises(InvalidValue):
         domain.check_unit_count("branch", "standalone", 2, joint_cap=5)
     domain.check_unit_count("comprehensive_committee", "area", 40, joint_cap=5)
 
@@ -196,28 +197,27 @@ def test_a_000_street_or_community_is_no_code(code, level):
 # ---- organizations, scope --------------------------------------------------------------------
 
 def test_the_joint_cap_names_the_field_the_caller_sent():
-    with pytest.raises(Rejected) as caught:
-        domain.check_unit_count("joint_branch", "joint", 6, joint_cap=5, loc=["body", "unit_id"])
-    assert caught.value.problem["errors"][0]["loc"] == ["body", "unit_id"]
+    with pytest.raises(InvalidValue) as caught:
+        domain.check_unit_count("joint_branch", "joint", 6, joint_cap=5, field="unit_id")
+    assert caught.value.field == ("unit_id",)
 
 
 def test_an_organization_cannot_sit_below_itself():
     domain.check_no_cycle("o1", ["o2", "o3"])
-    with pytest.raises(Rejected) as caught:
+    with pytest.raises(InvalidValue) as caught:
         domain.check_no_cycle("o1", ["o2", "o1"])
-    assert caught.value.problem["errors"][0]["loc"] == ["body", "parent_id"]
+    assert caught.value.field == ("parent_id",)
 
 
 def test_scope_refusals_name_the_field():
-    operator = {"username": "op", "role": "operator", "scope": "370113001"}
-    with pytest.raises(Rejected) as caught:
-        ensure_in_scope(operator, "370113", ["body", "instructor_id"])
-    assert caught.value.status == 403
-    assert caught.value.problem["errors"][0]["loc"] == ["body", "instructor_id"]
-    with pytest.raises(Rejected) as caught:
-        narrow_division_filter(operator, "370113")
-    assert caught.value.problem["errors"][0]["loc"] == ["query", "division"]
-    ensure_in_scope(operator, "370113001002", ["path", "unit_id"])
+    operator = Actor.parse({"username": "op", "role": "operator", "scope": "370113001"})
+    with pytest.raises(Forbidden) as caught:
+        operator.ensure_division("370113", "instructor_id")
+    assert caught.value.field == ("instructor_id",)
+    with pytest.raises(Forbidden) as caught:
+        operator.narrow_division("370113")
+    assert caught.value.field == ("division",)
+    operator.ensure_division("370113001002", "unit_id")
 
 
 # ---- reconciliation by district ----------------------------------------------------------------
