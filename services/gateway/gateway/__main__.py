@@ -11,7 +11,7 @@ import uvicorn
 from pymongo import AsyncMongoClient
 
 from .app import create_app, ensure_indexes
-from .events import declare_topology
+from .event_consumer import declare_topology
 from .logs import configure as configure_logging
 from .settings import Settings
 

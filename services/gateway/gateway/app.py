@@ -13,7 +13,9 @@ from pymongo import AsyncMongoClient, MongoClient
 from service_kit import topology
 from service_kit.outbox import OutboxRelay
 
-from .events import Broadcaster, EventConsumer, EventLog, purge_periodically
+from .event_consumer import EventConsumer
+from .event_log import EventLog, purge_periodically
+from .fanout import Broadcaster
 from .metrics import MetricsMiddleware
 from .notifications import NOTIFICATION_SOURCE, NotificationStore
 from .problems import install as install_problem_handlers

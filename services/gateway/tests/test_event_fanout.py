@@ -4,7 +4,9 @@ import asyncio
 
 import pytest
 
-from gateway.events import Broadcaster, EventFilter, LogEntry, StreamGap, parse_division, parse_types
+from gateway.event_log import LogEntry
+from gateway.fanout import Broadcaster, StreamGap
+from gateway.stream_filter import EventFilter, parse_division, parse_types
 
 
 def entry(seq: int, type_: str = "coverage.changed", division: str | None = "370113001") -> LogEntry:

@@ -9,7 +9,7 @@ from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.monitoring import CommandListener
 
 from platform_contracts.envelope import CloudEvent
-from gateway.events import EventLog
+from gateway.event_log import EventLog
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -18,7 +18,7 @@ from platform_contracts.events import validate_event
 from service_kit.outbox import relay_connection_name
 from service_kit.testing import broker_connections, close_broker_connections, metric_value, rabbit_vhost
 from gateway.app import ensure_indexes
-from gateway.events import EventLog
+from gateway.event_log import EventLog
 from gateway.notifications import NotificationStore, with_notifications
 
 from gateway_test_support import community, new_transfer, publish, start_gateway, transfer_event

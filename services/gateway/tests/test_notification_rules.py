@@ -3,7 +3,8 @@
 import pytest
 
 from gateway.auth import Principal
-from gateway.events import EventFilter, LogEntry
+from gateway.event_log import LogEntry
+from gateway.stream_filter import EventFilter
 from gateway.notifications import NOTIFICATION_CREATED, addressed_to, notification_events, rules_for, with_notifications
 from platform_contracts.events import validate_event
 

@@ -14,10 +14,10 @@ from starlette.background import BackgroundTask
 from . import API
 from ..auth import DIVISION_ROLES, Principal, division_filter
 from ..deps import authenticate, stream_principal
-from ..events import (Broadcaster, EventFilter, StreamGap, Subscription, envelope_for, parse_division,
-                      parse_types)
+from ..fanout import Broadcaster, StreamGap, Subscription
 from ..metrics import STREAM_CLIENTS
 from ..problems import ApiProblem
+from ..stream_filter import EventFilter, envelope_for, parse_division, parse_types
 
 log = logging.getLogger(__name__)
 

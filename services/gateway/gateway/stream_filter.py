@@ -1,0 +1,80 @@
+"""Which logged events a client of the live stream receives, and in what form: pure rules."""
+
+import fnmatch
+from dataclasses import dataclass
+
+from platform_contracts.codes import normalize_division_prefix
+
+from .auth import DIVISION_ROLES, OPERATOR, Principal
+from .event_log import LogEntry
+from .notifications import NOTIFICATION_CREATED, addressed_to
+
+MAX_TYPE_PATTERNS = 32
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a client receives: `types` are glob patterns (any may match; none = all),
+    `division` a prefix of the event's `division` extension. With a `reader`, notifications are
+    only those addressed to them (and pass the division filter when they carry no division),
+    and other events only reach the roles that see division-scoped records."""
+
+    types: tuple[str, ...] = ()
+    division: str | None = None
+    reader: Principal | None = None
+
+    def matches(self, entry: LogEntry) -> bool:
+        if self.types and not any(fnmatch.fnmatchcase(entry.type, p) for p in self.types):
+            return False
+        if entry.type == NOTIFICATION_CREATED:
+            audience = entry.envelope.get("data", {}).get("audience") or {}
+            if self.reader is not None and not addressed_to(audience, self.reader):
+                return False
+            return entry.division is None or self._in_division(entry)
+        if self.reader is not None and self.reader.role not in DIVISION_ROLES:
+            return False
+        return self._in_division(entry)
+
+    def _in_division(self, entry: LogEntry) -> bool:
+        if self.division is None:
+            return True
+        other = entry.envelope.get("otherdivision")
+        return (entry.division or "").startswith(self.division) or bool(other and other.startswith(self.division))
+
+
+def parse_types(raw: str | list | None) -> tuple[str, ...]:
+    """Type patterns from `a.*,b.c` or a list; ValueError saying what is wrong."""
+    if raw is None:
+        return ()
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
+        raise ValueError("types is a list of strings")
+    patterns = tuple(dict.fromkeys(p.strip() for p in items if p.strip()))
+    if len(patterns) > MAX_TYPE_PATTERNS:
+        raise ValueError(f"at most {MAX_TYPE_PATTERNS} type patterns")
+    bad = [p for p in patterns if len(p) > 100 or not all(c.isalnum() or c in "._-*?[]!" for c in p)]
+    if bad:
+        raise ValueError(f"not a type pattern: {bad[0]!r}")
+    return patterns
+
+
+def parse_division(raw: str | None) -> str | None:
+    if raw in (None, ""):
+        return None
+    if not isinstance(raw, str):
+        raise ValueError("a division filter is a string of digits")
+    return normalize_division_prefix(raw)
+
+
+def envelope_for(entry: LogEntry, reader: Principal) -> dict:
+    """The event as `reader` may see it. A coverage.changed also carries the figures of the
+    divisions above its own (district, city, all); an operator gets only those in their scope,
+    as `GET /coverage` would give them."""
+    if entry.type != "coverage.changed" or reader.role != OPERATOR:
+        return entry.envelope
+    data = entry.envelope.get("data") or {}
+    scopes = data.get("scopes")
+    if not isinstance(scopes, list):
+        return entry.envelope
+    visible = [s for s in scopes if isinstance(s, dict) and str(s.get("division") or "").startswith(reader.scope)]
+    return {**entry.envelope, "data": {**data, "scopes": visible}}
