@@ -19,13 +19,15 @@ from amqp.exceptions import NotFound
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
+from service_kit import registry
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("PLATFORM_DATA_DIR", ROOT / ".data"))
 PYTHON = sys.executable
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 STOP_GRACE_SECONDS = 30
-# (name, environment variable naming its HTTP port, default port): started in this order.
-SERVICES = [("organization", "ORGANIZATION_HTTP_PORT", 8081), ("member", "MEMBER_HTTP_PORT", 8082)]
+# Every service of services/registry.toml, in the order listed there (the gateway last).
+SERVICES = registry.load()
 
 
 def say(message: str) -> None:
@@ -112,7 +114,7 @@ class Platform:
         would compete for the same RPC and event queues and answer each other's calls."""
         try:
             with Connection(amqp_uri, connect_timeout=10) as connection:
-                for name, _, _ in SERVICES:
+                for name in (entry.name for entry in SERVICES.values() if entry.kind == "nameko"):
                     queue = f"rpc-{name}"
                     try:
                         # Passive: only asks; a queue that does not exist is not created.
@@ -211,15 +213,14 @@ def main() -> None:
             "PYTHONUNBUFFERED": "1",
             "PYTHONWARNINGS": "ignore::DeprecationWarning",
         }
-        ports = {name: int(os.environ.get(variable, default)) for name, variable, default in SERVICES}
-        ports["gateway"] = int(os.environ.get("GATEWAY_PORT", 8080))
+        ports = {name: int(os.environ.get(entry.port_env, entry.http_port)) for name, entry in SERVICES.items()}
         for name, port in ports.items():
             if port_open("127.0.0.1", port):
                 raise SystemExit(f"[platform] port {port} for {name} is taken: see README, Configuration")
-        for name, _, _ in SERVICES:
-            platform.start(name, [PYTHON, "-m", name],
-                           {**env, "HTTP_PORT": str(ports[name]), "HTTP_HOST": "127.0.0.1"})
-        platform.start("gateway", [PYTHON, "-m", "gateway"], {**env, "GATEWAY_PORT": str(ports["gateway"])})
+        for name, entry in SERVICES.items():
+            own = ({"GATEWAY_PORT": str(ports[name])} if entry.kind == "gateway"
+                   else {"HTTP_PORT": str(ports[name]), "HTTP_HOST": "127.0.0.1"})
+            platform.start(name, [PYTHON, *entry.argv], {**env, **own})
         for name, port in ports.items():
             wait_until(lambda: http_ready(port) or platform.stopping, 90, name)
         if platform.stopping:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from service_kit import registry
 from service_kit.testing import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,30 +26,26 @@ class RunningPlatform:
         self.admin_password = "e2e-" + uuid.uuid4().hex[:12]
         self.amqp_uri = amqp_uri
         self.secantus_port = free_port()
-        self.gateway_port = free_port()
-        self.organization_port = free_port()
-        self.member_port = free_port()
+        self.services = registry.load()
+        self.ports = {name: free_port() for name in self.services}
+        self.gateway_port = self.ports["gateway"]
         self.gateway_url = f"http://127.0.0.1:{self.gateway_port}"
-        self.metrics_targets = {
-            "gateway": f"127.0.0.1:{self.gateway_port}",
-            "organization": f"127.0.0.1:{self.organization_port}",
-            "member": f"127.0.0.1:{self.member_port}",
-        }
+        self.metrics_targets = {name: f"127.0.0.1:{port}" for name, port in self.ports.items()}
         self.output: list[str] = []
         self._token: str | None = None
         env = {k: v for k, v in os.environ.items() if k not in ("ADMIN_PASSWORD", "JWT_SECRET")}
         if env.get("MONGODB_URI"):  # a shared MongoDB: keep this run's databases apart
             suffix = uuid.uuid4().hex[:6]
-            env.update(MONGODB_ORGANIZATION_DB=f"organization_{suffix}", MONGODB_MEMBER_DB=f"member_{suffix}",
-                       MONGODB_GATEWAY_DB=f"gateway_{suffix}")
+            env.update({entry.database_env: f"{entry.database}_{suffix}" for entry in self.services.values()})
         env.update(
             PLATFORM_DATA_DIR=str(data_dir), AMQP_URI=amqp_uri, ADMIN_PASSWORD=self.admin_password,
-            SECANTUS_PORT=str(self.secantus_port), GATEWAY_PORT=str(self.gateway_port),
-            ORGANIZATION_HTTP_PORT=str(self.organization_port), MEMBER_HTTP_PORT=str(self.member_port), RPC_TIMEOUT_SECONDS="5",
+            SECANTUS_PORT=str(self.secantus_port), RPC_TIMEOUT_SECONDS="5",
             RECONCILE_INTERVAL_SECONDS="86400", JOINT_ORGANIZATION_MAX_UNITS="3",
         )
+        env.update({entry.port_env: str(self.ports[name]) for name, entry in self.services.items()})
         env.update(extra_env or {})
-        self.organization_database = env.get("MONGODB_ORGANIZATION_DB", "organization")
+        organization = self.services["organization"]
+        self.organization_database = env.get(organization.database_env, organization.database)
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "run_platform.py")], env=env, cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
