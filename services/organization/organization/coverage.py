@@ -63,7 +63,7 @@ def load_gauges(repo: Repository) -> None:
 def publish_last_reconciliation(repo: Repository) -> None:
     """The drift of the platform's last completed reconciliation, whichever replica ran it
     (nothing on record: 0)."""
-    last = repo.lease(RECONCILE_LEASE).get("last_run", {})
+    last = repo.leases().get(RECONCILE_LEASE).get("last_run", {})
     drift = last.get("drifted_counters", 0) + last.get("drifted_units", 0)
     repaired = last.get("repaired", True)
     RECONCILIATION_DRIFT.labels(repaired="true").set(drift if repaired else 0)
@@ -331,16 +331,17 @@ def reconcile_leased(store, holder: str, lease_seconds: float, trigger: str, rep
     after the last renewal if its holder dies. A completed run leaves its outcome on the
     lease document, where every replica's gauge refresh reads it."""
     repo = Repository(store.db)
-    if not repo.take_lease(RECONCILE_LEASE, holder, utc_now(), lease_seconds, done_before):
+    leases = repo.leases()
+    if not leases.take(RECONCILE_LEASE, holder, utc_now(), lease_seconds, done_before):
         return None
     report = None
     try:
-        report = reconcile(store, repair=repair, keep_going=lambda: repo.take_lease(
+        report = reconcile(store, repair=repair, keep_going=lambda: leases.take(
             RECONCILE_LEASE, holder, utc_now(), lease_seconds))
     finally:
         now = utc_now()
         completed = bool(report and report["complete"])
-        repo.release_lease(RECONCILE_LEASE, holder, now, record=_outcome(report, trigger, now) if completed else None)
+        leases.release(RECONCILE_LEASE, holder, now, record=_outcome(report, trigger, now) if completed else None)
     if report["complete"]:
         RECONCILIATION_RUNS.labels(trigger).inc()
         publish_last_reconciliation(repo)  # here at once; on the other replicas at their next refresh

@@ -1,14 +1,13 @@
 """MongoDB persistence of the organization service: the one place that knows collections,
 indexes and queries. Every method runs in the session it was given (a transaction)."""
 
-from datetime import datetime, timedelta
-
-from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
+from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.codes import division_level, mask_phone, parent_division
 from platform_contracts.problems import Rejected
 from service_kit.documents import DocumentRepository, json_ready, prefix_query
+from service_kit.leases import Leases
 
 from .domain import ALL, COUNT_FIELDS, CounterKey
 
@@ -313,32 +312,8 @@ class Repository(DocumentRepository):
 
     # ---- leases ----------------------------------------------------------------------------
 
-    def take_lease(self, name: str, holder: str, now: datetime, seconds: float,
-                   done_before: datetime | None = None) -> bool:
-        """Hold `name` until now + seconds if it is free, expired or already ours (renewal);
-        with `done_before`, only if the work it guards was last completed before then. One
-        atomic update: of replicas racing for it, exactly one wins. (Times are each replica's
-        clock: keep them in step, as NTP does.)"""
-        query = {"_id": name, "$or": [{"holder": holder}, {"expires_at": {"$lte": now}}]}
-        if done_before is not None:
-            query["$and"] = [{"$or": [{"completed_at": None}, {"completed_at": {"$lt": done_before}}]}]
-        try:
-            lease = self.db.leases.find_one_and_update(
-                query, {"$set": {"holder": holder, "expires_at": now + timedelta(seconds=seconds), "renewed_at": now}},
-                upsert=True, return_document=ReturnDocument.AFTER, session=self.session,
-            )
-        except DuplicateKeyError:  # held by another, or done lately: the filter missed, the upsert collided
-            return False
-        return lease is not None and lease["holder"] == holder
-
-    def release_lease(self, name: str, holder: str, now: datetime, record: dict | None = None) -> None:
-        """Free `name` if it is still ours, setting `record` (what the work it guarded leaves
-        on record) in the same update: a holder that lost the lease overwrites nothing."""
-        fields = {"expires_at": now, **(record or {})}
-        self.db.leases.update_one({"_id": name, "holder": holder}, {"$set": fields}, session=self.session)
-
-    def lease(self, name: str) -> dict:
-        return self.db.leases.find_one({"_id": name}, session=self.session) or {}
+    def leases(self) -> Leases:
+        return Leases(self.db.leases, self.session)
 
 
 def _as_counters(documents) -> dict[str, dict[str, int]]:
