@@ -28,6 +28,8 @@ class CloudEvent(BaseModel):
         "a second division the event concerns, for filtering: the other side of a transfer"))
     correlationid: str | None = None
     causationid: str | None = None
+    traceparent: str | None = Field(None, pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$", description=(
+        "W3C trace context of the work that emitted the event (CloudEvents distributed-tracing extension)"))
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

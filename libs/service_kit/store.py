@@ -25,7 +25,7 @@ from platform_contracts.errors import DomainError
 from platform_contracts.events import validate_event
 from platform_contracts.problems import Rejected
 
-from . import topology
+from . import topology, tracing
 from .metrics import COMMANDS_PER_TRANSACTION, INBOX_DUPLICATES
 from .outbox import OUTBOX_INDEX, OutboxRelay, outbox_record
 
@@ -48,7 +48,7 @@ class UnitOfWork:
     """What one transaction sees: the database bound to its session, and the events it emits."""
 
     def __init__(self, db, session, source: str, correlationid: str | None, causationid: str | None,
-                 shared: dict | None = None, before_commit: list | None = None):
+                 shared: dict | None = None, before_commit: list | None = None, traceparent: str | None = None):
         self.db = db
         self.session = session
         # Shared by every unit of work in one transaction (several under group commit):
@@ -58,6 +58,7 @@ class UnitOfWork:
         self.source = source
         self.correlationid = correlationid
         self.causationid = causationid
+        self.traceparent = traceparent  # of the command or event being handled, carried by what it emits
         self.events: list[CloudEvent] = []
         self.on_commit: list[Callable[[], None]] = []
         self.now = utc_now()
@@ -68,6 +69,7 @@ class UnitOfWork:
             source=self.source, type=type, subject=subject, data=data, division=division,
             otherdivision=other_division if other_division != division else None,
             correlationid=self.correlationid, causationid=self.causationid, time=self.now,
+            traceparent=self.traceparent,
         ))
         self.events.append(event)
         return event
@@ -111,8 +113,9 @@ class _PendingWrite:
     it in a transaction of its own (when its group failed)."""
 
     def __init__(self, log: str, correlationid: str, causationid: str, work: Callable[[UnitOfWork], Any],
-                 record: Callable[[UnitOfWork, Any], dict], alone: Callable[[], Any]):
+                 record: Callable[[UnitOfWork, Any], dict], alone: Callable[[], Any], traceparent: str | None):
         self.log, self.correlationid, self.causationid = log, correlationid, causationid
+        self.traceparent = traceparent
         self.work, self.record, self.alone = work, record, alone
         self.finished = False
         self._result = None
@@ -152,12 +155,13 @@ class Store:
         self.client.close()
 
     def _transaction(self, work: Callable[[UnitOfWork], Any], correlationid, causationid,
-                     exclusive: bool = True) -> tuple[Any, UnitOfWork]:
+                     exclusive: bool = True, traceparent: str | None = None) -> tuple[Any, UnitOfWork]:
         holder: dict[str, UnitOfWork] = {}
 
         def attempt(session):
             # with_transaction may call this again after a transient error: start clean.
-            uow = holder["uow"] = UnitOfWork(self.db, session, self.source, correlationid, causationid)
+            uow = holder["uow"] = UnitOfWork(self.db, session, self.source, correlationid, causationid,
+                                             traceparent=traceparent)
             result = work(uow)
             for hook in uow.before_commit:
                 hook()
@@ -177,7 +181,7 @@ class Store:
     def transaction(self, work: Callable[[UnitOfWork], Any], correlationid: str | None = None,
                     exclusive: bool = True) -> Any:
         """`exclusive=False` for long, mostly-reading transactions that must not hold up writers."""
-        return self._transaction(work, correlationid, correlationid, exclusive)[0]
+        return self._transaction(work, correlationid, correlationid, exclusive, tracing.current_traceparent())[0]
 
     def execute_command(self, command_id: str | dict, work: Callable[[UnitOfWork], dict]) -> dict:
         """Run `work` once per command id (see `parse_command_id`); a repeat returns the stored
@@ -188,13 +192,15 @@ class Store:
         log writes are paid once for the group. If any of a group fails, the group is rolled
         back and each runs on its own, so one bad command fails alone."""
         command_id, request = parse_command_id(command_id)
+        # Taken in the caller's thread: under group commit another writer may execute it.
+        traceparent = tracing.current_traceparent()
         if not self._serialize:
-            return self._execute_alone(command_id, request, work, exclusive=False)
+            return self._execute_alone(command_id, request, work, False, traceparent)
         return self._write(_PendingWrite(
             "commands", command_id, command_id, work,
             record=lambda uow, result: {"_id": command_id, "result": result, "request": request,
                                         "executed_at": uow.now},
-            alone=lambda: self._execute_alone(command_id, request, work, exclusive=False)))
+            alone=lambda: self._execute_alone(command_id, request, work, False, traceparent), traceparent=traceparent))
 
     def stored_result(self, command_id: str | dict) -> dict | None:
         """The result a command id already has, if any: for a service that asks another service
@@ -219,7 +225,7 @@ class Store:
         return pending.outcome()
 
     def _execute_alone(self, command_id: str, request: str | None, work: Callable[[UnitOfWork], dict],
-                       exclusive: bool) -> dict:
+                       exclusive: bool, traceparent: str | None) -> dict:
         def once(uow: UnitOfWork):
             result = work(uow)
             uow.db.commands.insert_one(
@@ -229,7 +235,7 @@ class Store:
             return result
 
         try:
-            return self._transaction(once, command_id, command_id, exclusive)[0]
+            return self._transaction(once, command_id, command_id, exclusive, traceparent)[0]
         except (DuplicateKeyError, DomainError, Rejected):
             # Commands are almost always new, so the log is not read first: a repeat shows when
             # its record will not be written twice, or when the repeat itself is refused because
@@ -278,7 +284,7 @@ class Store:
             uows, results, records, shared, before_commit = [], [], {}, {}, []
             for pending in group:
                 uow = UnitOfWork(self.db, session, self.source, pending.correlationid, pending.causationid,
-                                 shared, before_commit)
+                                 shared, before_commit, pending.traceparent)
                 result = pending.work(uow)
                 records.setdefault(pending.log, []).append(pending.record(uow, result))
                 results.append(result)
@@ -299,8 +305,9 @@ class Store:
         """Apply an integration event once per handler; False if it had been applied before.
         With serialized writes, events share group commits with commands."""
         inbox_id = f"{handler}:{event.id}"
+        traceparent = tracing.current_traceparent()
         if not self._serialize:
-            return self._apply_alone(handler, inbox_id, event, work)
+            return self._apply_alone(handler, inbox_id, event, work, traceparent)
 
         def applied(uow: UnitOfWork) -> bool:
             work(uow)
@@ -309,9 +316,10 @@ class Store:
         return self._write(_PendingWrite(
             "inbox", event.correlationid or event.id, event.id, applied,
             record=lambda uow, _: {"_id": inbox_id, "type": event.type, "applied_at": uow.now},
-            alone=lambda: self._apply_alone(handler, inbox_id, event, work)))
+            alone=lambda: self._apply_alone(handler, inbox_id, event, work, traceparent), traceparent=traceparent))
 
-    def _apply_alone(self, handler: str, inbox_id: str, event: CloudEvent, work: Callable[[UnitOfWork], None]) -> bool:
+    def _apply_alone(self, handler: str, inbox_id: str, event: CloudEvent, work: Callable[[UnitOfWork], None],
+                     traceparent: str | None) -> bool:
         def once(uow: UnitOfWork):
             try:
                 uow.db.inbox.insert_one({"_id": inbox_id, "type": event.type, "applied_at": uow.now},
@@ -322,7 +330,7 @@ class Store:
 
         try:
             # Not exclusive: the caller holds the write lock already, or there is none.
-            self._transaction(once, event.correlationid or event.id, event.id, exclusive=False)
+            self._transaction(once, event.correlationid or event.id, event.id, False, traceparent)
             return True
         except AlreadyApplied:
             INBOX_DUPLICATES.labels(self.source, handler).inc()

@@ -2,7 +2,7 @@
 
 A service subclasses it, names itself (as in services/registry.toml) and declares its
 entrypoints; it gets the store (transactions with outbox, inbox and command log, and the
-outbox relay), RED metrics for every entrypoint, its configuration, /metrics, /healthz and
+outbox relay), RED metrics and a trace span for every entrypoint, its configuration, /metrics, /healthz and
 /readyz outside the worker pool, and the admin's dead-letter list and replay. A service whose
 records hold personal data adds `cipher = FieldCipherProvider()`; one whose writes all move the
 same few documents sets `store = StoreProvider(serialize_writes=True)`; one with data to
@@ -21,6 +21,7 @@ from ..metrics import EntrypointMetrics
 from ..operations import OperationsServer
 from ..store import StoreProvider
 from .entrypoints import operation, query
+from .tracing import Tracing
 
 DEAD_LETTER_LIST_MAX = 1000
 
@@ -33,6 +34,7 @@ class ChassisService:
     metrics = EntrypointMetrics()
     config = Config()
     operations_http = OperationsServer()
+    tracing = Tracing()
 
     @query(body=None)
     def list_dead_letters(self, limit=100, actor=None):
