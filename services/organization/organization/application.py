@@ -13,7 +13,7 @@ from service_kit.auth import ensure_in_scope
 from service_kit.documents import new_id
 from service_kit.pii import FieldCipher, mask_phone
 
-from . import coverage, domain
+from . import domain, projection
 from .repository import Repository, as_resource
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class Commands:
         })
         repo.insert_unit(unit)
         self._emit_unit(uow, "unit.registered", unit)
-        coverage.apply_unit_changes(uow, repo, [(None, unit)], "unit.registered")
+        projection.apply_unit_changes(uow, repo, [(None, unit)], "unit.registered")
         return as_resource(unit)
 
     def register_units(self, uow, commands: list[RegisterUnit], actor: dict) -> list[dict]:
@@ -94,7 +94,7 @@ class Commands:
         repo.insert_units(units)
         for unit in units:
             self._emit_unit(uow, "unit.registered", unit)
-        coverage.apply_unit_changes(uow, repo, [(None, unit) for unit in units], "unit.registered", report_level=6)
+        projection.apply_unit_changes(uow, repo, [(None, unit) for unit in units], "unit.registered", report_level=6)
         return [as_resource(unit) for unit in units]
 
     def update_unit(self, uow, unit_id: str, changes: UpdateUnit, actor: dict) -> dict:
@@ -109,7 +109,7 @@ class Commands:
         unit = domain.refresh_unit({**copy.deepcopy(before), **fields, "updated_at": uow.now})
         repo.save_unit(unit)
         self._emit_unit(uow, "unit.updated", unit)
-        coverage.apply_unit_changes(uow, repo, [(before, unit)], "unit.updated")
+        projection.apply_unit_changes(uow, repo, [(before, unit)], "unit.updated")
         return as_resource(unit)
 
     def deregister_unit(self, uow, unit_id: str, actor: dict) -> dict:
@@ -133,7 +133,7 @@ class Commands:
         domain.refresh_unit(unit)
         repo.save_unit(unit)
         self._emit_unit(uow, "unit.deregistered", unit)
-        coverage.apply_unit_changes(uow, repo, [(before, unit)], "unit.deregistered")
+        projection.apply_unit_changes(uow, repo, [(before, unit)], "unit.deregistered")
         return as_resource(unit)
 
     # ---- organizations -----------------------------------------------------------------------
@@ -174,7 +174,7 @@ class Commands:
             repo.save_unit(after)
             changes.append((before, after))
         self._emit_organization(uow, "organization.created", organization)
-        coverage.apply_unit_changes(uow, repo, changes, "organization.created")
+        projection.apply_unit_changes(uow, repo, changes, "organization.created")
         return as_resource(organization)
 
     def update_organization(self, uow, organization_id: str, changes: UpdateOrganization, actor: dict) -> dict:
@@ -215,7 +215,7 @@ class Commands:
         repo.save_unit(after)
         uow.emit("organization.unit_attached", subject=organization_id, division=organization["division"],
                  data={"organization_id": organization_id, "unit_id": unit_id})
-        coverage.apply_unit_changes(uow, repo, [(before, after)], "organization.unit_attached")
+        projection.apply_unit_changes(uow, repo, [(before, after)], "organization.unit_attached")
         return as_resource(organization)
 
     def detach_unit(self, uow, organization_id: str, unit_id: str, actor: dict) -> dict:
@@ -235,7 +235,7 @@ class Commands:
         repo.save_unit(after)
         uow.emit("organization.unit_detached", subject=organization_id, division=organization["division"],
                  data={"organization_id": organization_id, "unit_id": unit_id})
-        coverage.apply_unit_changes(uow, repo, [(before, after)], "organization.unit_detached")
+        projection.apply_unit_changes(uow, repo, [(before, after)], "organization.unit_detached")
         return as_resource(organization)
 
     def dissolve_organization(self, uow, organization_id: str, actor: dict) -> dict:
@@ -255,7 +255,7 @@ class Commands:
                             unit_ids=[], former_unit_ids=organization["unit_ids"], updated_at=uow.now)
         repo.save_organization(organization)
         self._emit_organization(uow, "organization.dissolved", organization)
-        coverage.apply_unit_changes(uow, repo, changes, "organization.dissolved")
+        projection.apply_unit_changes(uow, repo, changes, "organization.dissolved")
         return as_resource(organization)
 
     # ---- instructors -------------------------------------------------------------------------
@@ -292,7 +292,7 @@ class Commands:
         repo.save_unit(unit)
         uow.emit("instructor.assigned", subject=unit_id, division=unit["division"],
                  data={"instructor_id": instructor["_id"], "unit_id": unit_id})
-        coverage.apply_unit_changes(uow, repo, [(before, unit)], "instructor.assigned")
+        projection.apply_unit_changes(uow, repo, [(before, unit)], "instructor.assigned")
         return as_resource(unit)
 
     def unassign_instructor(self, uow, unit_id: str, actor: dict) -> dict:
@@ -306,7 +306,7 @@ class Commands:
         unit["updated_at"] = uow.now
         domain.refresh_unit(unit)
         repo.save_unit(unit)
-        coverage.apply_unit_changes(uow, repo, [(before, unit)], "instructor.unassigned")
+        projection.apply_unit_changes(uow, repo, [(before, unit)], "instructor.unassigned")
         return as_resource(unit)
 
     @staticmethod
@@ -345,4 +345,4 @@ class Commands:
             repo.save_unit(after)
             self._emit_unit(uow, "unit.updated", after)
         if changed:
-            coverage.apply_unit_changes(uow, repo, list(changed.values()), cause)
+            projection.apply_unit_changes(uow, repo, list(changed.values()), cause)

@@ -23,7 +23,7 @@ from service_kit.operations import OperationsMixin
 from service_kit.cipher_provider import FieldCipherProvider
 from service_kit.store import StoreProvider
 
-from . import coverage, domain, migrate
+from . import domain, migrate, reconciliation
 from .application import Commands
 from .domain import ALL, CounterKey
 from .repository import Repository, as_resource
@@ -219,8 +219,8 @@ class OrganizationService(OperationsMixin):
     @rpc
     def reconcile_coverage(self, actor=None, repair=True):
         require_admin(actor)
-        report = coverage.reconcile_leased(self.store, REPLICA, RECONCILE_LEASE_SECONDS, coverage.ON_DEMAND,
-                                           repair=bool(repair))
+        report = reconciliation.reconcile_leased(self.store, REPLICA, RECONCILE_LEASE_SECONDS,
+                                                 reconciliation.ON_DEMAND, repair=bool(repair))
         if report is None:
             raise Rejected.conflict("a coverage reconciliation is running already (on this or another replica); "
                                     "try again when it has finished")
@@ -228,7 +228,8 @@ class OrganizationService(OperationsMixin):
 
     @timer(interval=RECONCILE_INTERVAL_SECONDS)
     def reconcile_periodically(self):
-        if coverage.reconcile_periodically(self.store, REPLICA, RECONCILE_INTERVAL_SECONDS, RECONCILE_LEASE_SECONDS):
+        if reconciliation.reconcile_periodically(self.store, REPLICA, RECONCILE_INTERVAL_SECONDS,
+                                                 RECONCILE_LEASE_SECONDS):
             # During a rolling upgrade, replicas still on a version before encryption stored
             # phones in clear after this one's start-up migration: sweep again.
             migrate.encrypt_instructor_phones(self.store.db, self.cipher)
@@ -236,7 +237,7 @@ class OrganizationService(OperationsMixin):
     @timer(interval=GAUGE_REFRESH_SECONDS, eager=True)
     def refresh_coverage_gauges(self):
         # Other replicas move the counters and run reconciliations too; the gauges follow what is stored.
-        coverage.load_gauges(self.repo)
+        reconciliation.load_gauges(self.repo)
 
     # ---- the member service's events -----------------------------------------------------
 
