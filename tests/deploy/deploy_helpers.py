@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from service_kit.registry import load as load_registry
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -27,11 +28,14 @@ PROMETHEUS_RULE = MONITORING / "prometheusrule.yaml"
 DASHBOARD = MONITORING / "dashboards" / "partybuilding-overview.json"
 README = DEPLOY / "README.md"
 
-# Every platform service deployed from deploy/k8s/base/services/<name>/. The nameko
-# services run `python -m <name>`, listen on HTTP_PORT and consume rpc-<name>; the
-# gateway is the HTTP entry. Adding a service folder means adding its name here.
-NAMEKO_SERVICES = ("organization", "member")
-SERVICES = NAMEKO_SERVICES + ("gateway",)
+# The one list of the platform's services (services/registry.toml): every entry is
+# deployed from deploy/k8s/base/services/<name>/ (test_deployed_services.py checks
+# both ways).
+# The nameko services run `python -m service_kit.chassis.run <name>`, listen on
+# HTTP_PORT and consume rpc-<name>; the gateway is the HTTP entry.
+REGISTRY = load_registry()
+NAMEKO_SERVICES = tuple(entry.name for entry in REGISTRY.values() if entry.kind == "nameko")
+SERVICES = tuple(REGISTRY)
 
 ENSURE = "run scripts/ensure_deploy_tools.sh (it installs kubectl, promtool and prometheus)"
 
@@ -66,19 +70,29 @@ def find(objects: list[dict], kind: str, name: str) -> dict:
     return matches[0]
 
 
+def config_values(objects: list[dict], container: dict) -> dict:
+    """What a container reads from its ConfigMaps (envFrom), merged."""
+    values = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            values.update(find(objects, "ConfigMap", source["configMapRef"]["name"]).get("data", {}))
+    return values
+
+
 # ----------------------------------------------------------------- code-side facts
 
 def nameko_service_class(name: str):
-    """The nameko service class of services/<name> (the class in <name>.service whose
-    nameko `name` is <name>)."""
-    import importlib
-    import inspect
+    """The nameko service class of a registry entry (its `service`), whose nameko `name`
+    is the entry's name."""
+    cls = REGISTRY[name].service_class()
+    assert getattr(cls, "name", None) == name, f"{REGISTRY[name].service}: nameko name {cls.name!r}, registry {name!r}"
+    return cls
 
-    module = importlib.import_module(f"{name}.service")
-    classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
-               if c.__module__ == module.__name__ and getattr(c, "name", None) == name]
-    assert len(classes) == 1, f"{name}.service: expected one nameko service class named {name!r}"
-    return classes[0]
+
+def package_dir(name: str) -> Path:
+    """services/<folder>/<package> of a registry entry: its code."""
+    entry = REGISTRY[name]
+    return REPO / "services" / entry.folder / entry.package
 
 
 def nameko_container(name: str):
@@ -122,10 +136,13 @@ def consumed_queues(name: str) -> dict[str, dict]:
     The gateway: the queue its declare_topology() returns, declared on a recording channel."""
     if name in NAMEKO_SERVICES:
         return {q.name: dict(q.queue_arguments or {}) for q in nameko_queues(name)["consumed"]}
-    if name == "gateway":
+    if REGISTRY[name].kind == "gateway":
         import asyncio
 
-        from gateway.events import declare_topology
+        try:
+            from gateway.event_consumer import declare_topology
+        except ImportError:  # the gateway before its event code was split up
+            from gateway.events import declare_topology
 
         class Queue:
             def __init__(self, name: str, arguments: dict):
@@ -333,7 +350,7 @@ def code_metric_labels() -> dict[str, set[str]]:
 
     from prometheus_client.metrics import MetricWrapperBase
 
-    roots = [REPO / "libs" / "service_kit"] + [REPO / "services" / name / name for name in SERVICES]
+    roots = [REPO / "libs" / "service_kit"] + [package_dir(name) for name in SERVICES]
     declared = {}
     for root in roots:
         for path in sorted(root.rglob("*.py")):

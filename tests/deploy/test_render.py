@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from deploy_helpers import OVERLAYS, README, SERVICES, by_kind, find
+from deploy_helpers import OVERLAYS, README, REGISTRY, SERVICES, by_kind, find
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -88,7 +88,12 @@ def test_readme_builds_every_dev_image(rendered):
     assert {f"partybuilding/{name}:dev" for name in SERVICES} == images
     for image in images:
         name = image.split("/")[1].split(":")[0]
-        assert f"docker build -f services/{name}/Dockerfile -t {image} ." in text, image
+        entry = REGISTRY[name]
+        if entry.kind == "nameko":  # one shared Dockerfile, the service as build argument
+            command = f"docker build -f services/nameko.Dockerfile --build-arg SERVICE={name} -t {image} ."
+        else:
+            command = f"docker build -f services/{entry.folder}/Dockerfile -t {image} ."
+        assert command in text, image
         load = [line for line in text.splitlines() if line.startswith("kind load docker-image")]
         assert load and image in shlex.split(load[0].split("#")[0]), f"kind load of {image}"
 

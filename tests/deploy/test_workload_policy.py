@@ -7,7 +7,10 @@ import re
 
 import pytest
 
-from deploy_helpers import NAMEKO_SERVICES, OVERLAYS, REPO, SERVICES, by_kind, consumed_queues, find
+from deploy_helpers import (
+    NAMEKO_SERVICES, OVERLAYS, REGISTRY, REPO, SERVICES, by_kind, config_values, consumed_queues, find,
+    nameko_service_class, package_dir,
+)
 
 # Seconds a pod needs after its work in flight is done: nameko stops its consumers and
 # the outbox relay flushes, uvicorn closes connections, the process exits.
@@ -29,7 +32,7 @@ def drain_bound_seconds(objects) -> dict:
     assert match, "mongod: set transactionLifetimeLimitSeconds explicitly (the grace periods derive from it)"
     limit = int(match.group(1))
     gateway = find(objects, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]
-    rpc_timeout = float(_config_values(objects, gateway)["RPC_TIMEOUT_SECONDS"])
+    rpc_timeout = float(config_values(objects, gateway)["RPC_TIMEOUT_SECONDS"])
     return {"transaction": limit + min(60, limit / 2), "rpc": rpc_timeout}
 
 
@@ -92,7 +95,7 @@ def test_deployments_are_hardened_probed_and_drain(rendered, overlay):
         needed = pre_stop_seconds(container) + max(drain_bound_seconds(rendered[overlay]).values()) + STOP_SECONDS
         assert pod["terminationGracePeriodSeconds"] >= needed, \
             f"{name}: grace {pod['terminationGracePeriodSeconds']} s < {needed} s (preStop + drain bound + stop)"
-        assert container["command"] == ["python", "-m", name], name
+        assert container["command"] == ["python", *REGISTRY[name].argv], name
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert "http" in ports, f"{name}: a port named http (probes, metrics)"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
@@ -146,7 +149,7 @@ def test_each_service_has_pdb_service_networkpolicy_and_migrate_job(rendered, ov
         job = find(objects, "Job", f"{name}-migrate")
         job_pod = job["spec"]["template"]["spec"]
         assert_hardened(job_pod, f"{name}-migrate")
-        assert job_pod["containers"][0]["command"] == ["python", "-m", name, "migrate"]
+        assert job_pod["containers"][0]["command"] == ["python", *REGISTRY[name].argv, "migrate"]
         assert job_pod["containers"][0]["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         assert selects(policy["spec"]["podSelector"], job["spec"]["template"]["metadata"]["labels"]), \
             f"{name}-migrate is not covered by the service's NetworkPolicy"
@@ -217,18 +220,11 @@ def test_keda_scales_each_service_on_its_queues(rendered):
     assert consumed_queues("gateway")["gateway.events"].get("x-single-active-consumer") is True
 
 
-def _config_values(objects, container) -> dict:
-    values = {}
-    for source in container.get("envFrom", []):
-        if "configMapRef" in source:
-            values.update(find(objects, "ConfigMap", source["configMapRef"]["name"]).get("data", {}))
-    return values
-
-
-# Services that keep personal data encrypted at rest (member: ID numbers and phones;
-# organization: instructors' phones). They refuse to start, migrate included, without
-# FIELD_ENCRYPTION_KEY; both read the same key from the same Secret.
-ENCRYPTING_SERVICES = ("member", "organization")
+# Services that keep personal data encrypted at rest (registry: needs_field_key; member:
+# ID numbers and phones; organization: instructors' phones). They refuse to start,
+# migrate included, without FIELD_ENCRYPTION_KEY; all read the same key from the same
+# Secret (components/field-encryption-key).
+ENCRYPTING_SERVICES = tuple(name for name, entry in REGISTRY.items() if entry.needs_field_key)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -254,31 +250,38 @@ def test_member_gets_its_transfer_settings(rendered, overlay):
     objects = rendered[overlay]
     for kind, name in (("Deployment", "member"), ("Job", "member-migrate")):
         container = find(objects, kind, name)["spec"]["template"]["spec"]["containers"][0]
-        values = _config_values(objects, container)
+        values = config_values(objects, container)
         assert values.get("TRANSFER_LETTER_VALID_DAYS") == "30", name
         assert values.get("TRANSFER_EXPIRY_CHECK_SECONDS") == "60", name
 
 
 def test_every_service_that_reads_the_field_key_gets_it():
-    """A service whose start-up reads FIELD_ENCRYPTION_KEY (service_kit.pii) must be in
-    ENCRYPTING_SERVICES, or its pods would crash-loop."""
+    """The chassis runner reads FIELD_ENCRYPTION_KEY at start for a service with a
+    FieldCipherProvider dependency (service_kit.chassis.run): such a service must say
+    needs_field_key in the registry, or its pods would crash-loop without the key."""
+    from service_kit.cipher_provider import FieldCipherProvider
+
     for name in NAMEKO_SERVICES:
-        main = (REPO / "services" / name / name / "__main__.py").read_text()
-        if "key_from_environment" in main or "FIELD_ENCRYPTION_KEY" in main:
-            assert name in ENCRYPTING_SERVICES, f"{name} reads FIELD_ENCRYPTION_KEY at start"
+        cls = nameko_service_class(name)
+        ciphers = [n for n, value in vars(cls).items() if isinstance(value, FieldCipherProvider)]
+        assert bool(ciphers) == REGISTRY[name].needs_field_key, \
+            f"{name}: FieldCipherProvider {ciphers}, registry needs_field_key = {REGISTRY[name].needs_field_key}"
 
 
 @pytest.mark.parametrize("name", NAMEKO_SERVICES)
 def test_service_config_keys_are_read_by_the_service(rendered, name):
     """Every key of <name>-config is a variable the service or the kit reads (a typo
-    would be silently ignored and the default used)."""
-    sources = [REPO / "services" / name / name, REPO / "libs" / "service_kit"]
+    would be silently ignored and the default used). The database variable is the
+    registry's database_env (test_deployed_services.py checks it)."""
+    sources = [package_dir(name), REPO / "libs" / "service_kit"]
     code = "\n".join(p.read_text() for d in sources for p in d.rglob("*.py"))
     container = find(rendered["prod"], "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
     configmaps = [s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s]
     own = [c for c in configmaps if c.startswith(f"{name}-config")]
     assert own, f"{name}: no {name}-config ConfigMap"
     for key in find(rendered["prod"], "ConfigMap", own[0])["data"]:
+        if key == REGISTRY[name].database_env:
+            continue
         assert re.search(rf"[\"']{key}[\"']|\b{key}=", code), f"{name}-config: {key} is read by nothing"
 
 
