@@ -4,13 +4,13 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := -e libs $(foreach service,$(wildcard services/*/pyproject.toml),-e $(dir $(service)))
+PACKAGES := -e libs -e libs/testing $(foreach service,$(wildcard services/*/pyproject.toml),-e $(dir $(service)))
 
 .PHONY: run test bench install clean-data
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt libs/pyproject.toml services/*/pyproject.toml
+$(STAMP): requirements.txt libs/pyproject.toml libs/testing/pyproject.toml services/*/pyproject.toml
 	bash scripts/bootstrap.sh $(PYTHON) $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt $(PACKAGES)
