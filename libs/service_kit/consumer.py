@@ -4,7 +4,11 @@ nameko 2.14 acknowledges a message whose handler raised, so the event is lost. T
 validates the CloudEvent, passes it to the handler, and on failure republishes it to a delay
 queue (see topology.py) with backoff; after the last attempt it goes to the dead-letter queue.
 The original is acknowledged only after the copy is confirmed by the broker, so a crash at
-any point leaves the event in RabbitMQ (at least once; the inbox makes applying it once)."""
+any point leaves the event in RabbitMQ (at least once; the inbox makes applying it once).
+
+`DrainingQueueConsumer`: the connection every consumer of a service (RPC, events, RPC replies)
+receives on, kept open while a stopping service finishes its workers (runner.ServiceContainer
+installs it)."""
 
 import logging
 import traceback
@@ -12,6 +16,7 @@ import traceback
 from kombu import Exchange
 from nameko.amqp.publish import Publisher
 from nameko.events import EventHandler
+from nameko.messaging import QueueConsumer
 from pydantic import ValidationError
 
 from platform_contracts.events import validate_event
@@ -23,6 +28,44 @@ from .metrics import DEAD_LETTERS, HANDLER_RETRIES
 from .pii import redact
 
 log = logging.getLogger(__name__)
+
+LOOK_UP_SECONDS = 0.2
+
+
+class DrainingQueueConsumer(QueueConsumer):
+    """nameko's QueueConsumer, except when the service stops.
+
+    nameko's cancels its broker consumers when the entrypoints stop and, with none left, closes
+    its connection a second or two later, while the workers started from its messages may
+    still be running. Each
+    such worker then answers (the reply has a connection of its own) but its acknowledgement is
+    skipped, the connection being gone, so the broker delivers the message again: an RPC already
+    answered runs a second time on another replica. This one cancels the consumers just as early
+    (no new message arrives, the rest stay on the queue for another replica) and keeps the
+    connection until the container has waited for its workers and stops it, so that every
+    message a worker took is acknowledged after it is answered."""
+
+    _workers_done = False
+
+    @property
+    def sharing_key(self):
+        return QueueConsumer  # stands in for nameko's: every consumer of the service shares it
+
+    def consume(self, *args, **kwargs):
+        # How often the consuming loop looks up from the socket for what it is asked (cancel a
+        # consumer, end): kombu's 1 s, paid once to cancel and twice to end, was most of a stop.
+        kwargs.setdefault("safety_interval", LOOK_UP_SECONDS)
+        return super().consume(*args, **kwargs)
+
+    def on_iteration(self):
+        self._cancel_consumers_if_requested()
+        if not self._consumers and self._workers_done:
+            self.should_stop = True  # the loop ends and closes the connection
+
+    def stop(self):
+        # Called after the workers have finished (subextensions stop after the pool is drained).
+        self._workers_done = True
+        super().stop()
 
 
 class InvalidEvent(Exception):

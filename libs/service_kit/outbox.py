@@ -54,6 +54,8 @@ LEFTOVER_AFTER_SECONDS = 5.0
 # many batches when commands come one by one. A crash before the mark republishes them, which
 # consumers absorb by event id.
 MARK_DELAY_SECONDS = 0.2
+# How long a stop waits for the relay to publish what was committed before it stopped.
+STOP_SECONDS = 5.0
 
 
 class PublishNotConfirmed(Exception):
@@ -206,23 +208,46 @@ class OutboxRelay:
         self._finished.clear()
         spawn(self._run)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_SECONDS) -> bool:
+        """Publish what was handed over and is not published yet, mark what is, and end the
+        relay's thread; call it once nothing commits any more. Waits at most `timeout` (a broker
+        that is away or blocked would otherwise hold up the stop): what is left unpublished
+        stays in the outbox, for the next start or another replica. Whether it finished."""
         if self._running:
             self._running = False
             self.wake()
-            self._finished.wait()
+            if not self._finished.wait(timeout):
+                log.warning("outbox relay of %s still busy after %.0fs: stopping without it; what it has not "
+                            "published stays in the outbox", self.service, timeout)
+                return False
         try:
             self._mark_published(force=True)
         except Exception:  # they go out again after a restart, and consumers absorb them
             log.warning("could not mark %d published outbox events", len(self._unmarked), exc_info=True)
+            return False
+        return True
 
     def _run(self) -> None:
         try:
             while self._running:
                 self._pass()
+            self._publish_handed_over()
         finally:
             self.publisher.close()
             self._finished.set()
+
+    def _publish_handed_over(self) -> None:
+        """At a stop: what was committed and handed over but not published yet, unless the relay
+        is failing (then the outbox keeps it for the next start, or another replica's poll)."""
+        if self._catching_up or not self._committed:
+            return
+        try:
+            while self._committed:
+                self._publish(self._take_committed())
+        except Exception:
+            OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
+            log.warning("outbox relay of %s: publishing at the stop failed; the events stay in the outbox",
+                        self.service, exc_info=True)
 
     def _pass(self) -> None:
         try:
@@ -244,8 +269,8 @@ class OutboxRelay:
             time.sleep(min(self.poll_seconds, 1.0))
         # Also when publishing fails: the backlog gauges are how an operator finds out.
         self._refresh_gauges()
-        self._wakeup.clear()  # a commit after this line leaves `_committed` non-empty, or wakes the wait
-        if not self._committed or self._catching_up:
+        self._wakeup.clear()  # a commit or a stop after this line wakes the wait
+        if self._running and (not self._committed or self._catching_up):
             wait = self.poll_seconds
             if self._unmarked:
                 wait = min(wait, max(0.0, self._unmarked_since + MARK_DELAY_SECONDS - time.monotonic()))
@@ -268,6 +293,8 @@ class OutboxRelay:
             self._refresh_gauges()
             if len(pending) < BATCH:
                 break
+        else:  # stopped first: the rest goes out after the next start, still before anything newer
+            return
         with self._handover:
             kept = [r for r in self._committed if r["_id"] not in done]
             self._committed.clear()

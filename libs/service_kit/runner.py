@@ -1,17 +1,25 @@
 """Running a nameko service as a process: `python -m <service>` and `python -m <service> migrate`.
 
-The caller must have applied eventlet.monkey_patch() before importing anything else."""
+The caller must have applied eventlet.monkey_patch() before importing anything else.
+
+A stop (SIGTERM from Kubernetes or run_platform, SIGINT from a terminal's Ctrl-C; both arrive
+under `make run`, and only the first counts) is graceful: the service stops taking RPC calls,
+events and timer runs (what it had not taken up stays on its queues for another replica), lets
+the workers in flight finish, answer and acknowledge their messages, has the outbox relay
+publish what they committed, and exits 0."""
 
 import logging
 import signal
-import sys
+import time
 
 import eventlet
-from nameko.runners import ServiceRunner
+from nameko.containers import ServiceContainer as NamekoServiceContainer
+from nameko.messaging import QueueConsumer
 
 from . import topology
-from .entrypoints import ExpectedErrorsWithoutTraceback
 from .config import retry_delays
+from .consumer import DrainingQueueConsumer
+from .entrypoints import ExpectedErrorsWithoutTraceback
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +48,74 @@ def run(service_cls, config: dict, migrate=None, args: list[str] | None = None) 
         log.info("%s: indexes and broker topology are in place", service_cls.name)
         return
 
-    runner = ServiceRunner(config)
-    runner.add_service(service_cls)
+    container = ServiceContainer(service_cls, config)
+    signalled = []
 
     def shutdown(signum, frame):
-        # Finish workers in flight (nameko stops entrypoints first, then waits for workers).
-        eventlet.spawn_n(runner.stop)
+        name = signal.Signals(signum).name
+        if signalled:
+            # Ctrl-C under `make run` brings the terminal's SIGINT and run_platform's SIGTERM.
+            log.info("%s: %s while stopping: the stop carries on", service_cls.name, name)
+            return
+        signalled.append(name)
+        log.info("%s: %s: stopping", service_cls.name, name)
+        eventlet.spawn_n(container.stop)
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    runner.start()
+    container.start()
     log.info("%s started; HTTP on %s", service_cls.name, config["WEB_SERVER_ADDRESS"])
-    runner.wait()
+    container.wait()  # raises what killed the container, if something did
     log.info("%s stopped", service_cls.name)
+
+
+class ServiceContainer(NamekoServiceContainer):
+    """nameko's container with the kit's queue consumer (see consumer.DrainingQueueConsumer)
+    and a stop that runs once, however many signals ask for it, and logs its steps.
+
+    nameko's ServiceRunner.stop, called a second time while the first stop waits, stops every
+    entrypoint again: a timer's second stop raises, and each consumer's second request to be
+    cancelled replaces the first one's, whose waiter then waits for ever; the process hung
+    until run_platform killed it 30 s later."""
+
+    stopping = False
+
+    # nameko's __init__ sets this to {} and then binds the service's extensions, which find the
+    # extensions they share here: the queue consumer they find is the kit's.
+    @property
+    def shared_extensions(self):
+        return self._shared_extensions
+
+    @shared_extensions.setter
+    def shared_extensions(self, extensions):
+        self._shared_extensions = extensions
+        if QueueConsumer not in extensions:
+            DrainingQueueConsumer().bind(self)  # binding registers it under nameko's QueueConsumer
+
+    def stop(self):
+        if self.stopping:  # the first stop carries on; wait for it
+            try:
+                self._died.wait()
+            except Exception:  # noqa: BLE001 - the first caller's to report
+                pass
+            return
+        self.stopping = True
+        if self._died.ready() or self._being_killed:
+            return super().stop()
+        name, started = self.service_name, time.monotonic()
+        log.info("%s: taking no more calls, events or timer runs; %d worker(s) in flight",
+                 name, len(self._worker_threads))
+        # The consumers are cancelled, the timers stopped (each after a run in progress).
+        self.entrypoints.all.stop()
+        # The workers in flight finish, answer and acknowledge their messages on the consumer's
+        # connection, which stays open until the subextensions stop.
+        self._worker_pool.waitall()
+        log.info("%s: workers finished after %.1fs", name, time.monotonic() - started)
+        # The outbox relay publishes what they committed, then stops.
+        self.dependencies.all.stop()
+        self.subextensions.all.stop()
+        self._kill_managed_threads()
+        self.started = False
+        if not self._died.ready():
+            self._died.send(None)
+        log.info("%s: stopped in %.1fs", name, time.monotonic() - started)
