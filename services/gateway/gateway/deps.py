@@ -10,7 +10,9 @@ from fastapi import Depends, Header, Path, Query, Request
 from starlette.requests import HTTPConnection
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .auth import ADMIN, DIVISION_ROLES, Principal, decode_token, require_role, unauthorized
+from platform_contracts.actors import DIVISION_ROLES, Role
+
+from .auth import Principal, decode_token, unauthorized
 from .rpc import RpcClient
 
 _bearer = HTTPBearer(auto_error=False, description="an access token from POST /api/v1/auth/token")
@@ -26,7 +28,7 @@ async def authenticate(connection: HTTPConnection, token: str | None) -> Princip
     user = await connection.app.state.users.cached_by_username(claims["sub"])
     if user is None or not user.get("active", False):
         raise unauthorized("the account is unknown or inactive")
-    return Principal(id=user["_id"], username=user["username"], role=user["role"], scope=user.get("scope"))
+    return Principal.of(user)
 
 
 async def current_principal(
@@ -44,15 +46,12 @@ async def stream_principal(
     return await authenticate(request, credentials.credentials if credentials else access_token)
 
 
-async def division_user(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-    """Admins and operators: the roles that see division-scoped records for now."""
-    require_role(principal, DIVISION_ROLES)
-    return principal
-
-
-async def admin_user(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-    require_role(principal, {ADMIN})
-    return principal
+def roles_allowed(*roles: Role):
+    """A dependency giving the caller when their role is one of `roles`; 403 for the others."""
+    async def caller_in_role(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        principal.actor.require(*roles)
+        return principal
+    return caller_in_role
 
 
 async def command_id(
@@ -66,7 +65,7 @@ async def command_id(
     refuses a key reused for a different request, which it tells by the request's fingerprint."""
     if not idempotency_key:
         return uuid.uuid4().hex
-    return {"key": f"{principal.username}:{idempotency_key}", "request": await request_fingerprint(request)}
+    return {"key": f"{principal.actor.username}:{idempotency_key}", "request": await request_fingerprint(request)}
 
 
 async def request_fingerprint(request: Request) -> str:
@@ -86,8 +85,13 @@ def rpc_client(request: Request) -> RpcClient:
     return request.app.state.rpc
 
 
-Caller = Annotated[Principal, Depends(division_user)]
-Admin = Annotated[Principal, Depends(admin_user)]
+# Units, organizations, instructors, coverage: the roles that see division-scoped records.
+Caller = Annotated[Principal, Depends(roles_allowed(*DIVISION_ROLES))]
+Admin = Annotated[Principal, Depends(roles_allowed(Role.admin))]
+# Members and transfers: only the roles with any say over members are let through. Scope is the
+# member service's to judge, on the records themselves (an operator by division, a secretary by
+# organization, a worker as the member).
+MemberCaller = Annotated[Principal, Depends(roles_allowed(Role.admin, Role.operator, Role.secretary, Role.worker))]
 CommandId = Annotated[str | dict, Depends(command_id)]
 Rpc = Annotated[RpcClient, Depends(rpc_client)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]

@@ -21,11 +21,12 @@ from datetime import datetime, timezone
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
+from platform_contracts.actors import Role
 from platform_contracts.envelope import CloudEvent
 from platform_contracts.events import CoverageAlert, TransferEventData, data_of, validate_event
 from service_kit.outbox import OUTBOX_INDEX, outbox_record
 
-from .auth import ADMIN, OPERATOR, SECRETARY, WORKER, Principal
+from .auth import Principal
 
 NOTIFICATION_SOURCE = "gateway"  # notifications are the gateway's own events
 NOTIFICATION_CREATED = "notification.created"
@@ -54,7 +55,7 @@ def _side(organization_id: str, division: str | None) -> dict:
 def _transfer_rules(event: CloudEvent) -> list[Notification]:
     t: TransferEventData = data_of(event, TransferEventData)
     sending, receiving = _side(t.from_organization_id, t.from_division), _side(t.to_organization_id, t.to_division)
-    member = {"role": WORKER, "member_id": t.member_id}
+    member = {"role": Role.worker, "member_id": t.member_id}
     ref = t.transfer_id
 
     def note(rule, type_, audience, zh, en):
@@ -98,7 +99,7 @@ def _coverage_rules(event: CloudEvent) -> list[Notification]:
         "operators", "coverage.should_establish", "单位应建立党组织 / The unit should establish an organization",
         f"单位 {alert.unit_id} 有 {alert.full_members} 名正式党员，尚无单独的党组织。"
         f"/ Unit {alert.unit_id} has {alert.full_members} full members and no standalone organization.",
-        alert.unit_id, {"role": OPERATOR, "division": alert.division})]
+        alert.unit_id, {"role": Role.operator, "division": alert.division})]
 
 
 def rules_for(event: CloudEvent) -> list[Notification]:
@@ -132,37 +133,34 @@ def with_notifications(events: list[CloudEvent]) -> list[CloudEvent]:
 
 def addressed_to(audience: dict, principal: Principal) -> bool:
     """Whether a notification for `audience` is the caller's (admins see every one)."""
-    if principal.role == ADMIN:
+    actor = principal.actor
+    if actor.is_admin:
         return True
-    if principal.id == audience.get("user_id") or principal.username == audience.get("username"):
+    if principal.id == audience.get("user_id") or actor.username == audience.get("username"):
         return True
-    if audience.get("role") not in (None, principal.role):
+    if audience.get("role") not in (None, actor.role):
         return False
-    scope = principal.scope
-    if principal.role == OPERATOR:
-        return bool(audience.get("division")) and audience["division"].startswith(scope)
-    if principal.role == SECRETARY:
-        return bool(set(audience.get("organization_ids") or ()) & set(scope or ()))
-    if principal.role == WORKER:
-        return audience.get("member_id") is not None and audience["member_id"] == scope
-    return False
+    member_id = audience.get("member_id")
+    return (actor.covers_division(audience.get("division"))
+            or any(actor.is_secretary_of(o) for o in audience.get("organization_ids") or ())
+            or (member_id is not None and actor.is_member(member_id)))
 
 
 def audience_query(principal: Principal) -> dict:
     """`addressed_to` as a MongoDB filter on stored notifications."""
-    if principal.role == ADMIN:
+    actor = principal.actor
+    if actor.is_admin:
         return {}
-    clauses: list[dict] = [{"audience.user_id": principal.id}, {"audience.username": principal.username}]
-    scope = principal.scope
-    if principal.role == OPERATOR:
-        by_scope = {"audience.division": {"$regex": f"^{re.escape(scope)}"}}
-    elif principal.role == SECRETARY:
-        by_scope = {"audience.organization_ids": {"$in": list(scope or [])}}
-    elif principal.role == WORKER:
-        by_scope = {"audience.member_id": scope}
+    clauses: list[dict] = [{"audience.user_id": principal.id}, {"audience.username": actor.username}]
+    if actor.role == Role.operator:
+        by_scope = {"audience.division": {"$regex": f"^{re.escape(actor.scope)}"}}
+    elif actor.role == Role.secretary:
+        by_scope = {"audience.organization_ids": {"$in": list(actor.scope or ())}}
+    elif actor.role == Role.worker:
+        by_scope = {"audience.member_id": actor.scope}
     else:
         return {"$or": clauses}
-    clauses.append({"audience.role": {"$in": [None, principal.role]}, **by_scope})
+    clauses.append({"audience.role": {"$in": [None, actor.role.value]}, **by_scope})
     return {"$or": clauses}
 
 

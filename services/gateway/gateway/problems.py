@@ -1,12 +1,16 @@
 """RFC 9457 problem documents: the one shape of every error the gateway answers with."""
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+from platform_contracts.errors import DomainError, Field
+from platform_contracts.problems import from_domain
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +82,35 @@ def validation_problem(errors: list[dict]) -> dict:
     return problem(422, f"invalid value(s): {named}", fields)
 
 
+def domain_problem(error: DomainError, locate: Callable[[Field], list]) -> dict:
+    """A domain error's problem document, as a service would answer it; `locate(field)` gives the
+    request location of the field it names."""
+    return from_domain(error, locate).problem
+
+
+def route_location(request: Request, field: Field) -> list:
+    """Where a field a domain error names came from, told by the matched route: one of its (or
+    its dependencies') path parameters, one of its query parameters, or else the body."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is not None:
+        for where, kind in (("path", "path_params"), ("query", "query_params")):
+            if field[0] in _parameter_names(dependant, kind):
+                return [where, *field]
+    return ["body", *field]
+
+
+def _parameter_names(dependant, kind: str) -> set[str]:
+    """The request names (aliases) of a route's parameters of one kind, its dependencies' included."""
+    return {param.alias for param in getattr(dependant, kind)}.union(
+        *(_parameter_names(d, kind) for d in dependant.dependencies))
+
+
 async def _api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
     return problem_response(exc.document, exc.headers)
+
+
+async def _domain_error(request: Request, exc: DomainError) -> JSONResponse:
+    return problem_response(domain_problem(exc, lambda field: route_location(request, field)))
 
 
 async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -102,6 +133,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiProblem, _api_problem)
+    app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(Exception, _unexpected)

@@ -3,9 +3,10 @@
 import fnmatch
 from dataclasses import dataclass
 
+from platform_contracts.actors import DIVISION_ROLES, Role
 from platform_contracts.codes import normalize_division_prefix
 
-from .auth import DIVISION_ROLES, OPERATOR, Principal
+from .auth import Principal
 from .event_log import LogEntry
 from .notifications import NOTIFICATION_CREATED, addressed_to
 
@@ -31,7 +32,7 @@ class EventFilter:
             if self.reader is not None and not addressed_to(audience, self.reader):
                 return False
             return entry.division is None or self._in_division(entry)
-        if self.reader is not None and self.reader.role not in DIVISION_ROLES:
+        if self.reader is not None and self.reader.actor.role not in DIVISION_ROLES:
             return False
         return self._in_division(entry)
 
@@ -70,11 +71,12 @@ def envelope_for(entry: LogEntry, reader: Principal) -> dict:
     """The event as `reader` may see it. A coverage.changed also carries the figures of the
     divisions above its own (district, city, all); an operator gets only those in their scope,
     as `GET /coverage` would give them."""
-    if entry.type != "coverage.changed" or reader.role != OPERATOR:
+    if entry.type != "coverage.changed" or reader.actor.role != Role.operator:
         return entry.envelope
     data = entry.envelope.get("data") or {}
     scopes = data.get("scopes")
     if not isinstance(scopes, list):
         return entry.envelope
-    visible = [s for s in scopes if isinstance(s, dict) and str(s.get("division") or "").startswith(reader.scope)]
+    visible = [s for s in scopes
+               if isinstance(s, dict) and reader.actor.covers_division(str(s.get("division") or ""))]
     return {**entry.envelope, "data": {**data, "scopes": visible}}

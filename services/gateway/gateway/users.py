@@ -13,12 +13,15 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from .auth import ADMIN, hash_password
+from platform_contracts.actors import Role
+
+from .auth import hash_password
 from .problems import ApiProblem
 
 log = logging.getLogger(__name__)
 
 PUBLIC_FIELDS = ("username", "role", "scope", "active", "created_at", "updated_at")
+BOOTSTRAP_ADMIN = "admin"  # the username of the account ensured at startup
 
 
 def public(doc: dict) -> dict:
@@ -122,17 +125,17 @@ class UserRepository:
 
     async def bootstrap_admin(self, password: str | None) -> None:
         """Make sure an `admin` account exists; ADMIN_PASSWORD, when given, is its password."""
-        existing = await self.by_username(ADMIN)
+        existing = await self.by_username(BOOTSTRAP_ADMIN)
         if existing is None:
             if password is None:
                 log.warning("ADMIN_PASSWORD is not set: the admin account was created with a random password "
                             "nobody knows; restart with ADMIN_PASSWORD set to log in as admin")
             try:
-                await self.create(ADMIN, password or secrets.token_urlsafe(32), ADMIN, None)
+                await self.create(BOOTSTRAP_ADMIN, password or secrets.token_urlsafe(32), Role.admin, None)
             except ApiProblem:  # another replica created it at the same moment
-                existing = await self.by_username(ADMIN)
+                existing = await self.by_username(BOOTSTRAP_ADMIN)
         if existing is not None:
-            changes = {"role": ADMIN, "scope": None, "active": True}
+            changes = {"role": Role.admin, "scope": None, "active": True}
             if password is not None:
                 changes["password"] = password
             await self.update(existing["_id"], changes)

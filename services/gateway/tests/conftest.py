@@ -1,31 +1,22 @@
-"""Real infrastructure for the gateway's integration tests: a fresh SecantusDB, an isolated
-RabbitMQ vhost, a fake organization service (nameko) in that vhost, and the gateway started
-as production starts it (`python -m gateway`) on a free port."""
+"""Fixtures of the gateway's integration tests: a fake organization service (nameko) in the
+session's vhost, and the gateway started as production starts it (`python -m gateway`) on a
+free port. SecantusDB and the vhost come from the test kit's plugin (platform_testing)."""
 
 import os
 import pathlib
 import subprocess
 import sys
 import uuid
+
 import httpx
 import pytest
 
-from service_kit.testing import mongodb_server, queue_consumers, rabbit_vhost, wait_for
+from platform_testing import queue_consumers, wait_for
 
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE))  # for gateway_test_support (pytest runs with --import-mode=importlib)
 
 from gateway_test_support import ADMIN_PASSWORD, start_gateway  # noqa: E402
-@pytest.fixture(scope="session")
-def mongodb_uri():
-    with mongodb_server() as uri:
-        yield uri
-
-
-@pytest.fixture(scope="session")
-def amqp_uri():
-    with rabbit_vhost() as uri:
-        yield uri
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,17 @@
-"""Pure rules: password hashing, tokens, roles and scopes."""
+"""Pure rules: password hashing, tokens, roles and scopes as the gateway applies them."""
 
 import time
 
 import pytest
 
-from gateway.auth import (ADMIN, Principal, decode_token, division_filter, hash_password, issue_token, normalize_scope,
-                          require_role, verify_password)
-from gateway.problems import ApiProblem
+from platform_contracts.actors import Actor, Role, normalize_scope
+from platform_contracts.errors import Forbidden
+from gateway.auth import Principal, decode_token, hash_password, issue_token, verify_password
+from gateway.problems import ApiProblem, domain_problem
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
-OPERATOR = Principal(id="1", username="op", role="operator", scope="3701")
-ADMIN_USER = Principal(id="2", username="admin", role="admin")
+OPERATOR = Principal.of({"_id": "1", "username": "op", "role": "operator", "scope": "3701"})
+ADMIN_USER = Principal.of({"_id": "2", "username": "admin", "role": "admin"})
 
 
 def test_password_hash_is_salted_and_verifies():
@@ -59,26 +60,34 @@ def test_invalid_scopes(role, scope):
         normalize_scope(role, scope)
 
 
+def test_a_principal_hands_the_services_its_actor_as_before():
+    secretary = Principal.of({"_id": "3", "username": "sec", "role": "secretary", "scope": ["o1", "o2"]})
+    assert secretary.actor.to_wire() == {"username": "sec", "role": "secretary", "scope": ["o1", "o2"]}
+    assert OPERATOR.actor.to_wire() == {"username": "op", "role": "operator", "scope": "3701"}
+    assert ADMIN_USER.actor.to_wire() == {"username": "admin", "role": "admin", "scope": None}
+
+
 def test_division_filter_narrows_operators_to_their_scope():
-    assert division_filter(ADMIN_USER, None) is None
-    assert division_filter(ADMIN_USER, "3702") == "3702"
-    assert division_filter(OPERATOR, None) == "3701"
-    assert division_filter(OPERATOR, "370113") == "370113"
+    assert ADMIN_USER.actor.narrow_division(None) is None
+    assert ADMIN_USER.actor.narrow_division("3702") == "3702"
+    assert OPERATOR.actor.narrow_division(None) == "3701"
+    assert OPERATOR.actor.narrow_division("370113") == "370113"
     for outside in ("3702", "37"):
-        with pytest.raises(ApiProblem) as refused:
-            division_filter(OPERATOR, outside)
-        assert refused.value.status == 403
-        assert [e["loc"] for e in refused.value.document["errors"]] == [["query", "division"]]
-    with pytest.raises(ApiProblem) as refused:
-        division_filter(Principal(id="3", username="w", role="worker", scope="m1"), None)
-    assert refused.value.status == 403
+        with pytest.raises(Forbidden) as refused:
+            OPERATOR.actor.narrow_division(outside)
+        document = domain_problem(refused.value, lambda field: ["query", *field])
+        assert document["status"] == 403
+        assert [e["loc"] for e in document["errors"]] == [["query", "division"]]
+    with pytest.raises(Forbidden):
+        Actor("w", Role.worker, "m1").narrow_division(None)
 
 
 def test_require_role():
-    require_role(ADMIN_USER, {ADMIN})
-    with pytest.raises(ApiProblem) as refused:
-        require_role(OPERATOR, {ADMIN})
-    assert refused.value.status == 403
+    ADMIN_USER.actor.require(Role.admin)
+    with pytest.raises(Forbidden) as refused:
+        OPERATOR.actor.require(Role.admin)
+    document = domain_problem(refused.value, lambda field: ["query", *field])
+    assert document["status"] == 403 and document["detail"] == "the operator role may not do this"
 
 
 def test_tokens_are_redacted_from_logs():

@@ -225,6 +225,11 @@ async def test_stream_auth_and_operator_scope(gateway, make_user):
         forbidden = await client.get(STREAM, params={"access_token": operator, "division": "370112"})
         assert forbidden.status_code == 403
         assert forbidden.headers["content-type"].startswith("application/problem+json")
+        assert forbidden.json()["errors"][0]["loc"] == ["query", "division"]
+        async with websockets.connect(ws_url(gateway, operator)) as socket:  # there, the subscribe message's
+            await socket.send(json.dumps({"subscribe": {"division": "370112"}}))
+            error = json.loads(await asyncio.wait_for(socket.recv(), 5))["error"]
+        assert error["status"] == 403 and error["errors"][0]["loc"] == ["subscribe", "division"]
         bad = await client.get(STREAM, params={"access_token": operator, "types": "a b"})
         assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "types"]
         bad = await client.get(STREAM, params={"access_token": operator}, headers={"Last-Event-ID": "x"})

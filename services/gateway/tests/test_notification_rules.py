@@ -2,6 +2,7 @@
 
 import pytest
 
+from platform_contracts.actors import Actor
 from gateway.auth import Principal
 from gateway.event_log import LogEntry
 from gateway.stream_filter import EventFilter
@@ -14,7 +15,7 @@ SENDING, RECEIVING = "370113001", "370112001"
 
 
 def principal(role: str, scope=None, username: str = "someone", id_: str = "u-1") -> Principal:
-    return Principal(id=id_, username=username, role=role, scope=scope)
+    return Principal(id=id_, actor=Actor.parse({"username": username, "role": role, "scope": scope}))
 
 
 @pytest.fixture

@@ -1,9 +1,14 @@
-"""How errors become problem documents: validation errors and remote RPC errors."""
+"""How errors become problem documents: validation errors, domain errors and remote RPC errors."""
 
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, FastAPI, Query
 from nameko.exceptions import serialize
 
+from platform_contracts.errors import Forbidden, NotFound
 from platform_contracts.problems import Rejected
-from gateway.problems import validation_problem
+from gateway.problems import install, validation_problem
 from gateway.rpc import error_problem
 
 
@@ -50,3 +55,29 @@ def test_other_remote_errors_are_502_without_internals():
     assert error_problem("organization", "x", {"exc_type": "Rejected", "exc_args": ["oops"]}).status == 502
     not_4xx = serialize(Rejected({"status": 500, "title": "t"}))
     assert error_problem("organization", "x", not_4xx).status == 502
+
+
+async def test_a_domain_error_names_its_field_where_the_route_took_it_from():
+    app = FastAPI()
+    install(app)
+
+    async def division_filter(division: Annotated[str | None, Query()] = None) -> str | None:
+        return division
+
+    @app.post("/units/{unit_id}")
+    async def refuse(unit_id: str, division: Annotated[str | None, Depends(division_filter)], body: dict):
+        raise NotFound("unit", unit_id, body["field"]) if body.get("missing") else Forbidden("refused", body["field"])
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway") as client:
+        async def refused(**body) -> dict:
+            return (await client.post("/units/u1", params={"division": "3701"}, json=body)).json()
+
+        assert (await refused(field="division"))["errors"] == [{"loc": ["query", "division"], "msg": "refused"}]
+        assert (await refused(field="unit_id"))["errors"] == [{"loc": ["path", "unit_id"], "msg": "refused"}]
+        assert (await refused(field=["units", 3, "division"]))["errors"] == [
+            {"loc": ["body", "units", 3, "division"], "msg": "refused"}]
+        unlocated = await refused(field=None)
+        assert unlocated["status"] == 403 and "errors" not in unlocated
+        # As the services answer: a missing record the request addresses is a 404, one it refers to a 422.
+        assert (await refused(field="unit_id", missing=True))["status"] == 404
+        assert (await refused(field="organization_id", missing=True))["status"] == 422

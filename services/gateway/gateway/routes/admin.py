@@ -19,14 +19,14 @@ GATEWAY = "gateway"
 
 @router.get("/divisions", response_model=ItemList[Division], tags=["divisions"], summary="Known divisions")
 async def list_divisions(caller: Caller, rpc: Rpc):
-    return await rpc.call(ORGANIZATION, "list_divisions", actor=caller.actor())
+    return await rpc.call(ORGANIZATION, "list_divisions", actor=caller.actor.to_wire())
 
 
 @router.post("/divisions", status_code=201, response_model=Division, tags=["divisions"],
              summary="Register a division and its name (admin)")
 async def register_division(command: RegisterDivision, admin: Admin, command_id: CommandId, rpc: Rpc):
     return await rpc.call(ORGANIZATION, "register_division", command=command.model_dump(mode="json"),
-                          actor=admin.actor(), command_id=command_id)
+                          actor=admin.actor.to_wire(), command_id=command_id)
 
 
 @router.get("/admin/dead-letters", response_model=ItemList[Report],
@@ -35,7 +35,7 @@ async def list_dead_letters(admin: Admin, rpc: Rpc, request: Request, service: S
                             limit: Annotated[int, Query(ge=1, le=500)] = 50):
     if service == GATEWAY:  # the gateway's own: invalid events it consumed
         return {"items": await asyncio.to_thread(topology.list_dead_letters, amqp_uri(request), GATEWAY, limit)}
-    return await rpc.call(service, "list_dead_letters", limit=limit, actor=admin.actor())
+    return await rpc.call(service, "list_dead_letters", limit=limit, actor=admin.actor.to_wire())
 
 
 @router.post("/admin/dead-letters/replay", response_model=Replayed,
@@ -46,7 +46,7 @@ async def replay_dead_letters(admin: Admin, rpc: Rpc, request: Request, body: Re
     if service == GATEWAY:
         return {"replayed": await asyncio.to_thread(topology.replay_dead_letters, amqp_uri(request), GATEWAY,
                                                     message_ids)}
-    return await rpc.call(service, "replay_dead_letters", message_ids=message_ids, actor=admin.actor())
+    return await rpc.call(service, "replay_dead_letters", message_ids=message_ids, actor=admin.actor.to_wire())
 
 
 def amqp_uri(request: Request) -> str:

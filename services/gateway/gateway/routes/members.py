@@ -13,8 +13,7 @@ from platform_contracts.member import (AuditOutcome, AuditRecord, CheckIn, Check
 from platform_contracts.organization import DivisionPrefix, EntityId as EntityIdValue
 
 from . import API, MEMBER as SERVICE
-from ..deps import Admin, CommandId, Cursor, EntityId, Limit, Rpc
-from ..member_access import MemberCaller
+from ..deps import Admin, CommandId, Cursor, EntityId, Limit, MemberCaller, Rpc
 from ..schemas import Page, changed_fields
 
 # The prefix stops at the API root: the audit log of reveals lives under /admin.
@@ -31,7 +30,7 @@ class RevealedIdNumber(BaseModel):
 @router.post("/members", status_code=201, response_model=Member, summary="Register a member")
 async def register_member(command: RegisterMember, caller: MemberCaller, command_id: CommandId, rpc: Rpc):
     return await rpc.call(SERVICE, "register_member", command=command.model_dump(mode="json"),
-                          actor=caller.actor(), command_id=command_id)
+                          actor=caller.actor.to_wire(), command_id=command_id)
 
 
 @router.get("/members", response_model=Page[Member],
@@ -46,18 +45,18 @@ async def list_members(
 ):
     filters = {"organization_id": organization_id, "division": division, "mobile": mobile, "stage": stage}
     return await rpc.call(SERVICE, "list_members", filters={k: v for k, v in filters.items() if v is not None},
-                          limit=limit, cursor=cursor, actor=caller.actor())
+                          limit=limit, cursor=cursor, actor=caller.actor.to_wire())
 
 
 @router.post("/members/lookup", response_model=Member,
              summary="Find a member by ID number (in the body, never a URL); 404 outside your scope")
 async def find_member(body: FindMember, caller: MemberCaller, rpc: Rpc):
-    return await rpc.call(SERVICE, "find_member_by_id_number", id_number=body.id_number, actor=caller.actor())
+    return await rpc.call(SERVICE, "find_member_by_id_number", id_number=body.id_number, actor=caller.actor.to_wire())
 
 
 @router.get("/members/{member_id}", response_model=Member, summary="Get a member")
 async def get_member(member_id: EntityId, caller: MemberCaller, rpc: Rpc):
-    return await rpc.call(SERVICE, "get_member", member_id=member_id, actor=caller.actor())
+    return await rpc.call(SERVICE, "get_member", member_id=member_id, actor=caller.actor.to_wire())
 
 
 @router.patch("/members/{member_id}", response_model=Member,
@@ -65,7 +64,7 @@ async def get_member(member_id: EntityId, caller: MemberCaller, rpc: Rpc):
 async def update_member(member_id: EntityId, changes: UpdateMember, caller: MemberCaller, command_id: CommandId,
                         rpc: Rpc):
     return await rpc.call(SERVICE, "update_member", member_id=member_id, changes=changed_fields(changes),
-                          actor=caller.actor(), command_id=command_id)
+                          actor=caller.actor.to_wire(), command_id=command_id)
 
 
 @router.post("/members/{member_id}/promote", response_model=Member,
@@ -74,14 +73,14 @@ async def promote_member(member_id: EntityId, command: PromoteMember, caller: Me
                          rpc: Rpc):
     return await rpc.call(SERVICE, "promote_member", member_id=member_id,
                           command=command.model_dump(mode="json", exclude_none=True),
-                          actor=caller.actor(), command_id=command_id)
+                          actor=caller.actor.to_wire(), command_id=command_id)
 
 
 @router.post("/members/{member_id}/check-ins", status_code=201, response_model=CheckInRecord,
              summary="Record a member's report-in at a station or check-in point")
 async def check_in(member_id: EntityId, body: CheckIn, caller: MemberCaller, command_id: CommandId, rpc: Rpc):
     return await rpc.call(SERVICE, "check_in", member_id=member_id, station_id=body.station_id,
-                          actor=caller.actor(), command_id=command_id)
+                          actor=caller.actor.to_wire(), command_id=command_id)
 
 
 @router.post("/members/{member_id}/id-number/reveal", response_model=RevealedIdNumber,
@@ -90,7 +89,7 @@ async def reveal_id_number(member_id: EntityId, body: RevealIdNumber, caller: Me
                            response: Response):
     response.headers.update(NO_STORE)
     return await rpc.call(SERVICE, "reveal_id_number", member_id=member_id, reason=body.reason,
-                          actor=caller.actor())
+                          actor=caller.actor.to_wire())
 
 
 @router.get("/admin/audit-log", response_model=Page[AuditRecord], tags=["administration"],
@@ -103,4 +102,4 @@ async def list_audit_log(
 ):
     filters = {"member_id": member_id, "outcome": outcome}
     return await rpc.call(SERVICE, "list_audit_log", filters={k: v for k, v in filters.items() if v is not None},
-                          limit=limit, cursor=cursor, actor=admin.actor())
+                          limit=limit, cursor=cursor, actor=admin.actor.to_wire())

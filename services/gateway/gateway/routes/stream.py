@@ -11,12 +11,15 @@ from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSo
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
+from platform_contracts.actors import DIVISION_ROLES
+from platform_contracts.errors import DomainError
+
 from . import API
-from ..auth import DIVISION_ROLES, Principal, division_filter
+from ..auth import Principal
 from ..deps import authenticate, stream_principal
 from ..fanout import Broadcaster, StreamGap, Subscription
 from ..metrics import STREAM_CLIENTS
-from ..problems import ApiProblem
+from ..problems import ApiProblem, domain_problem
 from ..stream_filter import EventFilter, envelope_for, parse_division, parse_types
 
 log = logging.getLogger(__name__)
@@ -37,8 +40,8 @@ def client_filter(principal: Principal, types, division, loc: str) -> EventFilte
         requested = parse_division(division)
     except ValueError as exc:
         raise ApiProblem.invalid([loc, "division"], str(exc)) from None
-    if principal.role in DIVISION_ROLES:
-        requested = division_filter(principal, requested)
+    if principal.actor.role in DIVISION_ROLES:
+        requested = principal.actor.narrow_division(requested)
     return EventFilter(types=patterns, division=requested, reader=principal)
 
 
@@ -137,6 +140,8 @@ class SocketSession:
                     await self.subscribe(text)
                 except ApiProblem as exc:
                     await self.send({"error": exc.document})
+                except DomainError as exc:  # the subscribe message is where its fields came from
+                    await self.send({"error": domain_problem(exc, lambda field: ["subscribe", *field])})
         except WebSocketDisconnect:
             pass
         finally:

@@ -11,8 +11,7 @@ from platform_contracts.member import (ApproveTransfer, CancelTransfer, RejectTr
 from platform_contracts.organization import DivisionPrefix, EntityId as EntityIdValue
 
 from . import API, MEMBER as SERVICE
-from ..deps import CommandId, Cursor, EntityId, Limit, Rpc
-from ..member_access import MemberCaller
+from ..deps import CommandId, Cursor, EntityId, Limit, MemberCaller, Rpc
 from ..schemas import Page
 
 router = APIRouter(prefix=f"{API}/transfers", tags=["transfers"])
@@ -21,7 +20,7 @@ router = APIRouter(prefix=f"{API}/transfers", tags=["transfers"])
 @router.post("", status_code=201, response_model=Transfer, summary="Request a transfer")
 async def request_transfer(command: RequestTransfer, caller: MemberCaller, command_id: CommandId, rpc: Rpc):
     return await rpc.call(SERVICE, "request_transfer", command=command.model_dump(mode="json"),
-                          actor=caller.actor(), command_id=command_id)
+                          actor=caller.actor.to_wire(), command_id=command_id)
 
 
 @router.get("", response_model=Page[Transfer],
@@ -36,12 +35,12 @@ async def list_transfers(
 ):
     filters = {"status": status, "organization_id": organization_id, "member_id": member_id, "division": division}
     return await rpc.call(SERVICE, "list_transfers", filters={k: v for k, v in filters.items() if v is not None},
-                          limit=limit, cursor=cursor, actor=caller.actor())
+                          limit=limit, cursor=cursor, actor=caller.actor.to_wire())
 
 
 @router.get("/{transfer_id}", response_model=Transfer, summary="Get a transfer")
 async def get_transfer(transfer_id: EntityId, caller: MemberCaller, rpc: Rpc):
-    return await rpc.call(SERVICE, "get_transfer", transfer_id=transfer_id, actor=caller.actor())
+    return await rpc.call(SERVICE, "get_transfer", transfer_id=transfer_id, actor=caller.actor.to_wire())
 
 
 @router.post("/{transfer_id}/approve", response_model=Transfer,
@@ -50,26 +49,27 @@ async def approve_transfer(transfer_id: EntityId, caller: MemberCaller, command_
                            command: ApproveTransfer | None = None):
     body = (command or ApproveTransfer()).model_dump(mode="json", exclude_none=True)
     return await rpc.call(SERVICE, "approve_transfer", transfer_id=transfer_id, command=body,
-                          actor=caller.actor(), command_id=command_id)
+                          actor=caller.actor.to_wire(), command_id=command_id)
 
 
 @router.post("/{transfer_id}/receive", response_model=Transfer, summary="The receiving side accepts the letter")
 async def receive_transfer(transfer_id: EntityId, caller: MemberCaller, command_id: CommandId, rpc: Rpc):
-    return await rpc.call(SERVICE, "receive_transfer", transfer_id=transfer_id, actor=caller.actor(),
+    return await rpc.call(SERVICE, "receive_transfer", transfer_id=transfer_id, actor=caller.actor.to_wire(),
                           command_id=command_id)
 
 
 @router.post("/{transfer_id}/report-in", response_model=Transfer,
              summary="The member reports in to the receiving organization: the transfer completes")
 async def report_in(transfer_id: EntityId, caller: MemberCaller, command_id: CommandId, rpc: Rpc):
-    return await rpc.call(SERVICE, "report_in", transfer_id=transfer_id, actor=caller.actor(), command_id=command_id)
+    return await rpc.call(SERVICE, "report_in", transfer_id=transfer_id, actor=caller.actor.to_wire(),
+                          command_id=command_id)
 
 
 @router.post("/{transfer_id}/reject", response_model=Transfer, summary="Either side rejects, with a reason")
 async def reject_transfer(transfer_id: EntityId, command: RejectTransfer, caller: MemberCaller,
                           command_id: CommandId, rpc: Rpc):
     return await rpc.call(SERVICE, "reject_transfer", transfer_id=transfer_id,
-                          command=command.model_dump(mode="json"), actor=caller.actor(), command_id=command_id)
+                          command=command.model_dump(mode="json"), actor=caller.actor.to_wire(), command_id=command_id)
 
 
 @router.post("/{transfer_id}/cancel", response_model=Transfer,
@@ -78,4 +78,4 @@ async def cancel_transfer(transfer_id: EntityId, caller: MemberCaller, command_i
                           command: CancelTransfer | None = None):
     body = (command or CancelTransfer()).model_dump(mode="json", exclude_none=True)
     return await rpc.call(SERVICE, "cancel_transfer", transfer_id=transfer_id, command=body,
-                          actor=caller.actor(), command_id=command_id)
+                          actor=caller.actor.to_wire(), command_id=command_id)

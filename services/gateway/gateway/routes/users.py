@@ -3,8 +3,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
+from platform_contracts.actors import Role, normalize_scope
+
 from . import API
-from ..auth import ADMIN, Principal, issue_token, normalize_scope, unauthorized, verify_password
+from ..auth import Principal, issue_token, unauthorized, verify_password
 from ..deps import Admin, CommandId, Cursor, EntityId, Limit, current_principal
 from ..problems import ApiProblem
 from ..schemas import CreateUser, Page, Token, TokenRequest, UpdateUser, User, changed_fields
@@ -20,7 +22,7 @@ async def issue_access_token(body: TokenRequest, request: Request):
     valid = await asyncio.to_thread(verify_password, user and user["password_hash"], body.password)
     if not valid or not user.get("active", False):
         raise unauthorized("wrong username or password, or the account is inactive")
-    principal = Principal(id=user["_id"], username=user["username"], role=user["role"], scope=user.get("scope"))
+    principal = Principal.of(user)
     ttl = state.settings.access_token_ttl_seconds
     return Token(access_token=issue_token(state.settings.jwt_secret, principal, ttl), expires_in=ttl)
 
@@ -64,8 +66,8 @@ async def update_user(user_id: EntityId, body: UpdateUser, admin: Admin, request
         role = changes.get("role") or current["role"]
         changes["role"] = role
         changes["scope"] = checked_scope(role, changes["scope"] if "scope" in changes else current.get("scope"))
-    demoted = changes.get("active") is False or changes.get("role", ADMIN) != ADMIN
-    if current["username"] == admin.username and demoted:
+    demoted = changes.get("active") is False or changes.get("role", Role.admin) != Role.admin
+    if current["username"] == admin.actor.username and demoted:
         raise ApiProblem.of(409, "an admin cannot deactivate or demote their own account")
     return public(await users.update(user_id, changes))
 
