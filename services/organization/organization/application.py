@@ -14,7 +14,8 @@ from service_kit.documents import new_id
 from service_kit.pii import FieldCipher, mask_phone
 
 from . import domain, projection
-from .repository import Repository, as_resource
+from .presenter import as_resource, division_resource
+from .repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Commands:
     # ---- divisions ---------------------------------------------------------------------------
 
     def register_division(self, uow, command: RegisterDivision) -> dict:
-        return self._repo(uow).add_division(command.code, command.name)
+        return division_resource(self._repo(uow).add_division(command.code, command.name))
 
     # ---- units -------------------------------------------------------------------------------
 

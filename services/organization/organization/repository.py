@@ -4,28 +4,14 @@ indexes and queries. Every method runs in the session it was given (a transactio
 from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from platform_contracts.codes import division_level, mask_phone, parent_division
+from platform_contracts.codes import division_level, parent_division
 from platform_contracts.problems import Rejected
-from service_kit.documents import DocumentRepository, json_ready, prefix_query
+from service_kit.documents import DocumentRepository, page, prefix_query
 from service_kit.leases import Leases
 
 from .domain import ALL, COUNT_FIELDS, CounterKey
 
-INTERNAL_FIELDS = ("standalone_organization_ids", "command_id", "phone_encrypted", "phone_masked")
 _KNOWN_DISTRICTS: set[str] = set()
-
-
-def as_resource(document: dict | None) -> dict | None:
-    """A stored document as the contract's resource: `id`, no internal fields, JSON types."""
-    if document is None:
-        return None
-    resource = {"id": document["_id"], **{k: json_ready(v) for k, v in document.items()
-                                          if k != "_id" and k not in INTERNAL_FIELDS}}
-    if "phone_masked" in document:
-        resource["phone"] = document["phone_masked"]
-    elif "phone" in resource:  # stored in clear by an older version, until migrate encrypts it
-        resource["phone"] = mask_phone(resource["phone"])
-    return resource
 
 
 def ensure_indexes(db) -> None:
@@ -44,7 +30,10 @@ def ensure_indexes(db) -> None:
 
 
 class Repository(DocumentRepository):
-    to_resource = staticmethod(as_resource)
+    """Stored documents in and out; lists page them through the caller's `to_resource`."""
+
+    def _page(self, collection: str, query: dict, limit: int, cursor: str | None, to_resource) -> dict:
+        return page(self.db[collection], query, limit, cursor, to_resource, self.session)
 
     @staticmethod
     def _division_query(prefix: str | None) -> dict:
@@ -67,11 +56,10 @@ class Repository(DocumentRepository):
     def add_division(self, code: str, name: str) -> dict:
         document = {"_id": code, "name": name, "level": division_level(code)}
         self.db.divisions.replace_one({"_id": code}, document, upsert=True, session=self.session)
-        return {"code": code, "name": name, "level": document["level"]}
+        return document
 
-    def divisions(self) -> list[dict]:
-        return [{"code": d["_id"], "name": d["name"], "level": d["level"]}
-                for d in self.db.divisions.find({}, session=self.session).sort("_id", ASCENDING)]
+    def divisions(self, to_resource) -> list[dict]:
+        return [to_resource(d) for d in self.db.divisions.find({}, session=self.session).sort("_id", ASCENDING)]
 
     # ---- units ---------------------------------------------------------------------------
 
@@ -106,16 +94,16 @@ class Repository(DocumentRepository):
     def save_unit(self, unit: dict) -> None:
         self._save("units", unit)
 
-    def units(self, filters: dict, limit: int, cursor: str | None) -> dict:
+    def units(self, filters: dict, limit: int, cursor: str | None, to_resource) -> dict:
         query = self._division_query(filters.get("division"))
         for field in ("industry", "type", "coverage", "status"):
             if filters.get(field):
                 query[field] = filters[field]
-        return self._page("units", query, limit, cursor)
+        return self._page("units", query, limit, cursor, to_resource)
 
-    def alert_units(self, division: str | None, limit: int, cursor: str | None) -> dict:
+    def alert_units(self, division: str | None, limit: int, cursor: str | None, to_resource) -> dict:
         query = {"should_establish": True, **self._division_query(division)}
-        return self._page("units", query, limit, cursor)
+        return self._page("units", query, limit, cursor, to_resource)
 
     def district_units(self, district: str, fields: tuple[str, ...]):
         return self.db.units.find({"division": prefix_query(district)}, dict.fromkeys(fields, 1),
@@ -141,12 +129,12 @@ class Repository(DocumentRepository):
     def save_organization(self, organization: dict) -> None:
         self._save("organizations", organization)
 
-    def organizations(self, filters: dict, limit: int, cursor: str | None) -> dict:
+    def organizations(self, filters: dict, limit: int, cursor: str | None, to_resource) -> dict:
         query = self._division_query(filters.get("division"))
         for field in ("kind", "status"):
             if filters.get(field):
                 query[field] = filters[field]
-        return self._page("organizations", query, limit, cursor)
+        return self._page("organizations", query, limit, cursor, to_resource)
 
     def organizations_covering(self, unit_ids: list[str], chunk: int = 1000):
         """What reconciliation needs of the active organizations covering any of `unit_ids`
@@ -181,8 +169,8 @@ class Repository(DocumentRepository):
     def save_instructor(self, instructor: dict) -> None:
         self._save("instructors", instructor)
 
-    def instructors(self, filters: dict, limit: int, cursor: str | None) -> dict:
-        return self._page("instructors", self._division_query(filters.get("division")), limit, cursor)
+    def instructors(self, filters: dict, limit: int, cursor: str | None, to_resource) -> dict:
+        return self._page("instructors", self._division_query(filters.get("division")), limit, cursor, to_resource)
 
     # ---- coverage counters ---------------------------------------------------------------
     # One document per division prefix ("*" for all): its figures under "all", and per

@@ -26,7 +26,8 @@ from service_kit.store import StoreProvider
 from . import domain, migrate, reconciliation
 from .application import Commands
 from .domain import ALL, CounterKey
-from .repository import Repository, as_resource
+from .presenter import as_resource, division_resource
+from .repository import Repository
 
 RECONCILE_INTERVAL_SECONDS = float(os.environ.get("RECONCILE_INTERVAL_SECONDS", 600))
 # Longer than any one district's pass with its retries (a transaction retries for up to 120 s).
@@ -78,7 +79,7 @@ class OrganizationService(OperationsMixin):
 
     @rpc
     def list_divisions(self, actor=None):
-        return {"items": self.repo.divisions()}
+        return {"items": self.repo.divisions(division_resource)}
 
     # ---- units ---------------------------------------------------------------------------
 
@@ -114,7 +115,7 @@ class OrganizationService(OperationsMixin):
     def list_units(self, filters=None, limit=50, cursor=None, actor=None):
         parsed = parse_or_reject(UnitFilter, filters or {}, "query")
         query = {**parsed.model_dump(mode="json"), "division": narrow_division_filter(actor, parsed.division)}
-        return self.repo.units(query, check_page_limit(limit), cursor)
+        return self.repo.units(query, check_page_limit(limit), cursor, as_resource)
 
     # ---- organizations -------------------------------------------------------------------
 
@@ -140,7 +141,7 @@ class OrganizationService(OperationsMixin):
     def list_organizations(self, filters=None, limit=50, cursor=None, actor=None):
         parsed = parse_or_reject(OrganizationFilter, filters or {}, "query")
         query = {**parsed.model_dump(mode="json"), "division": narrow_division_filter(actor, parsed.division)}
-        return self.repo.organizations(query, check_page_limit(limit), cursor)
+        return self.repo.organizations(query, check_page_limit(limit), cursor, as_resource)
 
     @rpc
     def attach_unit(self, organization_id, unit_id, actor=None, command_id=None):
@@ -179,7 +180,7 @@ class OrganizationService(OperationsMixin):
     def list_instructors(self, filters=None, limit=50, cursor=None, actor=None):
         parsed = parse_or_reject(InstructorFilter, filters or {}, "query")
         query = {"division": narrow_division_filter(actor, parsed.division)}
-        return self.repo.instructors(query, check_page_limit(limit), cursor)
+        return self.repo.instructors(query, check_page_limit(limit), cursor, as_resource)
 
     @rpc
     def assign_instructor(self, unit_id, instructor_id, actor=None, command_id=None):
@@ -214,7 +215,8 @@ class OrganizationService(OperationsMixin):
     @rpc
     def coverage_alerts(self, division=None, limit=50, cursor=None, actor=None):
         parsed = parse_or_reject(CoverageQuery, {"division": division} if division else {}, "query")
-        return self.repo.alert_units(narrow_division_filter(actor, parsed.division), check_page_limit(limit), cursor)
+        return self.repo.alert_units(narrow_division_filter(actor, parsed.division), check_page_limit(limit), cursor,
+                                     as_resource)
 
     @rpc
     def reconcile_coverage(self, actor=None, repair=True):

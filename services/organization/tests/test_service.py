@@ -466,6 +466,12 @@ def test_a_dissolved_organization_keeps_its_units_only_on_record(rpc):
     assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["drifted_units"] == 0
 
 
+def test_a_registered_division_is_listed_by_its_code(rpc):
+    registered = rpc.register_division({"code": "370199", "name": "测试区"}, actor=ADMIN, command_id=cid())
+    assert registered == {"code": "370199", "name": "测试区", "level": "district"}
+    assert registered in rpc.list_divisions(actor=ADMIN)["items"]
+
+
 # ---- instructors' phones -------------------------------------------------------------------------
 
 def test_instructor_phones_are_encrypted_at_rest(rpc, database, field_encryption_key):
@@ -479,6 +485,8 @@ def test_instructor_phones_are_encrypted_at_rest(rpc, database, field_encryption
     cipher = FieldCipher(parse_key(field_encryption_key))
     assert cipher.decrypt(stored["phone_encrypted"], f"instructor:{instructor['id']}:phone") == "13955556666"
     assert rpc.get_instructor(instructor["id"], actor=ADMIN)["phone"] == "139****6666"
+    listed = rpc.list_instructors({"division": "370113"}, 500, None, actor=ADMIN)["items"]
+    assert [i for i in listed if i["id"] == instructor["id"]] == [rpc.get_instructor(instructor["id"], actor=ADMIN)]
 
 
 def test_migrate_encrypts_plaintext_phones_clears_dissolved_unit_ids_and_places_counters(rpc, database, service_env):
