@@ -1,19 +1,18 @@
 """Fixtures for the cross-service tests: the platform started as `make run` starts it, on
-free ports, an isolated RabbitMQ vhost and a temporary data directory."""
+free ports, the session's RabbitMQ vhost (the test kit's `amqp_uri`) and a temporary data
+directory."""
 
 import pytest
 
-from service_kit.testing import rabbit_vhost
 from tests.harness import RunningPlatform, SseListener
 
 
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory):
-    with rabbit_vhost() as amqp_uri:
-        running = RunningPlatform(tmp_path_factory.mktemp("platform"), amqp_uri)
-        yield running
-        running.stop()
-        assert any("stopped" in line for line in running.output), "".join(running.output[-20:])
+def platform(tmp_path_factory, amqp_uri):
+    running = RunningPlatform(tmp_path_factory.mktemp("platform"), amqp_uri)
+    yield running
+    running.stop()
+    assert any("stopped" in line for line in running.output), "".join(running.output[-20:])
 
 
 @pytest.fixture

@@ -1,114 +1,59 @@
-"""Fixtures for the member service's integration tests: a real SecantusDB, an isolated RabbitMQ
-vhost, the real organization service (organizations are checked over RPC, member counts are
-moved by its consumers) and the member service, each started as `python -m <service>`."""
+"""Fixtures of the member service's integration tests: the real organization service
+(organizations are checked over RPC, member counts are moved by its consumers) and the member
+service, both started from the registry as production starts them, and the data they are
+given. SecantusDB, the vhost, the RPC proxy and event taps come from the test kit's plugin
+(platform_testing)."""
 
-import base64
-import os
 import random
 import uuid
 from datetime import date, timedelta
 
 import pymongo
 import pytest
-from nameko.exceptions import get_module_path, registry
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from platform_contracts.member import id_number_check_character
-from platform_contracts.problems import Rejected
-from service_kit.testing import (EventTap, ServiceProcess, credit_code, free_port, mongodb_server, rabbit_vhost,
-                                  wait_for)
-
-# Let the RPC proxy raise Rejected itself, problem document and all.
-registry[get_module_path(Rejected)] = Rejected
+from platform_testing import EventTap, credit_code
 
 ADMIN = {"username": "admin", "role": "admin", "scope": None}
 
 
 @pytest.fixture(scope="session")
-def mongodb_uri():
-    with mongodb_server() as uri:
-        yield uri
-
-
-@pytest.fixture(scope="session")
-def amqp_uri():
-    with rabbit_vhost() as uri:
-        yield uri
-
-
-@pytest.fixture(scope="session")
-def logs(tmp_path_factory):
-    return tmp_path_factory.mktemp("logs")
-
-
-@pytest.fixture(scope="session")
-def database_names():
-    suffix = uuid.uuid4().hex[:8]
-    return {"organization": f"organization_{suffix}", "member": f"member_{suffix}"}
-
-
-@pytest.fixture(scope="session")
-def services(mongodb_uri, amqp_uri, database_names, logs, member_events):
-    # Both services encrypt personal data (members' ID numbers and phones, instructors' phones).
-    common = {"MONGODB_URI": mongodb_uri, "AMQP_URI": amqp_uri, "HTTP_HOST": "127.0.0.1",
-              "OUTBOX_POLL_SECONDS": "0.5", "EVENT_RETRY_DELAYS_SECONDS": "1", "EVENT_MAX_ATTEMPTS": "2",
-              "FIELD_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode()}
-    organization_port, member_port = free_port(), free_port()
-    organization = ServiceProcess("organization", {
-        **common, "MONGODB_ORGANIZATION_DB": database_names["organization"], "HTTP_PORT": str(organization_port),
-        "RECONCILE_INTERVAL_SECONDS": "86400",
-    }, organization_port, str(logs / "organization.log"))
-    member = ServiceProcess("member", {
-        **common, "MONGODB_MEMBER_DB": database_names["member"], "HTTP_PORT": str(member_port),
-        "TRANSFER_EXPIRY_CHECK_SECONDS": "1", "LOG_LEVEL": "DEBUG",
-    }, member_port, str(logs / "member.log"))
+def services(start_session_service, member_events):
+    organization = start_session_service("organization", {"RECONCILE_INTERVAL_SECONDS": "86400"}, wait=False)
+    member = start_session_service("member", {"TRANSFER_EXPIRY_CHECK_SECONDS": "1", "LOG_LEVEL": "DEBUG"},
+                                   wait=False)
     for service in (organization, member):
-        service.start(wait=False)
-    try:
-        for service in (organization, member):
-            wait_for(service.ready, timeout=60, what=f"{service.module} /readyz")
-        yield {"organization": organization, "member": member}
-    finally:
-        for service in (member, organization):
-            service.stop()
+        service.wait_ready()
+    return {"organization": organization, "member": member}
 
 
 @pytest.fixture(scope="session")
 def member_events(amqp_uri):
     """Every event the member service publishes in the session (declared before it starts)."""
-    tap = EventTap(amqp_uri, "member.events")
-    yield tap
-    tap.close()
+    with EventTap(amqp_uri, "member.events") as tap:
+        yield tap
 
 
 @pytest.fixture(scope="session")
-def proxy(services, amqp_uri):
-    with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=30) as cluster:
-        yield cluster
+def rpc(services, cluster_rpc):
+    return cluster_rpc.member
 
 
 @pytest.fixture(scope="session")
-def rpc(proxy):
-    return proxy.member
+def organizations(services, cluster_rpc):
+    return cluster_rpc.organization
 
 
 @pytest.fixture(scope="session")
-def organizations(proxy):
-    return proxy.organization
-
-
-@pytest.fixture(scope="session")
-def database(mongodb_uri, database_names):
+def database(mongodb_uri, services):
     client = pymongo.MongoClient(mongodb_uri, tz_aware=True)
-    yield client[database_names["member"]]
+    yield client[services["member"].database]
     client.close()
 
 
 @pytest.fixture
-def tap(amqp_uri, services):
-    tap = EventTap(amqp_uri, "member.events")
-    yield tap
-    tap.close()
+def tap(services, event_tap):
+    return event_tap("member.events")
 
 
 @pytest.fixture(scope="session")

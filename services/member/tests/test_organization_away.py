@@ -2,18 +2,15 @@
 timeout, nothing written, and the service goes on answering what needs no organization —
 never a worker waiting for ever. Only the member service runs here, in a vhost of its own."""
 
-import base64
-import os
 import time
 import uuid
 
 import pymongo
 import pytest
 from kombu import Connection, Queue
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from platform_contracts.problems import Rejected
-from service_kit.testing import ServiceProcess, free_port, rabbit_vhost, wait_for
+from platform_testing import rabbit_vhost, rpc_cluster, wait_for
 
 ADMIN = {"username": "admin", "role": "admin", "scope": None}
 
@@ -21,18 +18,16 @@ TIMEOUT_SECONDS = 1
 
 
 @pytest.fixture(scope="module")
-def lone_member(mongodb_uri, logs):
+def lone_member(mongodb_uri, start_session_service):
     with rabbit_vhost() as amqp_uri:
         database = f"member_alone_{uuid.uuid4().hex[:6]}"
-        port = free_port()
-        service = ServiceProcess("member", {
-            "MONGODB_URI": mongodb_uri, "MONGODB_MEMBER_DB": database, "AMQP_URI": amqp_uri,
-            "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "ORGANIZATION_RPC_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
-            "FIELD_ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
-        }, port, str(logs / "member-alone.log")).start()
+        service = start_session_service("member", {
+            "AMQP_URI": amqp_uri, "MONGODB_MEMBER_DB": database,
+            "ORGANIZATION_RPC_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+        }, log_name="member-alone")
         client = pymongo.MongoClient(mongodb_uri)
         try:
-            with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=30) as proxy:
+            with rpc_cluster(amqp_uri) as proxy:
                 yield proxy.member, amqp_uri, client[database]
         finally:
             service.stop()

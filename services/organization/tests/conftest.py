@@ -1,50 +1,24 @@
-"""Fixtures for the organization service's integration tests: a real SecantusDB, an isolated
-RabbitMQ vhost, and the service itself started as `python -m organization`."""
+"""Fixtures of the organization service's integration tests: its environment, the service
+itself (started from the registry, as production starts it) and a publisher of the member
+service's events. SecantusDB, the vhost, the RPC proxy and event taps come from the test
+kit's plugin (platform_testing)."""
 
-import base64
 import json
-import os
 import uuid
 
 import pytest
 from kombu import Connection, Exchange, Producer
-from nameko.exceptions import get_module_path, registry
-from nameko.standalone.rpc import ClusterRpcProxy
-
-from platform_contracts.problems import Rejected
-from service_kit.testing import EventTap, ServiceProcess, free_port, mongodb_server, rabbit_vhost
-
-# Let the RPC proxy raise Rejected itself, problem document and all.
-registry[get_module_path(Rejected)] = Rejected
-
-ADMIN = {"username": "admin", "role": "admin", "scope": None}
 
 
 @pytest.fixture(scope="session")
-def mongodb_uri():
-    with mongodb_server() as uri:
-        yield uri
-
-
-@pytest.fixture(scope="session")
-def amqp_uri():
-    with rabbit_vhost() as uri:
-        yield uri
-
-
-@pytest.fixture(scope="session")
-def database_name():
-    return f"organization_{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="session")
-def field_encryption_key():
-    return base64.b64encode(os.urandom(32)).decode()
+def database_name(start_session_service):
+    return start_session_service.database("organization")
 
 
 @pytest.fixture(scope="session")
 def service_env(mongodb_uri, amqp_uri, database_name, field_encryption_key):
-    """The environment of `python -m organization` in these tests (HTTP_PORT aside)."""
+    """The organization service's environment in these tests (HTTP_PORT aside); a second
+    replica started with it shares the first's database."""
     return {
         "MONGODB_URI": mongodb_uri, "MONGODB_ORGANIZATION_DB": database_name, "AMQP_URI": amqp_uri,
         "HTTP_HOST": "127.0.0.1", "JOINT_ORGANIZATION_MAX_UNITS": "3", "FIELD_ENCRYPTION_KEY": field_encryption_key,
@@ -55,19 +29,13 @@ def service_env(mongodb_uri, amqp_uri, database_name, field_encryption_key):
 
 
 @pytest.fixture(scope="session")
-def organization_service(service_env, tmp_path_factory):
-    port = free_port()
-    service = ServiceProcess("organization", {**service_env, "HTTP_PORT": str(port)}, port,
-                             str(tmp_path_factory.mktemp("logs") / "organization.log"))
-    service.start()
-    yield service
-    service.stop()
+def organization_service(start_session_service, service_env):
+    return start_session_service("organization", service_env)
 
 
 @pytest.fixture(scope="session")
-def rpc(organization_service, amqp_uri):
-    with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=30) as proxy:
-        yield proxy.organization
+def rpc(organization_service, cluster_rpc):
+    return cluster_rpc.organization
 
 
 @pytest.fixture(scope="session")
@@ -80,15 +48,13 @@ def database(mongodb_uri, database_name):
 
 
 @pytest.fixture
-def tap(amqp_uri, organization_service):
-    tap = EventTap(amqp_uri, "organization.events")
-    yield tap
-    tap.close()
+def tap(organization_service, event_tap):
+    return event_tap("organization.events")
 
 
 @pytest.fixture(scope="session")
 def member_events(amqp_uri):
-    """Publishes events as the member service will (it does not exist yet)."""
+    """Publishes events as the member service does, without it."""
     connection = Connection(amqp_uri)
     exchange = Exchange("member.events", "topic", durable=True)
     producer = Producer(connection.default_channel, exchange=exchange)

@@ -5,6 +5,7 @@ import uuid
 import pytest
 
 from platform_contracts.problems import Rejected
+from service_kit import registry
 from service_kit.testing import credit_code, metric_value, wait_for
 
 ADMIN = {"username": "admin", "role": "admin", "scope": None}
@@ -510,7 +511,7 @@ def test_migrate_encrypts_plaintext_phones_clears_dissolved_unit_ids_and_places_
                                            "all": {"units": 2, "uncovered": 2}, "updated_at": now})
     database.coverage_counters.create_index("parent")
     for _ in range(2):  # a second run (another replica starting) changes nothing more
-        result = subprocess.run([sys.executable, "-m", "organization", "migrate"], env={
+        result = subprocess.run([sys.executable, *registry.entry("organization").argv, "migrate"], env={
             **service_env, "PATH": "/usr/bin:/bin", "HTTP_PORT": "0"}, capture_output=True, timeout=120)
         assert result.returncode == 0, result.stderr.decode()
     stored = database.instructors.find_one({"_id": legacy})
@@ -534,7 +535,8 @@ def test_the_service_does_not_start_without_its_key(service_env, tmp_path):
     import sys
 
     env = {k: v for k, v in service_env.items() if k != "FIELD_ENCRYPTION_KEY"}
-    result = subprocess.run([sys.executable, "-m", "organization", "migrate"], env={**env, "PATH": "/usr/bin:/bin"},
+    result = subprocess.run([sys.executable, *registry.entry("organization").argv, "migrate"],
+                            env={**env, "PATH": "/usr/bin:/bin"},
                             capture_output=True, timeout=60)
     assert result.returncode != 0 and b"FIELD_ENCRYPTION_KEY" in result.stderr
 
@@ -624,17 +626,13 @@ def test_one_reconciliation_at_a_time(rpc, database):
     assert rpc.reconcile_coverage(actor=ADMIN, repair=False)["complete"] is True
 
 
-def test_the_periodic_reconciliation_runs_on_the_replica_holding_the_lease(service_env, database, tmp_path):
+def test_the_periodic_reconciliation_runs_on_the_replica_holding_the_lease(service_env, database, start_service):
     from datetime import datetime, timedelta, timezone
-
-    from service_kit.testing import ServiceProcess, free_port
 
     lease = {"_id": "coverage-reconciliation"}
     database.leases.replace_one(lease, {**lease, "holder": "another-replica",
                                         "expires_at": datetime.now(timezone.utc) + timedelta(hours=1)}, upsert=True)
-    port = free_port()
-    replica = ServiceProcess("organization", {**service_env, "HTTP_PORT": str(port), "RECONCILE_INTERVAL_SECONDS": "1"},
-                             port, str(tmp_path / "replica.log")).start()
+    replica = start_service("organization", {**service_env, "RECONCILE_INTERVAL_SECONDS": "1"}, log_name="replica")
     try:
         def runs() -> float:
             return metric_value(replica.metrics(), "coverage_reconciliation_runs_total", trigger="periodic")
@@ -650,15 +648,13 @@ def test_the_periodic_reconciliation_runs_on_the_replica_holding_the_lease(servi
         database.leases.delete_one(lease)
 
 
-def test_two_replicas_writing_the_same_counters_lose_no_update(rpc, database, service_env, tmp_path):
+def test_two_replicas_writing_the_same_counters_lose_no_update(rpc, database, service_env, start_service):
     """Counter documents are written back whole from what a transaction read: a replica that
     read a document another replica has since changed must conflict and retry, not overwrite."""
-    from service_kit.testing import ServiceProcess, free_port, queue_consumers
+    from service_kit.testing import queue_consumers
 
     division = "370113031"  # a street no other test uses: the count below is exact
-    port = free_port()
-    replica = ServiceProcess("organization", {**service_env, "HTTP_PORT": str(port)}, port,
-                             str(tmp_path / "second-replica.log")).start()
+    replica = start_service("organization", service_env, log_name="second-replica")
     try:
         wait_for(lambda: queue_consumers(service_env["AMQP_URI"], "rpc-organization") == 2, timeout=30,
                  what="both replicas consuming commands")
@@ -677,17 +673,15 @@ def test_two_replicas_writing_the_same_counters_lose_no_update(rpc, database, se
 
 
 def test_every_replica_reports_the_last_reconciliation_and_clears_after_a_clean_run(
-        rpc, database, service_env, organization_service, tmp_path):
+        rpc, database, service_env, organization_service, start_service):
     """The drift gauge is the platform's, not the process's: whichever replica takes the
     reconciliation, both show its outcome within their gauge refresh period, a report-only
     run's drift under repaired="false" (it is still there), and both go back to 0 after a
     clean run. Only the timer's runs count as periodic."""
-    from service_kit.testing import ServiceProcess, free_port, queue_consumers
+    from service_kit.testing import queue_consumers
 
     refresh_seconds = float(service_env["COVERAGE_GAUGE_REFRESH_SECONDS"])
-    port = free_port()
-    second = ServiceProcess("organization", {**service_env, "HTTP_PORT": str(port)}, port,
-                            str(tmp_path / "second-replica.log")).start()
+    second = start_service("organization", service_env, log_name="second-replica")
     replicas = [organization_service, second]
 
     def runs(trigger: str) -> float:
