@@ -68,6 +68,11 @@ EXPR_MUTATIONS = [
     ("PartybuildingCoverageReconciliationDrift", "by (job, repaired)", "by (job)"),
     # An admin's runs must not hide a stopped timer.
     ("PartybuildingCoverageReconciliationStalled", '{trigger="periodic"}', ""),
+    # The services come from what runs: our namespace's Deployments, and our jobs of the
+    # last day (a Deployment deleted with its targets); a stranger's target hides nothing.
+    ("PartybuildingServiceAbsent", 'namespace="partybuilding"', 'namespace=~".+"'),
+    ("PartybuildingServiceAbsent", "[1d]", "[1m]"),
+    ("PartybuildingServiceAbsent", 'unless on (job) up{platform="partybuilding"}', "unless on (job) up"),
 ]
 
 
@@ -247,6 +252,31 @@ def test_rabbitmq_service_monitor_scrapes_per_queue_consumers(rendered):
     assert "prometheus" in {p["name"] for p in dev_service["spec"]["ports"]}
 
 
+# Label matchers that would pick a service out by name.
+SERVICE_MATCHER = re.compile(r'\b(job|service|deployment|pod|container)\s*(=|!=|=~|!~)\s*"([^"]*)"')
+
+
+def test_rules_and_dashboard_list_no_service():
+    """Alerts and dashboard select services by label (job, service, the namespace's
+    Deployments), never by a list of names: a new service needs no edit there."""
+    board = dashboard()
+    queries = [a["expr"] for a in all_alerts()] + dashboard_exprs()
+    queries += [v.get("definition") or "" for v in board["templating"]["list"]]
+    named = [(query, value) for query in queries for _, _, value in SERVICE_MATCHER.findall(query)
+             if any(re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", value) for name in SERVICES)]
+    assert not named, f"services picked by name: {named}"
+
+
+def test_service_absent_watches_the_namespace_the_services_run_in(rendered):
+    """PartybuildingServiceAbsent takes every Deployment of one namespace for a service
+    (test_deployed_services checks each is one, scraped as job <its name>)."""
+    [alert] = [a for a in all_alerts() if a["alert"] == "PartybuildingServiceAbsent"]
+    namespaces = set(re.findall(r'kube_deployment_spec_replicas\{namespace="([^"]+)"\}', alert["expr"]))
+    for overlay in ("dev", "prod"):
+        deployed = {d["metadata"]["namespace"] for d in by_kind(rendered[overlay], "Deployment")}
+        assert namespaces == deployed, f"{overlay}: rule watches {namespaces}, Deployments run in {deployed}"
+
+
 def test_dashboard_is_provisioned_by_configmap(rendered):
     configmap = find(rendered["monitoring"], "ConfigMap", "partybuilding-grafana-dashboard")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
@@ -271,7 +301,8 @@ def test_rules_and_dashboard_use_only_labels_the_code_declares():
     declared = code_metric_labels()
     problems = []
     for name, labels in sorted(rules_and_dashboard_label_uses().items()):
-        if name.startswith("rabbitmq_") or name == "up":  # not ours; up: job, instance, platform
+        # not ours: the broker's, kube-state-metrics', Prometheus' up (job, instance, platform)
+        if name.startswith(("rabbitmq_", "kube_")) or name == "up":
             continue
         assert name in declared, f"{name}: read by rules/dashboard, declared by no code"
         if labels - declared[name]:
