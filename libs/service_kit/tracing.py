@@ -94,5 +94,13 @@ def finish(started: Span, token, error: BaseException | None = None) -> None:
     context.detach(token)
 
 
+def record(name: str, *, traceparent: str | None, start_ns: int, kind: SpanKind = SpanKind.INTERNAL,
+           attributes: dict | None = None) -> None:
+    """A span of work already done (from `start_ns`, time.time_ns(), to now), the child of
+    `traceparent`: for work done for many traces at once, such as a batch of events."""
+    tracer().start_span(name, context=context_from(traceparent), kind=kind, attributes=attributes or {},
+                        start_time=start_ns).end()
+
+
 def trace_id(started: Span) -> str:
     return format(started.get_span_context().trace_id, "032x")

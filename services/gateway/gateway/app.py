@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from pymongo import AsyncMongoClient, MongoClient
 
-from service_kit import topology
+from service_kit import topology, tracing
 from service_kit.outbox import OutboxRelay
 
 from .event_consumer import EventConsumer
@@ -23,6 +23,7 @@ from .routes import (admin, coverage, instructors, members, notifications, ops, 
                      units, users)
 from .rpc import RpcClient
 from .settings import Settings
+from .tracing import TracingMiddleware
 from .users import UserRepository
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ async def ensure_indexes(db) -> None:
 def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tracing.configure("gateway")
         mongo = AsyncMongoClient(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
         db = mongo[settings.mongodb_database]
         await ensure_indexes(db)
@@ -73,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
             await broadcaster.stop()
             await rpc.close()
             await mongo.close()
+            await asyncio.to_thread(tracing.shutdown)  # what is buffered goes out
 
     app = FastAPI(
         title="Party-building platform gateway",
@@ -83,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(TracingMiddleware)  # added last: outermost, so the request span covers the rest
     for module in (users, units, organizations, instructors, coverage, members, transfers, notifications, admin,
                    stream, ops):
         app.include_router(module.router)

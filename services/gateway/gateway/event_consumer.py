@@ -5,15 +5,17 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 
 import aio_pika
+from opentelemetry.trace import SpanKind
 from pymongo.errors import PyMongoError
 
 from platform_contracts.envelope import CloudEvent
 from platform_contracts.events import SOURCES, exchange_for, validate_event
 from platform_contracts.problems import describe_invalid
-from service_kit import topology
+from service_kit import topology, tracing
 
 from .event_log import EventLog, LogEntry
 from .fanout import Broadcaster
@@ -108,6 +110,7 @@ class EventConsumer:
                 await asyncio.sleep(1)
 
     async def handle(self, messages: list[aio_pika.abc.AbstractIncomingMessage]) -> None:
+        started_ns = time.time_ns()
         received = []
         for message in messages:
             try:
@@ -130,6 +133,10 @@ class EventConsumer:
             else:
                 EVENTS_RECEIVED.labels(event.source).inc()
         self.broadcaster.deliver_logged(logged)
+        for event in received:  # each event's trace shows it reaching the log and the streams
+            tracing.record(f"gateway.consume {event.type}", traceparent=event.traceparent, start_ns=started_ns,
+                           kind=SpanKind.CONSUMER, attributes={"messaging.message.id": event.id,
+                                                               "messaging.batch.message_count": len(received)})
 
     async def _append(self, events: list[CloudEvent]) -> list[LogEntry | None]:
         while True:

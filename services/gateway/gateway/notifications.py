@@ -119,6 +119,7 @@ def notification_events(event: CloudEvent) -> list[CloudEvent]:
         events.append(validate_event(CloudEvent(
             id=notification_id, source=NOTIFICATION_SOURCE, type=NOTIFICATION_CREATED, subject=notification_id,
             division=n.audience.get("division"), correlationid=event.correlationid, causationid=event.id,
+            traceparent=event.traceparent,
             data={"id": notification_id, "type": n.type, "title": n.title, "body": n.body, "subject": n.subject,
                   "created_at": created_at, "audience": n.audience})))
     return events

@@ -21,6 +21,7 @@ import aio_pika
 from aiormq.exceptions import DeliveryError
 
 from platform_contracts.problems import Rejected
+from service_kit import tracing
 
 from .metrics import RPC_DURATION
 from .problems import ApiProblem, problem
@@ -90,9 +91,12 @@ class RpcClient:
         future = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         try:
+            # nameko hands `nameko.*` headers to the worker as context data, and on to the calls it makes.
+            traceparent = tracing.current_traceparent()
             message = aio_pika.Message(
                 json.dumps({"args": [], "kwargs": kwargs}).encode(),
                 content_type="application/json", correlation_id=correlation_id, reply_to=self._reply_to,
+                headers={f"nameko.{tracing.TRACEPARENT}": traceparent} if traceparent else None,
             )
             try:
                 await asyncio.wait_for(

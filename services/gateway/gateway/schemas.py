@@ -5,6 +5,7 @@ from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from platform_contracts.actors import Role
 from platform_contracts.organization import Changes, CoverageFigures, Kept
 
 from .problems import ApiProblem
@@ -14,7 +15,6 @@ T = TypeVar("T")
 Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
                                             pattern=r"^[A-Za-z0-9_.@-]+$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
-Role = Literal["admin", "operator", "secretary", "station_manager", "worker"]
 Scope = str | list[str] | None
 
 
