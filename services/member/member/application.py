@@ -15,7 +15,8 @@ from service_kit.documents import new_id
 from service_kit.pii import FieldCipher, mask_id_number, mask_phone
 
 from . import access, domain, transfers
-from .repository import Repository, as_resource
+from .presenter import as_resource
+from .repository import Repository
 
 ID_NUMBER_INDEX = "member.id_number"  # the blind index's context: the same for every member
 MOBILITY_FIELDS = ("mobile", "mobile_location", "online_branch_id")

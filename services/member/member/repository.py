@@ -10,26 +10,10 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.problems import Rejected
-from service_kit.documents import DocumentRepository, json_ready, prefix_query
+from service_kit.documents import DocumentRepository, page, prefix_query
 
 from .access import Visibility
 from .transfers import OPEN
-
-SECRET_FIELDS = ("id_number_encrypted", "id_number_index", "phone_encrypted")
-MASKED_FIELDS = {"id_number_masked": "id_number", "phone_masked": "phone"}
-
-
-def as_resource(document: dict | None) -> dict | None:
-    """A stored document as the contract's resource: `id`, masked personal data, JSON types."""
-    if document is None:
-        return None
-    resource = {"id": document["_id"]}
-    for key, value in document.items():
-        if key == "_id" or key in SECRET_FIELDS:
-            continue
-        resource[MASKED_FIELDS.get(key, key)] = json_ready(value)
-    return resource
-
 
 def ensure_indexes(db) -> None:
     db.members.create_index("id_number_index", unique=True)
@@ -51,7 +35,10 @@ def _duplicate_id_number() -> Rejected:
 
 
 class Repository(DocumentRepository):
-    to_resource = staticmethod(as_resource)
+    """Stored documents in and out; lists page them through the caller's `to_resource`."""
+
+    def _page(self, collection: str, query: dict, limit: int, cursor: str | None, to_resource) -> dict:
+        return page(self.db[collection], query, limit, cursor, to_resource, self.session)
 
     # ---- members -------------------------------------------------------------------------
 
@@ -73,11 +60,11 @@ class Repository(DocumentRepository):
         except DuplicateKeyError:
             raise _duplicate_id_number()
 
-    def members(self, filters: dict, visible: Visibility, limit: int, cursor: str | None) -> dict:
+    def members(self, filters: dict, visible: Visibility, limit: int, cursor: str | None, to_resource) -> dict:
         query = {k: v for k, v in filters.items() if k in ("organization_id", "mobile", "stage") and v is not None}
         if filters.get("division"):
             query["division"] = prefix_query(filters["division"])
-        return self._page("members", {"$and": [query, self._visible_members(visible)]}, limit, cursor)
+        return self._page("members", {"$and": [query, self._visible_members(visible)]}, limit, cursor, to_resource)
 
     @staticmethod
     def _visible_members(visible: Visibility) -> dict:
@@ -119,7 +106,7 @@ class Repository(DocumentRepository):
     def save_transfer(self, transfer: dict) -> None:
         self._save("transfers", transfer)
 
-    def transfers(self, filters: dict, visible: Visibility, limit: int, cursor: str | None) -> dict:
+    def transfers(self, filters: dict, visible: Visibility, limit: int, cursor: str | None, to_resource) -> dict:
         clauses = [self._visible_transfers(visible)]
         if filters.get("status"):
             clauses.append({"status": filters["status"]})
@@ -130,7 +117,7 @@ class Repository(DocumentRepository):
                                     {"to_organization_id": filters["organization_id"]}]})
         if filters.get("division"):
             clauses.append(self._either_division(filters["division"]))
-        return self._page("transfers", {"$and": clauses}, limit, cursor)
+        return self._page("transfers", {"$and": clauses}, limit, cursor, to_resource)
 
     @staticmethod
     def _visible_transfers(visible: Visibility) -> dict:
@@ -160,7 +147,7 @@ class Repository(DocumentRepository):
     def insert_audit(self, record: dict) -> None:
         self.db.audit_log.insert_one(record, session=self.session)
 
-    def audit_log(self, filters: dict, limit: int, cursor: str | None) -> dict:
+    def audit_log(self, filters: dict, limit: int, cursor: str | None, to_resource) -> dict:
         """Oldest first (`_id` order is the order of the attempts)."""
         query = {k: v for k, v in filters.items() if k in ("member_id", "outcome") and v is not None}
-        return self._page("audit_log", query, limit, cursor)
+        return self._page("audit_log", query, limit, cursor, to_resource)

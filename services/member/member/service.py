@@ -23,7 +23,8 @@ from service_kit.store import StoreProvider, utc_now
 from . import access, domain
 from .application import Commands
 from .organizations import active_organization, active_unit, division_of, online_branch
-from .repository import Repository, as_resource
+from .presenter import as_resource
+from .repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class MemberService(OperationsMixin):
     def list_members(self, filters=None, limit=50, cursor=None, actor=None):
         parsed = parse_or_reject(MemberFilter, filters or {}, "query")
         return self.repo.members(parsed.model_dump(mode="json"), self._visible(actor, parsed),
-                                 check_page_limit(limit), cursor)
+                                 check_page_limit(limit), cursor, as_resource)
 
     @rpc
     def promote_member(self, member_id, command, actor=None, command_id=None):
@@ -125,7 +126,7 @@ class MemberService(OperationsMixin):
     def list_audit_log(self, filters=None, limit=50, cursor=None, actor=None):
         access.ensure_may_read_audit_log(actor)
         parsed = parse_or_reject(AuditFilter, filters or {}, "query")
-        return self.repo.audit_log(parsed.model_dump(mode="json"), check_page_limit(limit), cursor)
+        return self.repo.audit_log(parsed.model_dump(mode="json"), check_page_limit(limit), cursor, as_resource)
 
     @rpc
     def check_in(self, member_id, station_id, actor=None, command_id=None):
@@ -159,7 +160,7 @@ class MemberService(OperationsMixin):
         # caller may see rather than being refused.
         parsed = parse_or_reject(TransferFilter, filters or {}, "query")
         return self.repo.transfers(parsed.model_dump(mode="json"), access.visibility(actor),
-                                   check_page_limit(limit), cursor)
+                                   check_page_limit(limit), cursor, as_resource)
 
     @rpc
     def approve_transfer(self, transfer_id, command=None, actor=None, command_id=None):

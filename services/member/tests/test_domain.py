@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from member import access, domain, transfers
-from member.repository import as_resource
+from member.presenter import as_resource
 from platform_contracts.events import validate_event
 from platform_contracts.member import RegisterMember, id_number_check_character, normalize_id_number
 from platform_contracts.actors import Actor

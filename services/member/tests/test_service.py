@@ -78,6 +78,8 @@ def test_register_and_read_a_member_masked(rpc, organizations, database, two_dis
     assert member["stage_history"][0]["on"] == "2020-07-01" and member["status"] == "active"
     assert rpc.get_member(member["id"], actor=OP_A) == member
     assert rpc.get_member(member["id"], actor=worker(member)) == member
+    listed = rpc.list_members({"organization_id": a["organization"]["id"]}, 500, None, actor=OP_A)["items"]
+    assert [m for m in listed if m["id"] == member["id"]] == [member]
 
     event = tap.wait_for(lambda e: e["type"] == "member.registered" and e["subject"] == member["id"])[0]
     assert event["division"] == "370113001" and event["data"]["id_number"] == member["id_number"]
