@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from deploy_helpers import SERVICES, all_alerts, code_metric_labels, rules_and_dashboard_label_uses
-from service_kit.testing import credit_code
+from platform_testing.factories import credit_code
 
 # A district no other test uses: the unit registered here moves only its counters.
 DISTRICT = "370117"
