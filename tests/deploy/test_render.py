@@ -1,14 +1,25 @@
 """Both overlays render with `kubectl kustomize`, and contain what each environment needs."""
 
 import base64
+import json
 import re
 import shlex
+import subprocess
 from collections import Counter
 from urllib.parse import urlsplit
 
 import pytest
 
 from deploy_helpers import OVERLAYS, README, REGISTRY, SERVICES, by_kind, find
+
+
+def test_kustomize_runs_generators_before_components(kubectl):
+    """components/nameko-service names a service after its generated ConfigMap, which a
+    component sees from kustomize v5.1 on (kubectl 1.31); older ones fail to render."""
+    proc = subprocess.run([kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=60)
+    version = json.loads(proc.stdout)["kustomizeVersion"]
+    assert tuple(map(int, re.match(r"v(\d+)\.(\d+)", version).groups())) >= (5, 1), \
+        f"kubectl's kustomize is {version}: deploy/ needs v5.1 or later (kubectl 1.31 or later)"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
