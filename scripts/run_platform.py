@@ -25,7 +25,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("PLATFORM_DATA_DIR", ROOT / ".data"))
 PYTHON = sys.executable
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
-STOP_GRACE_SECONDS = 30
+# A stop: every service and the gateway get SIGTERM at once and stop gracefully (a service in
+# about a second, plus its longest call in flight; see service_kit.runner); one still running
+# after STOP_GRACE_SECONDS is killed. Then the database, which they need until they are done
+# (SecantusDB takes about 2 s): within 10 s in all.
+STOP_GRACE_SECONDS = 7
+DATABASE_STOP_SECONDS = 5
 # Every service of services/registry.toml, in the order listed there (the gateway last).
 SERVICES = registry.load()
 
@@ -66,6 +71,7 @@ class Platform:
         self.commands: dict[str, tuple[list[str], dict]] = {}
         self.secantus: subprocess.Popen | None = None
         self.stopping = False
+        self.forcing = False
         self.started_rabbitmq = False  # then Ctrl-C stops it too
 
     # ---- infrastructure ------------------------------------------------------------------
@@ -154,31 +160,52 @@ class Platform:
                     self.start(name, *self.commands[name])
             time.sleep(0.5)
 
-    def stop(self, *_):
+    def stop(self, signum=None, frame=None):
         if self.stopping:
+            # A second Ctrl-C (or SIGTERM) while stopping: wait no longer.
+            if signum is not None and not self.forcing:
+                self.forcing = True
+                say("asked again: killing what is still running")
+                for process in [*self.processes.values(), self.secantus]:
+                    if process is not None and process.poll() is None:
+                        process.kill()
             return
         self.stopping = True
-        say("stopping")
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for name, process in self.processes.items():
-            try:
-                process.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                say(f"{name} did not stop in {STOP_GRACE_SECONDS}s: killing it")
-                process.kill()
-        if self.secantus is not None:
+        started = time.monotonic()
+        say("stopping (Ctrl-C again to kill)")
+        running = {name: process for name, process in self.processes.items() if process.poll() is None}
+        for process in running.values():
+            process.terminate()
+        self.await_exit(running, started, STOP_GRACE_SECONDS)
+        if self.secantus is not None and self.secantus.poll() is None:
             self.secantus.terminate()
-            try:
-                self.secantus.wait(15)
-            except subprocess.TimeoutExpired:
-                self.secantus.kill()
+            self.await_exit({"SecantusDB": self.secantus}, time.monotonic(), DATABASE_STOP_SECONDS)
         if self.started_rabbitmq:
             say("stopping the rabbitmq-server this run started")
             subprocess.run(["rabbitmqctl", "stop"], check=False, capture_output=True, timeout=120)
-        say("stopped")
+        say(f"stopped in {time.monotonic() - started:.1f}s")
+
+    @staticmethod
+    def await_exit(processes: dict[str, subprocess.Popen], since: float, grace: float) -> None:
+        """Wait for `processes`, sent SIGTERM at `since`, saying how long each took; kill those
+        still running `grace` seconds after it."""
+        left = dict(processes)
+        while left:
+            for name, process in list(left.items()):
+                code = process.poll()
+                if code is not None:
+                    # The gateway's uvicorn ends by raising the signal again once it has shut down.
+                    outcome = ("" if code == 0 else f" (exit code {code})" if code > 0
+                               else f" (ended by {signal.Signals(-code).name})")
+                    say(f"{name} stopped in {time.monotonic() - since:.1f}s{outcome}")
+                    del left[name]
+            if left and time.monotonic() - since >= grace:
+                for name, process in left.items():
+                    say(f"{name} did not stop in {grace:.0f}s: killing it")
+                    process.kill()
+                    process.wait()
+                return
+            time.sleep(0.05)
 
 
 def http_ready(port: int) -> bool:

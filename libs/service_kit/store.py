@@ -361,10 +361,15 @@ class StoreProvider(DependencyProvider):
         self.relay.start(partial(self.container.spawn_managed_thread, identifier="outbox_relay"))
 
     def stop(self):
+        # The container's workers have finished: nothing commits any more.
         self.relay.stop()
+        # Closing the client also ends its monitors, which at the interpreter's exit pymongo
+        # would otherwise wait for, a second each, while they sit in a socket read.
+        self.store.close()
 
     def kill(self):
         self.relay.stop()
+        self.store.close()
 
     def get_dependency(self, worker_ctx):
         return self.store

@@ -4,9 +4,9 @@ the calls its workers had taken up are finished, committed and answered by it, t
 published before it exits; the calls it had not taken up stay on the queue, and a replica
 started afterwards answers them. A real service process, RabbitMQ vhost and SecantusDB."""
 
-import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections import Counter
@@ -17,6 +17,9 @@ import pytest
 from kombu import Connection
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from platform_contracts.envelope import CloudEvent
+from service_kit.outbox import OutboxRelay
+from service_kit.store import Store
 from service_kit.testing import EventTap, ServiceProcess, free_port, mongodb_server, rabbit_vhost, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -143,3 +146,36 @@ def test_a_busy_service_stops_cleanly_in_time_and_loses_nothing(platform, signal
     assert queue_depth(amqp_uri, f"rpc-{SERVICE}") == (0, 0)
     # Both replicas' timers ran until they stopped.
     assert db.ticks.count_documents({}) == 2
+
+
+def test_a_stopping_relay_publishes_what_was_committed_before_the_stop(mongodb_uri):
+    """The relay is stopped once nothing commits any more (after the workers, in a service; after
+    the event consumer, in the gateway): what was committed just before is published and marked
+    before stop() returns, not left for the next start or another replica's poll."""
+    with rabbit_vhost() as amqp_uri:
+        for attempt in range(10):
+            source = f"relay{uuid.uuid4().hex[:6]}"
+            relay = OutboxRelay(source, amqp_uri, poll_seconds=30)
+            store = Store(mongodb_uri, source, source, after_commit=relay.committed)
+            relay.outbox = store.db.outbox
+            tap = EventTap(amqp_uri, f"{source}.events")
+            try:
+                relay.start(lambda run: threading.Thread(target=run, daemon=True).start())
+                first = emit(store)
+                wait_for(lambda: [e["id"] for e in tap.drain()] == first, what="the relay running")
+                last = emit(store) + emit(store)
+
+                assert relay.stop() is True
+
+                assert store.db.outbox.count_documents({"published_at": None}) == 0, f"attempt {attempt}"
+                wait_for(lambda: len(tap.drain()) >= 3, timeout=5, what="the last events")
+                assert [e["id"] for e in tap.seen] == first + last
+            finally:
+                tap.close()
+                store.close()
+
+
+def emit(store: Store) -> list[str]:
+    event = CloudEvent(source=store.source, type="unit.updated", subject="s", data={})
+    store.transaction(lambda uow: uow.events.append(event))
+    return [event.id]
