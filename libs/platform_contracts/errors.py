@@ -20,21 +20,25 @@ def as_field(field: str | Sequence[str | int] | None) -> Field | None:
 
 class DomainError(Exception):
     """A refusal the caller can act on. `detail` is for people; `msg` is what is said of the
-    field (defaults to `detail`)."""
+    field (defaults to `detail`). A refusal of several fields at once (a batch) names them in
+    `fields`: [(field, msg), ...]."""
 
-    def __init__(self, detail: str, field: str | Sequence[str | int] | None = None, msg: str | None = None):
+    def __init__(self, detail: str, field: str | Sequence[str | int] | None = None, msg: str | None = None,
+                 *, fields: Sequence[tuple[str | Sequence[str | int], str]] = ()):
         super().__init__(detail)
         self.detail = detail
         self.field = as_field(field)
         self.msg = msg or detail
+        self.fields = [(as_field(f), m) for f, m in fields] or ([(self.field, self.msg)] if self.field else [])
 
 
 class InvalidValue(DomainError):
     """A value the rules do not accept: `field` is required."""
 
-    def __init__(self, field: str | Sequence[str | int], msg: str, detail: str | None = None):
+    def __init__(self, field: str | Sequence[str | int], msg: str, detail: str | None = None,
+                 *, fields: Sequence[tuple[str | Sequence[str | int], str]] = ()):
         path = as_field(field)
-        super().__init__(detail or f"{'.'.join(map(str, path))}: {msg}", path, msg)
+        super().__init__(detail or f"{'.'.join(map(str, path))}: {msg}", path, msg, fields=fields)
 
 
 class NotFound(DomainError):

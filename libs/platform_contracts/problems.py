@@ -95,7 +95,7 @@ def from_domain(error, locate) -> Rejected:
     from .errors import Conflict, Forbidden, InvalidValue, NotFound, Unavailable
 
     loc = locate(error.field) if error.field else None
-    errors = [{"loc": loc, "msg": error.msg}] if loc else None
+    errors = [{"loc": locate(field), "msg": msg} for field, msg in error.fields] or None
     if isinstance(error, NotFound):
         if loc and loc[0] != "path":
             return Rejected.make(422, f"{'.'.join(map(str, loc))}: {error.msg}", errors)
@@ -104,7 +104,7 @@ def from_domain(error, locate) -> Rejected:
     if status is None:  # a subclass: the nearest known ancestor decides
         status = next(s for cls, s in ((InvalidValue, 422), (Conflict, 409), (Forbidden, 403), (Unavailable, 503))
                       if isinstance(error, cls))
-    if isinstance(error, InvalidValue) and loc:
+    if isinstance(error, InvalidValue) and loc and len(error.fields) == 1:
         return Rejected.make(422, f"{'.'.join(map(str, loc))}: {error.msg}", errors)
     return Rejected.make(status, error.detail, errors)
 

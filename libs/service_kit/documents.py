@@ -6,7 +6,7 @@ import base64
 from bson import ObjectId
 from pymongo import ASCENDING
 
-from platform_contracts.problems import Rejected
+from platform_contracts.errors import InvalidValue, NotFound
 
 
 def new_id() -> str:
@@ -42,7 +42,7 @@ def decode_cursor(cursor: str | None) -> str | None:
     try:
         return base64.urlsafe_b64decode(cursor.encode()).decode()
     except (ValueError, UnicodeDecodeError):
-        raise Rejected.invalid(["query", "cursor"], "not a cursor this service issued")
+        raise InvalidValue("cursor", "not a cursor this service issued")
 
 
 def page(collection, query: dict, limit: int, cursor: str | None, to_resource, session=None) -> dict:
@@ -68,12 +68,11 @@ class DocumentRepository:
     def _get(self, collection: str, ident: str) -> dict | None:
         return self.db[collection].find_one({"_id": ident}, session=self.session)
 
-    def _require(self, collection: str, kind: str, ident: str, loc: list | None = None) -> dict:
+    def _require(self, collection: str, kind: str, ident: str, field=None) -> dict:
+        """The document, or NotFound naming the request field that referred to it, if one did."""
         document = self._get(collection, ident)
         if document is None:
-            if loc:  # a reference in the request body: the request is what is wrong
-                raise Rejected.invalid(loc, f"{kind} {ident} does not exist")
-            raise Rejected.not_found(kind, ident)
+            raise NotFound(kind, ident, field)
         return document
 
     def _save(self, collection: str, document: dict) -> None:

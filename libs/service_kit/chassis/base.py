@@ -17,13 +17,15 @@ from platform_contracts.actors import Actor
 from platform_contracts.errors import InvalidValue
 
 from .. import topology
+from ..cipher_provider import FieldCipherProvider
 from ..metrics import EntrypointMetrics
 from ..operations import OperationsServer
 from ..store import StoreProvider
 from .entrypoints import operation, query
 from .tracing import Tracing
 
-DEAD_LETTER_LIST_MAX = 1000
+# What a service's class declares besides its entrypoints comes from here.
+__all__ = ["ChassisService", "FieldCipherProvider", "StoreProvider"]
 
 
 class ChassisService:

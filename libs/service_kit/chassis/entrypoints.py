@@ -19,8 +19,10 @@ from collections.abc import Callable, Sequence
 
 from nameko.rpc import Rpc
 
+from pydantic import ValidationError
+
 from platform_contracts.actors import Actor
-from platform_contracts.errors import DomainError
+from platform_contracts.errors import DomainError, InvalidValue
 from platform_contracts.problems import Rejected, check_page_limit, from_domain, parse_or_reject
 
 # A Rejected is the caller's mistake, answered with a 4xx: nameko logs it as expected (a
@@ -75,6 +77,24 @@ def _entrypoint(method, model, body: str | None, path: Sequence[str], where: str
     del entry.__wrapped__  # nameko checks calls against __signature__, not the method's own
     entry.__signature__ = signature
     return rpc(entry)
+
+
+def parse_each(model, items, field: str, max_items: int) -> list:
+    """A batch of bodies (a ledger import), each against `model`: every invalid value of every
+    item named at once (`field`, index, its field), so that nothing of a bad batch is written."""
+    if not isinstance(items, list) or not 1 <= len(items) <= max_items:
+        raise InvalidValue(field, f"must be a list of 1 to {max_items} items")
+    parsed, errors = [], []
+    for index, item in enumerate(items):
+        try:
+            parsed.append(model.model_validate(item))
+        except ValidationError as exc:
+            errors += [((field, index, *e["loc"]), e["msg"].removeprefix("Value error, "))
+                       for e in exc.errors(include_input=False, include_url=False)]
+    if errors:
+        raise InvalidValue(field, f"{len(errors)} invalid value(s) in the batch", fields=errors,
+                           detail=f"{len(errors)} invalid value(s) in the batch; nothing was written")
+    return parsed
 
 
 def query(model=None, *, body: str | None = "filters", path: str | Sequence[str] = ()):

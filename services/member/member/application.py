@@ -10,7 +10,8 @@ from platform_contracts.member import (
     ApproveTransfer, AuditOutcome, CancelTransfer, CheckIn, PromoteMember, RegisterMember, RejectTransfer,
     RequestTransfer, UpdateMember,
 )
-from platform_contracts.problems import Rejected
+from platform_contracts.actors import Actor
+from platform_contracts.errors import Forbidden, InvalidValue
 from service_kit.documents import new_id
 from service_kit.pii import FieldCipher, mask_id_number, mask_phone
 
@@ -77,7 +78,7 @@ class Commands:
 
     # ---- members -----------------------------------------------------------------------------
 
-    def register_member(self, uow, command: RegisterMember, organization: dict, actor: dict) -> dict:
+    def register_member(self, uow, command: RegisterMember, organization: dict, actor: Actor) -> dict:
         access.ensure_may_manage(actor, organization["id"], organization["division"])
         if command.override_reason:
             access.ensure_may_override(actor)
@@ -89,14 +90,14 @@ class Commands:
              **self._protected_id_number(member_id, command.id_number),
              **self._protected_phone(member_id, command.phone)},
             stage_on=command.stage_on, joined_on=command.joined_on, override_reason=command.override_reason,
-            member_id=member_id, by=access.username(actor), now=uow.now,
+            member_id=member_id, by=actor.username, now=uow.now,
         )
         self._repo(uow).insert_member(member)
         resource = as_resource(member)
         uow.emit("member.registered", subject=member_id, division=member["division"], data=_member_data(resource))
         return resource
 
-    def update_member(self, uow, member_id: str, changes: UpdateMember, actor: dict) -> dict:
+    def update_member(self, uow, member_id: str, changes: UpdateMember, actor: Actor) -> dict:
         repo = self._repo(uow)
         member = repo.member(member_id)
         access.ensure_may_manage(actor, member["organization_id"], member["division"])
@@ -104,7 +105,7 @@ class Commands:
         # Ciphertexts differ on every write: compare the values they stand for.
         if "id_number" in changes.model_fields_set:
             if changes.id_number is None:
-                raise Rejected.invalid("id_number", "cannot be null")
+                raise InvalidValue("id_number", "cannot be null")
             if self.id_number_index(changes.id_number) != member["id_number_index"]:
                 fields.update(self._protected_id_number(member_id, changes.id_number))
         if "phone" in changes.model_fields_set and changes.phone != self._phone_of(member):
@@ -118,7 +119,7 @@ class Commands:
                  data=_member_data(resource, changed=sorted({STORED_AS.get(f, f) for f in changed})))
         return resource
 
-    def promote_member(self, uow, member_id: str, command: PromoteMember, actor: dict) -> dict:
+    def promote_member(self, uow, member_id: str, command: PromoteMember, actor: Actor) -> dict:
         repo = self._repo(uow)
         member = repo.member(member_id)
         access.ensure_may_manage(actor, member["organization_id"], member["division"])
@@ -126,7 +127,7 @@ class Commands:
             access.ensure_may_override(actor)
         from_stage = member["stage"]
         domain.promote(member, command.stage.value, on=command.on, override_reason=command.override_reason,
-                       by=access.username(actor), now=uow.now)
+                       by=actor.username, now=uow.now)
         repo.save_member(member)
         step = member["stage_history"][-1]
         uow.emit("member.promoted", subject=member_id, division=member["division"], data={
@@ -137,32 +138,32 @@ class Commands:
         })
         return as_resource(member)
 
-    def reveal_id_number(self, uow, member_id: str, reason: str, actor: dict) -> dict | Rejected:
+    def reveal_id_number(self, uow, member_id: str, reason: str, actor: Actor) -> dict | Forbidden:
         """The one read of a plaintext ID number, and its audit record, in one transaction.
 
         An attempt by someone not allowed is on record too: the refusal is returned rather than
         raised, so that its record commits, and the caller raises it."""
-        by = access.username(actor)
+        by = actor.username
         repo = self._repo(uow)
         member = repo.member(member_id)
         record = {"_id": new_id(), "action": "reveal_id_number", "member_id": member_id, "by": by,
-                  "role": actor.get("role"), "reason": reason, "at": uow.now}
+                  "role": actor.role.value, "reason": reason, "at": uow.now}
         try:
             access.ensure_may_reveal(actor, member)
-        except Rejected as refusal:
+        except Forbidden as refusal:
             repo.insert_audit({**record, "outcome": AuditOutcome.refused.value})
             return refusal
         id_number = self.cipher.decrypt(member["id_number_encrypted"], f"member:{member_id}:id_number")
         repo.insert_audit({**record, "outcome": AuditOutcome.revealed.value})
         return {"member_id": member_id, "id_number": id_number}
 
-    def check_in(self, uow, member_id: str, command: CheckIn, actor: dict) -> dict:
+    def check_in(self, uow, member_id: str, command: CheckIn, actor: Actor) -> dict:
         repo = self._repo(uow)
         member = repo.member(member_id)
         access.ensure_may_read(actor, member)
         record = {"_id": new_id(), "member_id": member_id, "station_id": command.station_id,
                   "organization_id": member["organization_id"], "checked_in_at": uow.now,
-                  "by": access.username(actor)}
+                  "by": actor.username}
         repo.insert_check_in(record)
         member["last_check_in"] = {"station_id": command.station_id, "at": uow.now}
         repo.save_member(member)
@@ -174,13 +175,13 @@ class Commands:
 
     # ---- transfers ---------------------------------------------------------------------------
 
-    def request_transfer(self, uow, command: RequestTransfer, to_organization: dict, actor: dict) -> dict:
+    def request_transfer(self, uow, command: RequestTransfer, to_organization: dict, actor: Actor) -> dict:
         repo = self._repo(uow)
-        member = repo.member(command.member_id, ["body", "member_id"])
+        member = repo.member(command.member_id, "member_id")
         access.ensure_may_request(actor, member)
         transfer = transfers.new_transfer(
             transfer_id=new_id(), member=member, to_organization=to_organization, to_unit_id=command.to_unit_id,
-            reason=command.reason, by=access.username(actor), now=uow.now,
+            reason=command.reason, by=actor.username, now=uow.now,
         )
         repo.claim_open_transfer(member["_id"], transfer["_id"])
         repo.insert_transfer(transfer)
@@ -188,27 +189,27 @@ class Commands:
                  other_division=transfer["to_division"], data=_transfer_data(transfer))
         return as_resource(transfer)
 
-    def approve_transfer(self, uow, transfer_id: str, command: ApproveTransfer, actor: dict) -> dict:
+    def approve_transfer(self, uow, transfer_id: str, command: ApproveTransfer, actor: Actor) -> dict:
         repo = self._repo(uow)
         transfer = repo.transfer(transfer_id)
         access.ensure_sending_side(actor, transfer)
         valid_days = self.letter_valid_days if command.letter_valid_days is None else command.letter_valid_days
-        transfers.approve(transfer, valid_days=valid_days, by=access.username(actor), now=uow.now)
+        transfers.approve(transfer, valid_days=valid_days, by=actor.username, now=uow.now)
         return self._saved(uow, repo, transfer, "transfer.approved", transfer["to_division"])
 
-    def receive_transfer(self, uow, transfer_id: str, actor: dict) -> dict:
+    def receive_transfer(self, uow, transfer_id: str, actor: Actor) -> dict:
         repo = self._repo(uow)
         transfer = repo.transfer(transfer_id)
         access.ensure_receiving_side(actor, transfer)
-        transfers.advance(transfer, "receive", by=access.username(actor), now=uow.now)
+        transfers.advance(transfer, "receive", by=actor.username, now=uow.now)
         return self._saved(uow, repo, transfer, "transfer.received", transfer["to_division"])
 
-    def report_in(self, uow, transfer_id: str, actor: dict) -> dict:
+    def report_in(self, uow, transfer_id: str, actor: Actor) -> dict:
         """The member reports in (报到): the transfer completes and the member moves, at once."""
         repo = self._repo(uow)
         transfer = repo.transfer(transfer_id)
         access.ensure_may_report_in(actor, transfer)
-        transfers.advance(transfer, "report_in", by=access.username(actor), now=uow.now, note="reported in")
+        transfers.advance(transfer, "report_in", by=actor.username, now=uow.now, note="reported in")
         member = repo.member(transfer["member_id"])
         repo.release_open_transfer(member["_id"], transfer_id, {
             "organization_id": transfer["to_organization_id"], "unit_id": transfer["to_unit_id"],
@@ -217,19 +218,19 @@ class Commands:
         return self._saved(uow, repo, transfer, "transfer.completed", transfer["to_division"],
                            category=member["category"], stage=member["stage"])
 
-    def reject_transfer(self, uow, transfer_id: str, command: RejectTransfer, actor: dict) -> dict:
+    def reject_transfer(self, uow, transfer_id: str, command: RejectTransfer, actor: Actor) -> dict:
         repo = self._repo(uow)
         transfer = repo.transfer(transfer_id)
         access.ensure_either_side(actor, transfer)
-        transfers.advance(transfer, "reject", by=access.username(actor), now=uow.now, note=command.reason)
+        transfers.advance(transfer, "reject", by=actor.username, now=uow.now, note=command.reason)
         repo.release_open_transfer(transfer["member_id"], transfer_id)
         return self._saved(uow, repo, transfer, "transfer.rejected", transfer["from_division"])
 
-    def cancel_transfer(self, uow, transfer_id: str, command: CancelTransfer, actor: dict) -> dict:
+    def cancel_transfer(self, uow, transfer_id: str, command: CancelTransfer, actor: Actor) -> dict:
         repo = self._repo(uow)
         transfer = repo.transfer(transfer_id)
         access.ensure_may_cancel(actor, transfer)
-        transfers.advance(transfer, "cancel", by=access.username(actor), now=uow.now, note=command.reason)
+        transfers.advance(transfer, "cancel", by=actor.username, now=uow.now, note=command.reason)
         repo.release_open_transfer(transfer["member_id"], transfer_id)
         return self._saved(uow, repo, transfer, "transfer.cancelled", transfer["from_division"])
 

@@ -7,6 +7,7 @@ import os
 import eventlet
 from nameko.exceptions import UnknownService, get_module_path, registry
 
+from platform_contracts.errors import InvalidValue, Unavailable
 from platform_contracts.organization import OrganizationStatus, UnitStatus
 from platform_contracts.problems import Rejected
 
@@ -26,28 +27,27 @@ def _ask(method, *args):
         with eventlet.Timeout(RPC_TIMEOUT_SECONDS):
             return method(*args, actor=SYSTEM_ACTOR)
     except eventlet.Timeout:
-        raise Rejected.make(503, "the organization service did not answer in time; nothing was changed, "
-                                 "try again shortly") from None
+        raise Unavailable("the organization service did not answer in time; nothing was changed, "
+                          "try again shortly") from None
     except UnknownService:
-        raise Rejected.make(503, "the organization service is not running; nothing was changed, "
-                                 "try again shortly") from None
+        raise Unavailable("the organization service is not running; nothing was changed, try again shortly") from None
 
 
 def _active(fetch, kind: str, ident: str, field: str, active: str, ended: str) -> dict:
-    """The record `fetch` returns for request field `field`; 422 naming it if missing or ended."""
+    """The record `fetch` returns for request field `field`; invalid, naming it, if missing or ended."""
     try:
         record = _ask(fetch, ident)
     except Rejected as exc:
         if exc.status == 404:
-            raise Rejected.invalid(field, f"{kind} {ident} does not exist")
+            raise InvalidValue(field, f"{kind} {ident} does not exist")
         raise
     if record["status"] != active:
-        raise Rejected.invalid(field, f"{kind} {ident} is {ended}")
+        raise InvalidValue(field, f"{kind} {ident} is {ended}")
     return record
 
 
 def active_organization(proxy, organization_id: str, field: str) -> dict:
-    """The organization named by request field `field`; 422 naming it if missing or dissolved."""
+    """The organization named by request field `field`; invalid, naming it, if missing or dissolved."""
     return _active(proxy.get_organization, "organization", organization_id, field,
                    OrganizationStatus.active, "dissolved")
 
@@ -65,11 +65,11 @@ def division_of(proxy, organization_id: str) -> str | None:
 def online_branch(proxy, organization_id: str) -> dict:
     organization = active_organization(proxy, organization_id, "online_branch_id")
     if not organization.get("online"):
-        raise Rejected.invalid("online_branch_id", f"organization {organization_id} is not an online branch (云端支部)")
+        raise InvalidValue("online_branch_id", f"organization {organization_id} is not an online branch (云端支部)")
     return organization
 
 
 def active_unit(proxy, unit_id: str, field: str) -> dict:
-    """The unit named by request field `field`; 422 naming it if missing or deregistered. Any
+    """The unit named by request field `field`; invalid, naming it, if missing or deregistered. Any
     active unit will do, wherever it is (see the README: where a member may work)."""
     return _active(proxy.get_unit, "unit", unit_id, field, UnitStatus.active, "deregistered")

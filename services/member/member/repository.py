@@ -9,7 +9,7 @@ for the audited reveal), `id_number_index` (keyed hash: uniqueness and lookups) 
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
-from platform_contracts.problems import Rejected
+from platform_contracts.errors import Conflict
 from service_kit.documents import DocumentRepository, page, prefix_query
 
 from .access import Visibility
@@ -29,9 +29,8 @@ def ensure_indexes(db) -> None:
     db.audit_log.create_index([("member_id", ASCENDING), ("_id", ASCENDING)])
 
 
-def _duplicate_id_number() -> Rejected:
-    return Rejected.make(409, "a member with this ID number is already registered",
-                         [{"loc": ["body", "id_number"], "msg": "already registered"}])
+def _duplicate_id_number() -> Conflict:
+    return Conflict("a member with this ID number is already registered", "id_number", "already registered")
 
 
 class Repository(DocumentRepository):
@@ -42,8 +41,8 @@ class Repository(DocumentRepository):
 
     # ---- members -------------------------------------------------------------------------
 
-    def member(self, member_id: str, loc: list | None = None) -> dict:
-        return self._require("members", "member", member_id, loc)
+    def member(self, member_id: str, field=None) -> dict:
+        return self._require("members", "member", member_id, field)
 
     def member_by_id_number_index(self, index: str) -> dict | None:
         return self.db.members.find_one({"id_number_index": index}, session=self.session)
@@ -84,8 +83,8 @@ class Repository(DocumentRepository):
         )
         if claimed.matched_count == 0:
             open_id = self.member(member_id)["open_transfer_id"]
-            raise Rejected.make(409, f"member {member_id} already has an open transfer, {open_id}",
-                                [{"loc": ["body", "member_id"], "msg": "has an open transfer"}])
+            raise Conflict(f"member {member_id} already has an open transfer, {open_id}", "member_id",
+                           "has an open transfer")
 
     def release_open_transfer(self, member_id: str, transfer_id: str, changes: dict | None = None) -> None:
         released = self.db.members.update_one(

@@ -8,8 +8,8 @@ from platform_contracts.organization import (
     AssignInstructor, CreateInstructor, CreateOrganization, OrganizationStatus, RegisterDivision,
     RegisterUnit, UnitStatus, UpdateOrganization, UpdateUnit,
 )
-from platform_contracts.problems import Rejected
-from service_kit.auth import ensure_in_scope
+from platform_contracts.actors import Actor
+from platform_contracts.errors import Conflict, InvalidValue, NotFound
 from service_kit.documents import new_id
 from service_kit.pii import FieldCipher, mask_phone
 
@@ -19,8 +19,8 @@ from .repository import Repository
 
 log = logging.getLogger(__name__)
 
-UNIT_ID = ["path", "unit_id"]
-ORGANIZATION_ID = ["path", "organization_id"]
+UNIT_ID = "unit_id"
+ORGANIZATION_ID = "organization_id"
 
 
 def protected_phone(cipher: FieldCipher, instructor_id: str, phone: str) -> dict:
@@ -43,7 +43,7 @@ class Commands:
     @staticmethod
     def _require_known_division(repo: Repository, division: str, field: str = "division") -> None:
         if not repo.division_known(division[:6]):
-            raise Rejected.invalid(
+            raise InvalidValue(
                 field, f"unknown division: district {division[:6]} is not registered on this platform"
             )
 
@@ -63,8 +63,8 @@ class Commands:
 
     # ---- units -------------------------------------------------------------------------------
 
-    def register_unit(self, uow, command: RegisterUnit, actor: dict) -> dict:
-        ensure_in_scope(actor, command.division, ["body", "division"])
+    def register_unit(self, uow, command: RegisterUnit, actor: Actor) -> dict:
+        actor.ensure_division(command.division, "division")
         repo = self._repo(uow)
         self._require_known_division(repo, command.division)
         unit = domain.refresh_unit({
@@ -78,13 +78,13 @@ class Commands:
         projection.apply_unit_changes(uow, repo, [(None, unit)], "unit.registered")
         return as_resource(unit)
 
-    def register_units(self, uow, commands: list[RegisterUnit], actor: dict) -> list[dict]:
+    def register_units(self, uow, commands: list[RegisterUnit], actor: Actor) -> list[dict]:
         """A ledger import (台账): all of the units or none; one counter update for the batch."""
         repo = self._repo(uow)
         for index, command in enumerate(commands):
-            ensure_in_scope(actor, command.division, ["body", "units", index, "division"])
+            actor.ensure_division(command.division, ("units", index, "division"))
             if not repo.division_known(command.division[:6]):
-                raise Rejected.invalid(["body", "units", index, "division"],
+                raise InvalidValue(("units", index, "division"),
                                        f"unknown division: district {command.division[:6]} is not registered")
         units = [domain.refresh_unit({
             "_id": new_id(), **command.model_dump(mode="json"),
@@ -98,14 +98,14 @@ class Commands:
         projection.apply_unit_changes(uow, repo, [(None, unit) for unit in units], "unit.registered", report_level=6)
         return [as_resource(unit) for unit in units]
 
-    def update_unit(self, uow, unit_id: str, changes: UpdateUnit, actor: dict) -> dict:
+    def update_unit(self, uow, unit_id: str, changes: UpdateUnit, actor: Actor) -> dict:
         repo = self._repo(uow)
         before = repo.unit(unit_id)
-        ensure_in_scope(actor, before["division"], UNIT_ID)
+        actor.ensure_division(before["division"], UNIT_ID)
         domain.check_unit_active(before, UNIT_ID)
         fields = changes.model_dump(mode="json", exclude_unset=True)
         if fields.get("division"):
-            ensure_in_scope(actor, fields["division"], ["body", "division"])
+            actor.ensure_division(fields["division"], "division")
             self._require_known_division(repo, fields["division"])
         unit = domain.refresh_unit({**copy.deepcopy(before), **fields, "updated_at": uow.now})
         repo.save_unit(unit)
@@ -113,10 +113,10 @@ class Commands:
         projection.apply_unit_changes(uow, repo, [(before, unit)], "unit.updated")
         return as_resource(unit)
 
-    def deregister_unit(self, uow, unit_id: str, actor: dict) -> dict:
+    def deregister_unit(self, uow, unit_id: str, actor: Actor) -> dict:
         repo = self._repo(uow)
         before = repo.unit(unit_id)
-        ensure_in_scope(actor, before["division"], UNIT_ID)
+        actor.ensure_division(before["division"], UNIT_ID)
         domain.check_unit_active(before, UNIT_ID)
         unit = copy.deepcopy(before)
         # A deregistered unit leaves its organizations and its instructor, freeing their places.
@@ -140,16 +140,15 @@ class Commands:
     # ---- organizations -----------------------------------------------------------------------
 
     @staticmethod
-    def _require_parent(repo: Repository, parent_id: str, actor: dict) -> None:
+    def _require_parent(repo: Repository, parent_id: str, actor: Actor) -> None:
         """A parent must exist, be active, and lie in the caller's scope: an operator cannot
         hang an organization under one they may not see."""
-        loc = ["body", "parent_id"]
-        parent = repo.organization(parent_id, loc)
-        ensure_in_scope(actor, parent["division"], loc)
-        domain.check_organization_active(parent, loc)
+        parent = repo.organization(parent_id, "parent_id")
+        actor.ensure_division(parent["division"], "parent_id")
+        domain.check_organization_active(parent, "parent_id")
 
-    def create_organization(self, uow, command: CreateOrganization, actor: dict) -> dict:
-        ensure_in_scope(actor, command.division, ["body", "division"])
+    def create_organization(self, uow, command: CreateOrganization, actor: Actor) -> dict:
+        actor.ensure_division(command.division, "division")
         repo = self._repo(uow)
         self._require_known_division(repo, command.division)
         if command.parent_id:
@@ -163,9 +162,9 @@ class Commands:
         }
         units = []
         for index, unit_id in enumerate(command.unit_ids):
-            unit = repo.unit(unit_id, ["body", "unit_ids", index])
-            ensure_in_scope(actor, unit["division"], ["body", "unit_ids", index])
-            domain.check_unit_active(unit, ["body", "unit_ids", index])
+            unit = repo.unit(unit_id, ("unit_ids", index))
+            actor.ensure_division(unit["division"], ("unit_ids", index))
+            domain.check_unit_active(unit, ("unit_ids", index))
             units.append(unit)
         repo.insert_organization(organization)
         changes = []
@@ -178,10 +177,10 @@ class Commands:
         projection.apply_unit_changes(uow, repo, changes, "organization.created")
         return as_resource(organization)
 
-    def update_organization(self, uow, organization_id: str, changes: UpdateOrganization, actor: dict) -> dict:
+    def update_organization(self, uow, organization_id: str, changes: UpdateOrganization, actor: Actor) -> dict:
         repo = self._repo(uow)
         organization = repo.organization(organization_id)
-        ensure_in_scope(actor, organization["division"], ORGANIZATION_ID)
+        actor.ensure_division(organization["division"], ORGANIZATION_ID)
         domain.check_organization_active(organization)
         fields = changes.model_dump(mode="json", exclude_unset=True)
         if fields.get("parent_id"):
@@ -190,24 +189,24 @@ class Commands:
         organization.update(fields, updated_at=uow.now)
         # Only a change of kind can take the existing units over a cap.
         domain.check_unit_count(organization["kind"], organization["formation"],
-                                len(organization["unit_ids"]), self.joint_cap, ["body", "kind"])
+                                len(organization["unit_ids"]), self.joint_cap, "kind")
         repo.save_organization(organization)
         self._emit_organization(uow, "organization.updated", organization)
         return as_resource(organization)
 
-    def attach_unit(self, uow, organization_id: str, unit_id: str, actor: dict) -> dict:
+    def attach_unit(self, uow, organization_id: str, unit_id: str, actor: Actor) -> dict:
         repo = self._repo(uow)
         organization = repo.organization(organization_id)
-        ensure_in_scope(actor, organization["division"], ORGANIZATION_ID)
+        actor.ensure_division(organization["division"], ORGANIZATION_ID)
         domain.check_organization_active(organization)
-        before = repo.unit(unit_id, ["body", "unit_id"])
-        ensure_in_scope(actor, before["division"], ["body", "unit_id"])
-        domain.check_unit_active(before, ["body", "unit_id"])
+        before = repo.unit(unit_id, "unit_id")
+        actor.ensure_division(before["division"], "unit_id")
+        domain.check_unit_active(before, "unit_id")
         if unit_id in organization["unit_ids"]:
-            raise Rejected.make(409, f"unit {unit_id} is already covered by organization {organization_id}",
-                                [{"loc": ["body", "unit_id"], "msg": "already attached"}])
+            raise Conflict(f"unit {unit_id} is already covered by organization {organization_id}", "unit_id",
+                           "already attached")
         domain.check_unit_count(organization["kind"], organization["formation"],
-                                len(organization["unit_ids"]) + 1, self.joint_cap, ["body", "unit_id"])
+                                len(organization["unit_ids"]) + 1, self.joint_cap, "unit_id")
         organization["unit_ids"].append(unit_id)
         organization["updated_at"] = uow.now
         repo.save_organization(organization)
@@ -219,15 +218,15 @@ class Commands:
         projection.apply_unit_changes(uow, repo, [(before, after)], "organization.unit_attached")
         return as_resource(organization)
 
-    def detach_unit(self, uow, organization_id: str, unit_id: str, actor: dict) -> dict:
+    def detach_unit(self, uow, organization_id: str, unit_id: str, actor: Actor) -> dict:
         repo = self._repo(uow)
         organization = repo.organization(organization_id)
-        ensure_in_scope(actor, organization["division"], ORGANIZATION_ID)
+        actor.ensure_division(organization["division"], ORGANIZATION_ID)
         domain.check_organization_active(organization)
         if unit_id not in organization["unit_ids"]:
-            raise Rejected.not_found(f"unit in organization {organization_id}:", unit_id)
+            raise NotFound(f"unit in organization {organization_id}:", unit_id)
         before = repo.unit(unit_id)
-        ensure_in_scope(actor, before["division"], ["path", "unit_id"])  # a joint one may span districts
+        actor.ensure_division(before["division"], "unit_id")  # a joint one may span districts
         organization["unit_ids"].remove(unit_id)
         organization["updated_at"] = uow.now
         repo.save_organization(organization)
@@ -239,10 +238,10 @@ class Commands:
         projection.apply_unit_changes(uow, repo, [(before, after)], "organization.unit_detached")
         return as_resource(organization)
 
-    def dissolve_organization(self, uow, organization_id: str, actor: dict) -> dict:
+    def dissolve_organization(self, uow, organization_id: str, actor: Actor) -> dict:
         repo = self._repo(uow)
         organization = repo.organization(organization_id)
-        ensure_in_scope(actor, organization["division"], ORGANIZATION_ID)
+        actor.ensure_division(organization["division"], ORGANIZATION_ID)
         domain.check_organization_active(organization)
         changes = []
         for unit_id in organization["unit_ids"]:
@@ -261,8 +260,8 @@ class Commands:
 
     # ---- instructors -------------------------------------------------------------------------
 
-    def create_instructor(self, uow, command: CreateInstructor, actor: dict) -> dict:
-        ensure_in_scope(actor, command.division, ["body", "division"])
+    def create_instructor(self, uow, command: CreateInstructor, actor: Actor) -> dict:
+        actor.ensure_division(command.division, "division")
         repo = self._repo(uow)
         self._require_known_division(repo, command.division)
         instructor_id = new_id()
@@ -274,13 +273,13 @@ class Commands:
         uow.emit("instructor.created", subject=instructor["_id"], division=instructor["division"], data=resource)
         return resource
 
-    def assign_instructor(self, uow, unit_id: str, command: AssignInstructor, actor: dict) -> dict:
+    def assign_instructor(self, uow, unit_id: str, command: AssignInstructor, actor: Actor) -> dict:
         repo = self._repo(uow)
         before = repo.unit(unit_id)
-        ensure_in_scope(actor, before["division"], UNIT_ID)
+        actor.ensure_division(before["division"], UNIT_ID)
         domain.check_unit_active(before, UNIT_ID)
-        instructor = repo.instructor(command.instructor_id, ["body", "instructor_id"])
-        ensure_in_scope(actor, instructor["division"], ["body", "instructor_id"])
+        instructor = repo.instructor(command.instructor_id, "instructor_id")
+        actor.ensure_division(instructor["division"], "instructor_id")
         if before.get("instructor_id") == instructor["_id"]:
             return as_resource(before)
         unit = copy.deepcopy(before)
@@ -296,12 +295,12 @@ class Commands:
         projection.apply_unit_changes(uow, repo, [(before, unit)], "instructor.assigned")
         return as_resource(unit)
 
-    def unassign_instructor(self, uow, unit_id: str, actor: dict) -> dict:
+    def unassign_instructor(self, uow, unit_id: str, actor: Actor) -> dict:
         repo = self._repo(uow)
         before = repo.unit(unit_id)
-        ensure_in_scope(actor, before["division"], UNIT_ID)
+        actor.ensure_division(before["division"], UNIT_ID)
         if not before.get("instructor_id"):
-            raise Rejected.conflict(f"unit {unit_id} has no instructor")
+            raise Conflict(f"unit {unit_id} has no instructor")
         unit = copy.deepcopy(before)
         self._release_instructor(uow, repo, unit)
         unit["updated_at"] = uow.now

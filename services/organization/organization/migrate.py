@@ -5,8 +5,6 @@ import json
 import logging
 from importlib import resources
 
-import pymongo
-
 from service_kit.pii import KEY_ENV, FieldCipher, parse_key
 
 from . import repository
@@ -66,18 +64,14 @@ def place_counters_in_tree(db) -> int:
     return placed
 
 
-def migrate(config: dict) -> None:
-    client = pymongo.MongoClient(config["MONGODB_URI"])
-    try:
-        db = client[config["MONGODB_DATABASE"]]
-        repository.ensure_indexes(db)
-        for what, count in (
-            ("bundled district(s) registered", seed_divisions(db)),
-            ("instructor phone(s) encrypted", encrypt_instructor_phones(db, FieldCipher(parse_key(config[KEY_ENV])))),
-            ("dissolved organization(s) cleared of unit_ids", clear_dissolved_unit_ids(db)),
-            ("coverage counter(s) placed in coverage_tree", place_counters_in_tree(db)),
-        ):
-            if count:
-                log.info("%d %s", count, what)
-    finally:
-        client.close()
+def prepare(db, config: dict) -> None:
+    """What `python -m service_kit.chassis.run organization migrate` (and every start) does."""
+    repository.ensure_indexes(db)
+    for what, count in (
+        ("bundled district(s) registered", seed_divisions(db)),
+        ("instructor phone(s) encrypted", encrypt_instructor_phones(db, FieldCipher(parse_key(config[KEY_ENV])))),
+        ("dissolved organization(s) cleared of unit_ids", clear_dissolved_unit_ids(db)),
+        ("coverage counter(s) placed in coverage_tree", place_counters_in_tree(db)),
+    ):
+        if count:
+            log.info("%d %s", count, what)

@@ -5,7 +5,7 @@ from pymongo import ASCENDING, ReplaceOne, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.codes import division_level, parent_division
-from platform_contracts.problems import Rejected
+from platform_contracts.errors import Conflict, InvalidValue
 from service_kit.documents import DocumentRepository, page, prefix_query
 from service_kit.leases import Leases
 
@@ -63,32 +63,29 @@ class Repository(DocumentRepository):
 
     # ---- units ---------------------------------------------------------------------------
 
-    def unit(self, unit_id: str, loc: list | None = None) -> dict:
-        return self._require("units", "unit", unit_id, loc)
+    def unit(self, unit_id: str, field=None) -> dict:
+        return self._require("units", "unit", unit_id, field)
 
     def insert_unit(self, unit: dict) -> None:
         try:
             self.db.units.insert_one(unit, session=self.session)
         except DuplicateKeyError:
-            raise Rejected.make(
-                409, f"a unit with credit code {unit['credit_code']} is already registered",
-                [{"loc": ["body", "credit_code"], "msg": "already registered"}],
-            )
+            raise Conflict(f"a unit with credit code {unit['credit_code']} is already registered", "credit_code",
+                           "already registered")
 
     def insert_units(self, units: list[dict]) -> None:
         codes = [u["credit_code"] for u in units]
         seen: dict[str, int] = {}
         for index, code in enumerate(codes):
             if code in seen:
-                raise Rejected.invalid(["body", "units", index, "credit_code"],
-                                       f"same credit code as units[{seen[code]}]")
+                raise InvalidValue(("units", index, "credit_code"), f"same credit code as units[{seen[code]}]")
             seen[code] = index
         taken = {d["credit_code"] for d in self.db.units.find({"credit_code": {"$in": codes}}, {"credit_code": 1},
                                                                session=self.session)}
         if taken:
-            raise Rejected.make(409, f"{len(taken)} of these credit codes are already registered",
-                                [{"loc": ["body", "units", i, "credit_code"], "msg": "already registered"}
-                                 for i, code in enumerate(codes) if code in taken])
+            raise Conflict(f"{len(taken)} of these credit codes are already registered",
+                           fields=[(("units", i, "credit_code"), "already registered")
+                                   for i, code in enumerate(codes) if code in taken])
         self.db.units.insert_many(units, ordered=True, session=self.session)
 
     def save_unit(self, unit: dict) -> None:
@@ -120,8 +117,8 @@ class Repository(DocumentRepository):
 
     # ---- organizations -------------------------------------------------------------------
 
-    def organization(self, organization_id: str, loc: list | None = None) -> dict:
-        return self._require("organizations", "organization", organization_id, loc)
+    def organization(self, organization_id: str, field=None) -> dict:
+        return self._require("organizations", "organization", organization_id, field)
 
     def insert_organization(self, organization: dict) -> None:
         self.db.organizations.insert_one(organization, session=self.session)
@@ -160,8 +157,8 @@ class Repository(DocumentRepository):
 
     # ---- instructors ---------------------------------------------------------------------
 
-    def instructor(self, instructor_id: str, loc: list | None = None) -> dict:
-        return self._require("instructors", "instructor", instructor_id, loc)
+    def instructor(self, instructor_id: str, field=None) -> dict:
+        return self._require("instructors", "instructor", instructor_id, field)
 
     def insert_instructor(self, instructor: dict) -> None:
         self.db.instructors.insert_one(instructor, session=self.session)

@@ -1,31 +1,29 @@
-"""The nameko service: entrypoints only. Each validates its input against the contract,
-then calls a use case inside a transaction (commands) or the repository (queries)."""
+"""The nameko service: entrypoints only, on the chassis (service_kit.chassis), one line of
+intent each. Commands run a use case (application.py) in one transaction with their events
+and stored result; queries read through the repository and the presenter."""
 
 import os
 import socket
 import uuid
 
-from nameko.dependency_providers import Config
 from nameko.timer import timer
 
+from platform_contracts.errors import Conflict, InvalidValue
 from platform_contracts.events import MemberPromoted, MemberRegistered, TransferCompleted
 from platform_contracts.organization import (
     BULK_MAX_UNITS, AssignInstructor, BreakdownQuery, CoverageQuery, CreateInstructor, CreateOrganization,
     InstructorFilter, OrganizationFilter, RegisterDivision, RegisterUnit, UnitFilter,
     UpdateOrganization, UpdateUnit,
 )
-from platform_contracts.problems import Rejected, check_page_limit, parse_or_reject
-from service_kit.auth import ensure_in_scope, ensure_organization_readable, narrow_division_filter, require_admin
-from service_kit.consumer import integration_event_handler
-from service_kit.entrypoints import rpc
-from service_kit.metrics import EntrypointMetrics
-from service_kit.operations import OperationsMixin
-from service_kit.cipher_provider import FieldCipherProvider
-from service_kit.store import StoreProvider
+from platform_contracts.problems import parse_or_reject
+from service_kit.chassis.base import ChassisService, FieldCipherProvider, StoreProvider
+from service_kit.chassis.entrypoints import command, operation, parse_each, query
+from service_kit.chassis.events import consumes
 
-from . import domain, migrate, reconciliation
+from . import domain, reconciliation
 from .application import Commands
 from .domain import ALL, CounterKey
+from .migrate import encrypt_instructor_phones, prepare
 from .presenter import as_resource, division_resource
 from .repository import Repository
 
@@ -37,25 +35,11 @@ GAUGE_REFRESH_SECONDS = float(os.environ.get("COVERAGE_GAUGE_REFRESH_SECONDS", 3
 REPLICA = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"  # who holds a lease
 
 
-def _parse_each(commands: list) -> list[RegisterUnit]:
-    parsed, errors = [], []
-    for index, command in enumerate(commands):
-        try:
-            parsed.append(parse_or_reject(RegisterUnit, command))
-        except Rejected as rejected:
-            errors += [{"loc": ["body", "units", index, *e["loc"][1:]], "msg": e["msg"]}
-                       for e in rejected.problem.get("errors", [])]
-    if errors:
-        raise Rejected.make(422, f"{len(errors)} invalid value(s) in the batch; nothing was registered", errors)
-    return parsed
-
-
-class OrganizationService(OperationsMixin):
+class OrganizationService(ChassisService):
     name = "organization"
+    migrate = staticmethod(prepare)
 
     store = StoreProvider(serialize_writes=True)  # every write moves the shared coverage counters
-    metrics = EntrypointMetrics()
-    config = Config()
     cipher = FieldCipherProvider()  # instructors' phones
 
     @property
@@ -66,166 +50,137 @@ class OrganizationService(OperationsMixin):
     def repo(self) -> Repository:
         return Repository(self.store.db)
 
-    def _execute(self, command_id, work):
-        return self.store.execute_command(command_id, work)
-
     # ---- divisions -----------------------------------------------------------------------
 
-    @rpc
-    def register_division(self, command, actor=None, command_id=None):
-        require_admin(actor)
-        parsed = parse_or_reject(RegisterDivision, command)
-        return self._execute(command_id, lambda uow: self.commands.register_division(uow, parsed))
+    @command(RegisterDivision)
+    def register_division(self, uow, command, actor):
+        actor.require_admin()
+        return self.commands.register_division(uow, command)
 
-    @rpc
+    @query(body=None)
     def list_divisions(self, actor=None):
         return {"items": self.repo.divisions(division_resource)}
 
     # ---- units ---------------------------------------------------------------------------
 
-    @rpc
-    def register_unit(self, command, actor=None, command_id=None):
-        parsed = parse_or_reject(RegisterUnit, command)
-        return self._execute(command_id, lambda uow: self.commands.register_unit(uow, parsed, actor))
+    @command(RegisterUnit)
+    def register_unit(self, uow, command, actor):
+        return self.commands.register_unit(uow, command, actor)
 
-    @rpc
-    def register_units(self, commands, actor=None, command_id=None):
-        if not isinstance(commands, list) or not 1 <= len(commands) <= BULK_MAX_UNITS:
-            raise Rejected.invalid(["body", "units"], f"must be a list of 1 to {BULK_MAX_UNITS} units")
-        parsed = _parse_each(commands)
-        return {"items": self._execute(
-            command_id, lambda uow: self.commands.register_units(uow, parsed, actor))}
+    @command(body=None, ask_first=False)
+    def register_units(self, uow, commands, actor):
+        return {"items": self.commands.register_units(uow, parse_each(RegisterUnit, commands, "units", BULK_MAX_UNITS),
+                                                      actor)}
 
-    @rpc
-    def update_unit(self, unit_id, changes, actor=None, command_id=None):
-        parsed = parse_or_reject(UpdateUnit, changes)
-        return self._execute(command_id, lambda uow: self.commands.update_unit(uow, unit_id, parsed, actor))
+    @command(UpdateUnit, body="changes", path="unit_id")
+    def update_unit(self, uow, unit_id, changes, actor):
+        return self.commands.update_unit(uow, unit_id, changes, actor)
 
-    @rpc
-    def deregister_unit(self, unit_id, actor=None, command_id=None):
-        return self._execute(command_id, lambda uow: self.commands.deregister_unit(uow, unit_id, actor))
+    @command(body=None, path="unit_id")
+    def deregister_unit(self, uow, unit_id, actor):
+        return self.commands.deregister_unit(uow, unit_id, actor)
 
-    @rpc
+    @query(body=None, path="unit_id")
     def get_unit(self, unit_id, actor=None):
         unit = self.repo.unit(unit_id)
-        ensure_in_scope(actor, unit["division"], ["path", "unit_id"])
+        actor.ensure_division(unit["division"], "unit_id")
         return as_resource(unit)
 
-    @rpc
+    @query(UnitFilter)
     def list_units(self, filters=None, limit=50, cursor=None, actor=None):
-        parsed = parse_or_reject(UnitFilter, filters or {}, "query")
-        query = {**parsed.model_dump(mode="json"), "division": narrow_division_filter(actor, parsed.division)}
-        return self.repo.units(query, check_page_limit(limit), cursor, as_resource)
+        query = {**filters.model_dump(mode="json"), "division": actor.narrow_division(filters.division)}
+        return self.repo.units(query, limit, cursor, as_resource)
 
     # ---- organizations -------------------------------------------------------------------
 
-    @rpc
-    def create_organization(self, command, actor=None, command_id=None):
-        parsed = parse_or_reject(CreateOrganization, command)
-        return self._execute(command_id, lambda uow: self.commands.create_organization(uow, parsed, actor))
+    @command(CreateOrganization)
+    def create_organization(self, uow, command, actor):
+        return self.commands.create_organization(uow, command, actor)
 
-    @rpc
-    def update_organization(self, organization_id, changes, actor=None, command_id=None):
-        parsed = parse_or_reject(UpdateOrganization, changes)
-        return self._execute(
-            command_id, lambda uow: self.commands.update_organization(uow, organization_id, parsed, actor)
-        )
+    @command(UpdateOrganization, body="changes", path="organization_id")
+    def update_organization(self, uow, organization_id, changes, actor):
+        return self.commands.update_organization(uow, organization_id, changes, actor)
 
-    @rpc
+    @query(body=None, path="organization_id")
     def get_organization(self, organization_id, actor=None):
         organization = self.repo.organization(organization_id)
-        ensure_organization_readable(actor, organization_id, organization["division"], ["path", "organization_id"])
+        actor.ensure_organization_readable(organization_id, organization["division"], "organization_id")
         return as_resource(organization)
 
-    @rpc
+    @query(OrganizationFilter)
     def list_organizations(self, filters=None, limit=50, cursor=None, actor=None):
-        parsed = parse_or_reject(OrganizationFilter, filters or {}, "query")
-        query = {**parsed.model_dump(mode="json"), "division": narrow_division_filter(actor, parsed.division)}
-        return self.repo.organizations(query, check_page_limit(limit), cursor, as_resource)
+        query = {**filters.model_dump(mode="json"), "division": actor.narrow_division(filters.division)}
+        return self.repo.organizations(query, limit, cursor, as_resource)
 
-    @rpc
-    def attach_unit(self, organization_id, unit_id, actor=None, command_id=None):
+    @command(body=None, path="organization_id")
+    def attach_unit(self, uow, organization_id, unit_id, actor):
         if not isinstance(unit_id, str) or not unit_id:
-            raise Rejected.invalid("unit_id", "must be a unit id")
-        return self._execute(
-            command_id, lambda uow: self.commands.attach_unit(uow, organization_id, unit_id, actor)
-        )
+            raise InvalidValue("unit_id", "must be a unit id")
+        return self.commands.attach_unit(uow, organization_id, unit_id, actor)
 
-    @rpc
-    def detach_unit(self, organization_id, unit_id, actor=None, command_id=None):
-        return self._execute(
-            command_id, lambda uow: self.commands.detach_unit(uow, organization_id, unit_id, actor)
-        )
+    @command(body=None, path=("organization_id", "unit_id"))
+    def detach_unit(self, uow, organization_id, unit_id, actor):
+        return self.commands.detach_unit(uow, organization_id, unit_id, actor)
 
-    @rpc
-    def dissolve_organization(self, organization_id, actor=None, command_id=None):
-        return self._execute(
-            command_id, lambda uow: self.commands.dissolve_organization(uow, organization_id, actor)
-        )
+    @command(body=None, path="organization_id")
+    def dissolve_organization(self, uow, organization_id, actor):
+        return self.commands.dissolve_organization(uow, organization_id, actor)
 
     # ---- instructors ---------------------------------------------------------------------
 
-    @rpc
-    def create_instructor(self, command, actor=None, command_id=None):
-        parsed = parse_or_reject(CreateInstructor, command)
-        return self._execute(command_id, lambda uow: self.commands.create_instructor(uow, parsed, actor))
+    @command(CreateInstructor)
+    def create_instructor(self, uow, command, actor):
+        return self.commands.create_instructor(uow, command, actor)
 
-    @rpc
+    @query(body=None, path="instructor_id")
     def get_instructor(self, instructor_id, actor=None):
         instructor = self.repo.instructor(instructor_id)
-        ensure_in_scope(actor, instructor["division"], ["path", "instructor_id"])
+        actor.ensure_division(instructor["division"], "instructor_id")
         return as_resource(instructor)
 
-    @rpc
+    @query(InstructorFilter)
     def list_instructors(self, filters=None, limit=50, cursor=None, actor=None):
-        parsed = parse_or_reject(InstructorFilter, filters or {}, "query")
-        query = {"division": narrow_division_filter(actor, parsed.division)}
-        return self.repo.instructors(query, check_page_limit(limit), cursor, as_resource)
+        return self.repo.instructors({"division": actor.narrow_division(filters.division)}, limit, cursor,
+                                     as_resource)
 
-    @rpc
-    def assign_instructor(self, unit_id, instructor_id, actor=None, command_id=None):
-        parsed = parse_or_reject(AssignInstructor, {"instructor_id": instructor_id})
-        return self._execute(
-            command_id, lambda uow: self.commands.assign_instructor(uow, unit_id, parsed, actor)
-        )
+    @command(body=None, path="unit_id")
+    def assign_instructor(self, uow, unit_id, instructor_id, actor):
+        command = parse_or_reject(AssignInstructor, {"instructor_id": instructor_id})
+        return self.commands.assign_instructor(uow, unit_id, command, actor)
 
-    @rpc
-    def unassign_instructor(self, unit_id, actor=None, command_id=None):
-        return self._execute(command_id, lambda uow: self.commands.unassign_instructor(uow, unit_id, actor))
+    @command(body=None, path="unit_id")
+    def unassign_instructor(self, uow, unit_id, actor):
+        return self.commands.unassign_instructor(uow, unit_id, actor)
 
     # ---- coverage ------------------------------------------------------------------------
 
-    @rpc
+    @query(CoverageQuery, body="query")
     def get_coverage(self, query=None, actor=None):
-        parsed = parse_or_reject(CoverageQuery, query or {}, "query")
-        division = narrow_division_filter(actor, parsed.division)
-        key = CounterKey(division or ALL, parsed.industry or ALL, parsed.type or ALL)
+        key = CounterKey(actor.narrow_division(query.division) or ALL, query.industry or ALL, query.type or ALL)
         counts, as_of = self.repo.counter(key)
         return domain.figures(counts, key, as_of).model_dump(mode="json")
 
-    @rpc
+    @query(BreakdownQuery, body="query")
     def coverage_breakdown(self, query=None, actor=None):
-        parsed = parse_or_reject(BreakdownQuery, query or {}, "query")
-        division = narrow_division_filter(actor, parsed.division)
-        rows = (self.repo.child_counters(division) if parsed.by == "division"
-                else self.repo.split_counters(division, parsed.by))
+        division = actor.narrow_division(query.division)
+        rows = (self.repo.child_counters(division) if query.by == "division"
+                else self.repo.split_counters(division, query.by))
         items = [domain.figures(counts, key, as_of).model_dump(mode="json") for key, counts, as_of in rows]
-        return {"by": parsed.by, "division": division, "items": items}
+        return {"by": query.by, "division": division, "items": items}
 
-    @rpc
+    @query(body=None)
     def coverage_alerts(self, division=None, limit=50, cursor=None, actor=None):
         parsed = parse_or_reject(CoverageQuery, {"division": division} if division else {}, "query")
-        return self.repo.alert_units(narrow_division_filter(actor, parsed.division), check_page_limit(limit), cursor,
-                                     as_resource)
+        return self.repo.alert_units(actor.narrow_division(parsed.division), limit, cursor, as_resource)
 
-    @rpc
+    @operation(body=None)
     def reconcile_coverage(self, actor=None, repair=True):
-        require_admin(actor)
+        actor.require_admin()
         report = reconciliation.reconcile_leased(self.store, REPLICA, RECONCILE_LEASE_SECONDS,
                                                  reconciliation.ON_DEMAND, repair=bool(repair))
         if report is None:
-            raise Rejected.conflict("a coverage reconciliation is running already (on this or another replica); "
-                                    "try again when it has finished")
+            raise Conflict("a coverage reconciliation is running already (on this or another replica); "
+                           "try again when it has finished")
         return report
 
     @timer(interval=RECONCILE_INTERVAL_SECONDS)
@@ -234,7 +189,7 @@ class OrganizationService(OperationsMixin):
                                                  RECONCILE_LEASE_SECONDS):
             # During a rolling upgrade, replicas still on a version before encryption stored
             # phones in clear after this one's start-up migration: sweep again.
-            migrate.encrypt_instructor_phones(self.store.db, self.cipher)
+            encrypt_instructor_phones(self.store.db, self.cipher)
 
     @timer(interval=GAUGE_REFRESH_SECONDS, eager=True)
     def refresh_coverage_gauges(self):
@@ -243,24 +198,18 @@ class OrganizationService(OperationsMixin):
 
     # ---- the member service's events -----------------------------------------------------
 
-    @integration_event_handler("member", "member.registered")
-    def on_member_registered(self, event):
-        data = MemberRegistered.model_validate(event.data)
+    @consumes("member", "member.registered", MemberRegistered)
+    def on_member_registered(self, uow, data):
         category = data.category or domain.member_category(data.stage)
-        self.store.apply_event("on_member_registered", event, lambda uow: self.commands.move_member_counts(
-            uow, [(data.unit_id, category, +1)], "member.registered"))
+        self.commands.move_member_counts(uow, [(data.unit_id, category, +1)], "member.registered")
 
-    @integration_event_handler("member", "member.promoted")
-    def on_member_promoted(self, event):
-        data = MemberPromoted.model_validate(event.data)
-        moves = [(data.unit_id, domain.member_category(data.from_stage), -1),
-                 (data.unit_id, domain.member_category(data.to_stage), +1)]
-        self.store.apply_event("on_member_promoted", event, lambda uow: self.commands.move_member_counts(
-            uow, moves, "member.promoted"))
+    @consumes("member", "member.promoted", MemberPromoted)
+    def on_member_promoted(self, uow, data):
+        self.commands.move_member_counts(uow, [(data.unit_id, domain.member_category(data.from_stage), -1),
+                                               (data.unit_id, domain.member_category(data.to_stage), +1)],
+                                         "member.promoted")
 
-    @integration_event_handler("member", "transfer.completed")
-    def on_transfer_completed(self, event):
-        data = TransferCompleted.model_validate(event.data)
-        moves = [(data.from_unit_id, data.category, -1), (data.to_unit_id, data.category, +1)]
-        self.store.apply_event("on_transfer_completed", event, lambda uow: self.commands.move_member_counts(
-            uow, moves, "transfer.completed"))
+    @consumes("member", "transfer.completed", TransferCompleted)
+    def on_transfer_completed(self, uow, data):
+        self.commands.move_member_counts(uow, [(data.from_unit_id, data.category, -1),
+                                               (data.to_unit_id, data.category, +1)], "transfer.completed")
