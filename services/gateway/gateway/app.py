@@ -23,7 +23,7 @@ from .routes import (admin, coverage, instructors, members, notifications, ops, 
                      units, users)
 from .rpc import RpcClient
 from .settings import Settings
-from .tracing import TracingMiddleware
+from .tracing import TELEMETRY, RequestIdMiddleware
 from .users import UserRepository
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,9 @@ async def ensure_indexes(db) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    tracing.configure("gateway")  # before FastAPI, which traces requests on the global provider
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tracing.configure("gateway")
         mongo = AsyncMongoClient(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
         db = mongo[settings.mongodb_database]
         await ensure_indexes(db)
@@ -83,10 +83,11 @@ def create_app(settings: Settings) -> FastAPI:
         description="The public API (CONTRACT.md v1). Errors are RFC 9457 application/problem+json. "
                     "Authenticate with POST /api/v1/auth/token and send `Authorization: Bearer <token>`.",
         lifespan=lifespan,
+        telemetry=TELEMETRY,
     )
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware)
-    app.add_middleware(TracingMiddleware)  # added last: outermost, so the request span covers the rest
+    app.add_middleware(RequestIdMiddleware)
     for module in (users, units, organizations, instructors, coverage, members, transfers, notifications, admin,
                    stream, ops):
         app.include_router(module.router)
