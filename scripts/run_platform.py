@@ -26,7 +26,7 @@ DATA = Path(os.environ.get("PLATFORM_DATA_DIR", ROOT / ".data"))
 PYTHON = sys.executable
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 # A stop: every service and the gateway get SIGTERM at once and stop gracefully (a service in
-# about a second, plus its longest call in flight; see service_kit.runner); one still running
+# about a second, plus its longest call in flight; see service_kit.chassis.runner); one still running
 # after STOP_GRACE_SECONDS is killed. Then the database, which they need until they are done
 # (SecantusDB takes about 2 s): within 10 s in all.
 STOP_GRACE_SECONDS = 7

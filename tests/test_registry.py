@@ -29,8 +29,8 @@ def test_ports_and_databases_are_distinct():
 
 @pytest.mark.parametrize("entry", registry.nameko_services(), ids=lambda e: e.name)
 def test_each_nameko_service_is_a_chassis_service_named_as_registered(entry):
-    from service_kit.cipher_provider import FieldCipherProvider
     from service_kit.chassis.base import ChassisService
+    from service_kit.chassis.providers import FieldCipherProvider
 
     service_cls = entry.service_class()
     assert issubclass(service_cls, ChassisService) and service_cls.name == entry.name

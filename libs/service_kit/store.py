@@ -12,12 +12,10 @@ import contextlib
 import logging
 import threading
 from datetime import datetime, timezone
-from functools import partial
 from typing import Any, Callable
 
 import pymongo
 from bson import ObjectId
-from nameko.extensions import DependencyProvider
 from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.envelope import CloudEvent
@@ -25,9 +23,9 @@ from platform_contracts.errors import DomainError
 from platform_contracts.events import validate_event
 from platform_contracts.problems import Rejected
 
-from . import topology, tracing
+from . import tracing
 from .metrics import COMMANDS_PER_TRANSACTION, INBOX_DUPLICATES
-from .outbox import OUTBOX_INDEX, OutboxRelay, outbox_record
+from .outbox import OUTBOX_INDEX, outbox_record
 
 log = logging.getLogger(__name__)
 
@@ -336,40 +334,3 @@ class Store:
             INBOX_DUPLICATES.labels(self.source, handler).inc()
             log.info("event %s (%s) already applied by %s: skipped", event.id, event.type, handler)
             return False
-
-
-class StoreProvider(DependencyProvider):
-    """Gives workers the service's `Store`; starts the outbox relay beside it."""
-
-    def __init__(self, serialize_writes: bool = False):
-        self.serialize_writes = serialize_writes
-
-    def setup(self):
-        config = self.container.config
-        service, amqp_uri = self.container.service_name, config["AMQP_URI"]
-
-        self.relay = OutboxRelay(service, amqp_uri, float(config.get("OUTBOX_POLL_SECONDS", 1.0)),
-                                 refresh_other_gauges=lambda: topology.count_dead_letters(amqp_uri, service))
-        self.store = Store(
-            config["MONGODB_URI"], config["MONGODB_DATABASE"], service,
-            after_commit=self.relay.committed, serialize_writes=self.serialize_writes,
-        )
-        self.relay.outbox = self.store.db.outbox
-
-    def start(self):
-        self.store.ensure_indexes()
-        self.relay.start(partial(self.container.spawn_managed_thread, identifier="outbox_relay"))
-
-    def stop(self):
-        # The container's workers have finished: nothing commits any more.
-        self.relay.stop()
-        # Closing the client also ends its monitors, which at the interpreter's exit pymongo
-        # would otherwise wait for, a second each, while they sit in a socket read.
-        self.store.close()
-
-    def kill(self):
-        self.relay.stop()
-        self.store.close()
-
-    def get_dependency(self, worker_ctx):
-        return self.store

@@ -6,27 +6,19 @@ import eventlet
 
 eventlet.monkey_patch()
 
-import sys  # noqa: E402
-
 import os  # noqa: E402
+import sys  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from nameko.dependency_providers import Config  # noqa: E402
-
-from service_kit import runner  # noqa: E402
+from service_kit.chassis import runner  # noqa: E402
+from service_kit.chassis.base import ChassisService  # noqa: E402
+from service_kit.chassis.entrypoints import rpc  # noqa: E402
 from service_kit.config import env_config  # noqa: E402
-from service_kit.entrypoints import rpc  # noqa: E402
-from service_kit.metrics import EntrypointMetrics  # noqa: E402
-from service_kit.operations import OperationsMixin  # noqa: E402
-from service_kit.store import StoreProvider  # noqa: E402
 
 
-class BusyService(OperationsMixin):
+class BusyService(ChassisService):
     name = "busy"
-    store = StoreProvider()
-    metrics = EntrypointMetrics()
-    config = Config()
 
     @rpc
     def hold(self, seconds):

@@ -7,21 +7,15 @@ eventlet.monkey_patch()
 
 import sys  # noqa: E402
 
-from nameko.dependency_providers import Config  # noqa: E402
-
-from service_kit import runner  # noqa: E402
+from service_kit.chassis import runner  # noqa: E402
+from service_kit.chassis.base import ChassisService  # noqa: E402
+from service_kit.chassis.consumer import integration_event_handler  # noqa: E402
 from service_kit.config import env_config  # noqa: E402
-from service_kit.consumer import integration_event_handler  # noqa: E402
-from service_kit.metrics import EntrypointMetrics  # noqa: E402
-from service_kit.operations import OperationsMixin  # noqa: E402
-from service_kit.store import StoreProvider, utc_now  # noqa: E402
+from service_kit.store import utc_now  # noqa: E402
 
 
-class FlakyService(OperationsMixin):
+class FlakyService(ChassisService):
     name = "flaky"
-    store = StoreProvider()
-    metrics = EntrypointMetrics()
-    config = Config()
 
     @integration_event_handler("member", "member.updated")
     def on_member_updated(self, event):

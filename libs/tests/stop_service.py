@@ -8,23 +8,19 @@ eventlet.monkey_patch()
 
 import os  # noqa: E402
 
-from nameko.dependency_providers import Config  # noqa: E402
 from nameko.timer import timer  # noqa: E402
 
 from platform_contracts.envelope import CloudEvent  # noqa: E402
-from service_kit import runner  # noqa: E402
+from service_kit.chassis import runner  # noqa: E402
+from service_kit.chassis.base import ChassisService  # noqa: E402
+from service_kit.chassis.entrypoints import rpc  # noqa: E402
 from service_kit.config import env_config  # noqa: E402
-from service_kit.entrypoints import rpc  # noqa: E402
-from service_kit.operations import OperationsMixin  # noqa: E402
-from service_kit.store import StoreProvider  # noqa: E402
 
 NAME = "stopper"
 
 
-class StopperService(OperationsMixin):
+class StopperService(ChassisService):
     name = NAME
-    store = StoreProvider()
-    config = Config()
 
     @rpc
     def write(self, key, seconds):
@@ -48,4 +44,4 @@ class StopperService(OperationsMixin):
 
 
 if __name__ == "__main__":
-    runner.run(StopperService, env_config(NAME, default_http_port=8097), lambda *_: None)
+    runner.run(StopperService, env_config(NAME, default_http_port=8097))

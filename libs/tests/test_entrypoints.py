@@ -5,7 +5,8 @@ import logging
 from nameko.rpc import Rpc
 
 from platform_contracts.problems import Rejected
-from service_kit.entrypoints import ExpectedErrorsWithoutTraceback, rpc
+from service_kit.chassis.entrypoints import rpc
+from service_kit.chassis.runner import ExpectedErrorsWithoutTraceback
 
 
 class Service:

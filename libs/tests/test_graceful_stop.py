@@ -18,9 +18,9 @@ from kombu import Connection
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from platform_contracts.envelope import CloudEvent
+from platform_testing import EventTap, ServiceProcess, free_port, mongodb_server, rabbit_vhost, wait_for
 from service_kit.outbox import OutboxRelay
 from service_kit.store import Store
-from service_kit.testing import EventTap, ServiceProcess, free_port, mongodb_server, rabbit_vhost, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

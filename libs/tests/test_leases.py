@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import pymongo
 import pytest
 
+from platform_testing import mongodb_server
 from service_kit.leases import Leases
-from service_kit.testing import mongodb_server
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from service_kit.testing import ServiceProcess, free_port, mongo_ready, rabbit_vhost, start_secantus, wait_for
+from platform_testing import ServiceProcess, free_port, mongo_ready, rabbit_vhost, start_secantus, wait_for
 
 MAX_WORKERS = 2
 HOLD_SECONDS = 5

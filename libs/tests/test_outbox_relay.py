@@ -14,9 +14,9 @@ from kombu import Connection, Exchange, Queue
 from prometheus_client import generate_latest
 
 from platform_contracts.envelope import CloudEvent
+from platform_testing import metric_value, rabbit_vhost
 from service_kit.outbox import LEFTOVER_AFTER_SECONDS, OutboxRelay
 from service_kit.store import Store, utc_now
-from service_kit.testing import metric_value, mongodb_server, rabbit_vhost
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -24,12 +24,6 @@ pytestmark = pytest.mark.timeout(90)
 def in_a_thread(run):
     """As the gateway runs the relay; the services run it in a green thread."""
     threading.Thread(target=run, daemon=True).start()
-
-
-@pytest.fixture(scope="module")
-def mongodb_uri():
-    with mongodb_server() as uri:
-        yield uri
 
 
 def relay_and_store(mongodb_uri: str, amqp_uri: str) -> tuple[OutboxRelay, Store]:

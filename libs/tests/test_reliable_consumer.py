@@ -12,7 +12,7 @@ from nameko.exceptions import get_module_path, registry
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from platform_contracts.problems import Rejected
-from service_kit.testing import ServiceProcess, free_port, metric_value, mongodb_server, rabbit_vhost, wait_for
+from platform_testing import ServiceProcess, free_port, metric_value, mongodb_server, rabbit_vhost, wait_for
 
 registry[get_module_path(Rejected)] = Rejected
 ADMIN = {"username": "admin", "role": "admin", "scope": None}

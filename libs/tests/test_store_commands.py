@@ -9,13 +9,6 @@ import pytest
 
 from platform_contracts.problems import Rejected
 from service_kit.store import Store
-from service_kit.testing import mongodb_server
-
-
-@pytest.fixture(scope="module")
-def mongodb_uri():
-    with mongodb_server() as uri:
-        yield uri
 
 
 @pytest.fixture(params=[False, True], ids=["alone", "group-commit"])

@@ -259,7 +259,7 @@ def test_every_service_that_reads_the_field_key_gets_it():
     """The chassis runner reads FIELD_ENCRYPTION_KEY at start for a service with a
     FieldCipherProvider dependency (service_kit.chassis.run): such a service must say
     needs_field_key in the registry, or its pods would crash-loop without the key."""
-    from service_kit.cipher_provider import FieldCipherProvider
+    from service_kit.chassis.providers import FieldCipherProvider
 
     for name in NAMEKO_SERVICES:
         cls = nameko_service_class(name)

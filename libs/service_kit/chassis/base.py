@@ -17,11 +17,10 @@ from platform_contracts.actors import Actor
 from platform_contracts.errors import InvalidValue
 
 from .. import topology
-from ..cipher_provider import FieldCipherProvider
-from ..metrics import EntrypointMetrics
-from ..operations import OperationsServer
-from ..store import StoreProvider
 from .entrypoints import operation, query
+from .metrics import EntrypointMetrics
+from .operations import OperationsServer
+from .providers import FieldCipherProvider, StoreProvider
 from .tracing import Tracing
 
 # What a service's class declares besides its entrypoints comes from here.

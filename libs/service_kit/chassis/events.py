@@ -8,7 +8,7 @@ validates the event's data against the contract model (an event that does not fi
 retried and then dead-lettered, see consumer.py), then runs the method in one transaction that
 records the event id in the inbox: a redelivered event changes nothing."""
 
-from service_kit.consumer import integration_event_handler
+from .consumer import integration_event_handler
 
 
 def consumes(source: str, event_type: str, model=None):

@@ -10,8 +10,9 @@ import sys  # noqa: E402
 
 import pymongo  # noqa: E402
 
-from service_kit import registry, runner  # noqa: E402
-from service_kit.cipher_provider import FieldCipherProvider  # noqa: E402
+from service_kit import registry  # noqa: E402
+from service_kit.chassis import runner  # noqa: E402
+from service_kit.chassis.providers import FieldCipherProvider  # noqa: E402
 from service_kit.config import env_config  # noqa: E402
 from service_kit.pii import KEY_ENV, key_from_environment  # noqa: E402
 

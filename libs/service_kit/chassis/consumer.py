@@ -22,10 +22,10 @@ from pydantic import ValidationError
 from platform_contracts.events import validate_event
 from platform_contracts.problems import describe_invalid
 
-from . import topology
-from .config import max_attempts, retry_delays
-from .metrics import DEAD_LETTERS, HANDLER_RETRIES
-from .pii import redact
+from .. import topology
+from ..config import max_attempts, retry_delays
+from ..metrics import DEAD_LETTERS, HANDLER_RETRIES
+from ..pii import redact
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""What every service offers operators: /metrics, /healthz, /readyz over HTTP, and the
-dead-letter queue over RPC. A service class inherits `OperationsMixin` to get them.
+"""What every service offers operators over HTTP: /metrics, /healthz, /readyz (the
+dead-letter list and replay are ChassisService's RPCs).
 
 The HTTP endpoints are not nameko entrypoints. nameko's @http runs every request as a
 worker from the pool that RPC calls and event handlers share (max_workers), so a busy
@@ -24,12 +24,7 @@ from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import HttpOnlyProtocol, parse_address
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from platform_contracts.problems import Rejected
-
-from . import topology
-from .auth import require_admin
-from .entrypoints import rpc
-from .store import StoreProvider
+from .providers import StoreProvider
 
 log = logging.getLogger(__name__)
 
@@ -151,26 +146,3 @@ class OperationsServer(DependencyProvider):
             log.warning("readiness: broker unreachable: %s", exc)
             return "broker unreachable"
         return None
-
-
-class OperationsMixin:
-    """Needs `self.store` (StoreProvider) and `self.config` (nameko Config)."""
-
-    operations_http = OperationsServer()
-
-    @rpc
-    def list_dead_letters(self, limit=100, actor=None):
-        require_admin(actor)
-        if not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise Rejected.invalid(["query", "limit"], "must be an integer from 1 to 1000")
-        items = topology.list_dead_letters(self.config["AMQP_URI"], self.name, limit)
-        return {"items": items}
-
-    @rpc
-    def replay_dead_letters(self, message_ids=None, actor=None):
-        require_admin(actor)
-        if message_ids is not None and not (
-            isinstance(message_ids, list) and all(isinstance(m, str) for m in message_ids)
-        ):
-            raise Rejected.invalid("message_ids", "must be a list of message ids, or null for all")
-        return {"replayed": topology.replay_dead_letters(self.config["AMQP_URI"], self.name, message_ids)}

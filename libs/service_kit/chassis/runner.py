@@ -1,4 +1,4 @@
-"""Running a nameko service as a process: `python -m <service>` and `python -m <service> migrate`.
+"""Running a nameko service as a process (see run.py: `python -m service_kit.chassis.run <service>`).
 
 The caller must have applied eventlet.monkey_patch() before importing anything else.
 
@@ -16,12 +16,22 @@ import eventlet
 from nameko.containers import ServiceContainer as NamekoServiceContainer
 from nameko.messaging import QueueConsumer
 
-from . import topology
-from .config import retry_delays
+from .. import topology
+from ..config import retry_delays
 from .consumer import DrainingQueueConsumer
-from .entrypoints import ExpectedErrorsWithoutTraceback
 
 log = logging.getLogger(__name__)
+
+
+class ExpectedErrorsWithoutTraceback(logging.Filter):
+    """nameko logs an expected exception with its traceback; for a refusal that is noise (the
+    problem document went back to the caller): keep the one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and str(record.msg).startswith("(expected)"):
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def configure_logging(level: str) -> None:

@@ -1,0 +1,58 @@
+"""The nameko dependencies a chassis service declares: its store (with the outbox relay beside
+it) and, where it holds personal data, its field cipher."""
+
+from functools import partial
+
+from nameko.extensions import DependencyProvider
+
+from .. import topology
+from ..outbox import OutboxRelay
+from ..pii import KEY_ENV, FieldCipher, parse_key
+from ..store import Store
+
+
+class StoreProvider(DependencyProvider):
+    """Gives workers the service's `Store`; starts the outbox relay beside it."""
+
+    def __init__(self, serialize_writes: bool = False):
+        self.serialize_writes = serialize_writes
+
+    def setup(self):
+        config = self.container.config
+        service, amqp_uri = self.container.service_name, config["AMQP_URI"]
+
+        self.relay = OutboxRelay(service, amqp_uri, float(config.get("OUTBOX_POLL_SECONDS", 1.0)),
+                                 refresh_other_gauges=lambda: topology.count_dead_letters(amqp_uri, service))
+        self.store = Store(
+            config["MONGODB_URI"], config["MONGODB_DATABASE"], service,
+            after_commit=self.relay.committed, serialize_writes=self.serialize_writes,
+        )
+        self.relay.outbox = self.store.db.outbox
+
+    def start(self):
+        self.store.ensure_indexes()
+        self.relay.start(partial(self.container.spawn_managed_thread, identifier="outbox_relay"))
+
+    def stop(self):
+        # The container's workers have finished: nothing commits any more.
+        self.relay.stop()
+        # Closing the client also ends its monitors, which at the interpreter's exit pymongo
+        # would otherwise wait for, a second each, while they sit in a socket read.
+        self.store.close()
+
+    def kill(self):
+        self.relay.stop()
+        self.store.close()
+
+    def get_dependency(self, worker_ctx):
+        return self.store
+
+
+class FieldCipherProvider(DependencyProvider):
+    """Gives workers the service's FieldCipher, keyed from config[FIELD_ENCRYPTION_KEY]."""
+
+    def setup(self):
+        self.cipher = FieldCipher(parse_key(self.container.config.get(KEY_ENV)))
+
+    def get_dependency(self, worker_ctx):
+        return self.cipher
