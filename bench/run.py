@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.seed import seed_units  # noqa: E402
-from service_kit.testing import credit_code, rabbit_vhost  # noqa: E402
+from platform_testing import credit_code, rabbit_vhost  # noqa: E402
 from tests.harness import RunningPlatform, SseListener  # noqa: E402
 
 DIVISIONS = ["370113", "370112", "370102", "370211"]

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import ms, percentile, raw_mongodb, raw_rabbitmq  # noqa: E402
-from service_kit.testing import rabbit_vhost, wait_for  # noqa: E402
+from platform_testing import rabbit_vhost, wait_for  # noqa: E402
 from tests.harness import RunningPlatform, SseListener  # noqa: E402
 from tests.test_e2e_transfers import created, full_member, ok, unit_body  # noqa: E402
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from platform_testing import free_port, wait_for
 from service_kit import registry
-from service_kit.testing import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 

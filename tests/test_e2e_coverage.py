@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from service_kit.testing import credit_code, free_port, wait_for
+from platform_testing import credit_code, free_port, wait_for
 from tests.harness import ROOT
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,7 @@ from nameko.exceptions import get_module_path, registry
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from platform_contracts.problems import Rejected
-from service_kit.testing import credit_code, wait_for
+from platform_testing import credit_code, wait_for
 
 pytestmark = pytest.mark.slow
 registry[get_module_path(Rejected)] = Rejected

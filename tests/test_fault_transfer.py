@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from service_kit.testing import wait_for
+from platform_testing import wait_for
 from tests.test_e2e_transfers import account, created, full_member, joint_branch, ok, unit_body, unit_figures
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from service_kit.testing import wait_for
+from platform_testing import wait_for
 from tests.test_e2e_transfers import account, created, full_member, joint_branch, ok, unit_body
 
 pytestmark = pytest.mark.slow

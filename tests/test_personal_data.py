@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from platform_contracts.member import id_number_check_character
-from service_kit.testing import credit_code, wait_for
+from platform_testing import credit_code, wait_for
 
 pytestmark = pytest.mark.slow
 

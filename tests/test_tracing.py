@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from service_kit.testing import credit_code, rabbit_vhost, wait_for
+from platform_testing import credit_code, rabbit_vhost, wait_for
 from tests.harness import RunningPlatform
 from tests.otlp_receiver import OtlpReceiver
 

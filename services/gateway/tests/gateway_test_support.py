@@ -9,7 +9,7 @@ import aio_pika
 import httpx
 
 from platform_contracts.events import validate_event
-from service_kit.testing import ServiceProcess, free_port
+from platform_testing import ServiceProcess, free_port
 
 
 def community() -> str:

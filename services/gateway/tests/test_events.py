@@ -13,7 +13,7 @@ import websockets
 from httpx_sse import aconnect_sse
 from pymongo import AsyncMongoClient
 
-from service_kit.testing import metric_value
+from platform_testing import metric_value
 
 from gateway_test_support import ADMIN_PASSWORD, start_gateway  # noqa: E402
 from gateway_test_support import alert_event, community, coverage_changed_event, publish, station_event

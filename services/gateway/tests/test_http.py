@@ -11,7 +11,7 @@ import uuid
 import jwt
 import pytest
 
-from service_kit.testing import credit_code, metric_value
+from platform_testing import credit_code, metric_value
 
 from gateway_test_support import ADMIN_PASSWORD, JWT_SECRET  # noqa: E402
 from gateway.rpc import RpcClient

@@ -15,8 +15,8 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from platform_contracts.events import validate_event
+from platform_testing import broker_connections, close_broker_connections, metric_value, rabbit_vhost
 from service_kit.outbox import relay_connection_name
-from service_kit.testing import broker_connections, close_broker_connections, metric_value, rabbit_vhost
 from gateway.app import ensure_indexes
 from gateway.event_log import EventLog
 from gateway.notifications import NotificationStore, with_notifications

@@ -12,7 +12,7 @@ from bson import json_util
 from member.domain import CHINA_TIME
 from platform_contracts.events import CATALOGUE
 from platform_contracts.problems import Rejected
-from service_kit.testing import metric_value, wait_for
+from platform_testing import metric_value, wait_for
 
 ADMIN = {"username": "admin", "role": "admin", "scope": None}
 OP_A = {"username": "op113", "role": "operator", "scope": "370113"}

@@ -5,8 +5,8 @@ import uuid
 import pytest
 
 from platform_contracts.problems import Rejected
+from platform_testing import credit_code, metric_value, wait_for
 from service_kit import registry
-from service_kit.testing import credit_code, metric_value, wait_for
 
 ADMIN = {"username": "admin", "role": "admin", "scope": None}
 OPERATOR = {"username": "op", "role": "operator", "scope": "370113"}
@@ -651,7 +651,7 @@ def test_the_periodic_reconciliation_runs_on_the_replica_holding_the_lease(servi
 def test_two_replicas_writing_the_same_counters_lose_no_update(rpc, database, service_env, start_service):
     """Counter documents are written back whole from what a transaction read: a replica that
     read a document another replica has since changed must conflict and retry, not overwrite."""
-    from service_kit.testing import queue_consumers
+    from platform_testing import queue_consumers
 
     division = "370113031"  # a street no other test uses: the count below is exact
     replica = start_service("organization", service_env, log_name="second-replica")
@@ -678,7 +678,7 @@ def test_every_replica_reports_the_last_reconciliation_and_clears_after_a_clean_
     reconciliation, both show its outcome within their gauge refresh period, a report-only
     run's drift under repaired="false" (it is still there), and both go back to 0 after a
     clean run. Only the timer's runs count as periodic."""
-    from service_kit.testing import queue_consumers
+    from platform_testing import queue_consumers
 
     refresh_seconds = float(service_env["COVERAGE_GAUGE_REFRESH_SECONDS"])
     second = start_service("organization", service_env, log_name="second-replica")
