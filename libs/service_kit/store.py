@@ -19,9 +19,8 @@ from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
 from platform_contracts.envelope import CloudEvent
-from platform_contracts.errors import DomainError
+from platform_contracts.errors import DomainError, InvalidValue
 from platform_contracts.events import validate_event
-from platform_contracts.problems import Rejected
 
 from . import tracing
 from .metrics import COMMANDS_PER_TRANSACTION, INBOX_DUPLICATES
@@ -30,6 +29,8 @@ from .outbox import OUTBOX_INDEX, outbox_record
 log = logging.getLogger(__name__)
 
 GROUP_COMMIT_MAX = 50  # commands committed together at most
+# The request field a command id comes from (the chassis locates it in the headers).
+IDEMPOTENCY_KEY = "Idempotency-Key"
 
 
 def utc_now() -> datetime:
@@ -94,14 +95,14 @@ def parse_command_id(command_id) -> tuple[str, str | None]:
     else:
         request = None
     if not isinstance(command_id, str) or not 1 <= len(command_id) <= 300:
-        raise Rejected.invalid(["header", "Idempotency-Key"], "must be a string of 1 to 300 characters")
+        raise InvalidValue(IDEMPOTENCY_KEY, "must be a string of 1 to 300 characters")
     return command_id, request
 
 
 def _check_same_request(record: dict, request: str | None) -> None:
     if request is not None and record.get("request") not in (None, request):
-        raise Rejected.make(422, "this Idempotency-Key was already used for a different request; use a new key",
-                            [{"loc": ["header", "Idempotency-Key"], "msg": "already used for a different request"}])
+        raise InvalidValue(IDEMPOTENCY_KEY, "already used for a different request",
+                           "this Idempotency-Key was already used for a different request; use a new key")
 
 
 class _PendingWrite:
@@ -234,7 +235,7 @@ class Store:
 
         try:
             return self._transaction(once, command_id, command_id, exclusive, traceparent)[0]
-        except (DuplicateKeyError, DomainError, Rejected):
+        except (DuplicateKeyError, DomainError):
             # Commands are almost always new, so the log is not read first: a repeat shows when
             # its record will not be written twice, or when the repeat itself is refused because
             # the first run changed what it checks (the unit is registered now). The record

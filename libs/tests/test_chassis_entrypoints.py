@@ -140,3 +140,10 @@ def test_domain_errors_say_what_is_wrong_without_transport_words():
     assert error.field == ("units", 3, "division") and "units.3.division" in error.detail
     assert Forbidden("no").field is None
     assert Actor.parse(ADMIN).role is Role.admin
+
+
+def test_a_command_id_refusal_names_the_idempotency_key_header():
+    from service_kit.chassis.entrypoints import locator
+
+    assert locator(("unit_id",), "body")(("Idempotency-Key",)) == ["header", "Idempotency-Key"]
+    assert locator(("unit_id",), "body")(("unit_id",)) == ["path", "unit_id"]

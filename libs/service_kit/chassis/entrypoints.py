@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from platform_contracts.actors import Actor
 from platform_contracts.errors import DomainError, InvalidValue
 from platform_contracts.problems import Rejected, check_page_limit, from_domain, parse_or_reject
+from service_kit.store import IDEMPOTENCY_KEY
 
 # A Rejected is the caller's mistake, answered with a 4xx: nameko logs it as expected (a
 # warning), not as a failure of the service. `Rpc.decorator(...)` with the keyword, not
@@ -34,10 +35,12 @@ _P = inspect.Parameter
 
 
 def locator(path: Sequence[str], where: str) -> Callable[[tuple], list]:
-    """Where a field named by a domain error sits in the request: a path parameter, or the
-    body (commands) / the query (queries)."""
+    """Where a field named by a domain error sits in the request: a path parameter, the
+    Idempotency-Key header (the command id), or the body (commands) / the query (queries)."""
     def locate(field: tuple) -> list:
-        return ["path", *field] if field[0] in path else [where, *field]
+        if field[0] in path:
+            return ["path", *field]
+        return ["header", *field] if field[0] == IDEMPOTENCY_KEY else [where, *field]
     return locate
 
 
