@@ -16,14 +16,14 @@ from service_kit.outbox import OutboxRelay
 from .event_consumer import EventConsumer
 from .event_log import EventLog, purge_periodically
 from .fanout import Broadcaster
-from .metrics import MetricsMiddleware
+from .metrics import RequestMiddleware
 from .notifications import NOTIFICATION_SOURCE, NotificationStore
 from .problems import install as install_problem_handlers
 from .routes import (admin, coverage, instructors, members, notifications, ops, organizations, stream, transfers,
                      units, users)
 from .rpc import RpcClient
 from .settings import Settings
-from .tracing import TELEMETRY, RequestIdMiddleware
+from .tracing import TELEMETRY
 from .users import UserRepository
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry=TELEMETRY,
     )
     install_problem_handlers(app)
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestMiddleware)
     for module in (users, units, organizations, instructors, coverage, members, transfers, notifications, admin,
                    stream, ops):
         app.include_router(module.router)

@@ -1,9 +1,13 @@
-"""Prometheus metrics of the gateway, and the ASGI middleware that records RED per route."""
+"""Prometheus metrics of the gateway, and the ASGI middleware every request passes: RED per
+route, the access log line, and the request id."""
 
 import logging
 import time
 
+from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
+
+from .tracing import REQUEST_ID_HEADER, request_id_of
 
 log = logging.getLogger("gateway.access")
 
@@ -31,9 +35,11 @@ for transport in ("sse", "websocket"):
     STREAM_CLIENTS.labels(transport)
 
 
-class MetricsMiddleware:
+class RequestMiddleware:
     """Counts and times every HTTP request by its route template (never the raw path, which
-    holds ids), and writes the access log line without the query string (it may carry a token)."""
+    holds ids), writes the access log line without the query string (it may carry a token),
+    and gives the response its X-Request-ID (on the request's span and log line too). Plain
+    ASGI, so that streamed responses (SSE) pass through untouched."""
 
     def __init__(self, app):
         self.app = app
@@ -44,11 +50,15 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        request_id = request_id_of(dict(scope.get("headers") or ()))
+        trace.get_current_span().set_attribute("http.request_id", request_id)
 
         async def send_wrapper(message):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (REQUEST_ID_HEADER, request_id.encode())]}
             await send(message)
 
         try:
@@ -58,4 +68,4 @@ class MetricsMiddleware:
             elapsed = time.perf_counter() - started
             HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
             HTTP_DURATION.labels(scope["method"], route).observe(elapsed)
-            log.info("%s %s %s %.1fms", scope["method"], route, status, elapsed * 1000)
+            log.info("%s %s %s %.1fms request_id=%s", scope["method"], route, status, elapsed * 1000, request_id)

@@ -1,6 +1,6 @@
-"""Fixtures of the gateway's integration tests: a fake organization service (nameko) in the
-session's vhost, and the gateway started as production starts it (`python -m gateway`) on a
-free port. SecantusDB and the vhost come from the test kit's plugin (platform_testing)."""
+"""Fixtures of the gateway's integration tests: a fake organization service (nameko) on a
+vhost of the gateway tests' own, and the gateway started as production starts it (`python -m
+gateway`) on a free port. SecantusDB comes from the test kit's plugin (platform_testing)."""
 
 import os
 import pathlib
@@ -11,12 +11,20 @@ import uuid
 import httpx
 import pytest
 
-from platform_testing import queue_consumers, wait_for
+from platform_testing import queue_consumers, rabbit_vhost, wait_for
 
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE))  # for gateway_test_support (pytest runs with --import-mode=importlib)
 
 from gateway_test_support import ADMIN_PASSWORD, start_gateway  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def amqp_uri():
+    """Not the session's vhost: the fake organization service lives as long as the session and
+    would answer the real services' tests their calls to `organization`."""
+    with rabbit_vhost() as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")
