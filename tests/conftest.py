@@ -1,10 +1,13 @@
 """Fixtures for the cross-service tests: the platform started as `make run` starts it, on
-free ports, the session's RabbitMQ vhost (the test kit's `amqp_uri`) and a temporary data
-directory."""
+free ports, a RabbitMQ vhost of these tests' own and a temporary data directory."""
 
 import pytest
 
+from platform_testing.plugin import own_vhost_and_services
 from tests.harness import RunningPlatform, SseListener
+
+# Services of this folder's own, on a vhost and databases no other test folder's services share.
+amqp_uri, start_session_service = own_vhost_and_services()
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,15 @@ Infrastructure, once per session:
 Services and clients:
   start_session_service  start_session_service(name, env=None, wait=True) -> ServiceProcess: a
                          registry service as a process (ready on /readyz), stopped when the session ends
-  start_service          the same, stopped when the test ends (a second replica, a restart)
-  cluster_rpc            a ClusterRpcProxy on amqp_uri: cluster_rpc.<service>.<method>(...); raises Rejected
+  start_service          the same, stopped when the test ends (a second replica, a restart: it
+                         finds the session service's database)
+  cluster_rpc            a ClusterRpcProxy on amqp_uri, per test module: cluster_rpc.<service>.<method>(...);
+                         raises Rejected
+
+A test folder whose services live as long as the session keeps them apart from every other
+folder's (a service would answer another folder's calls; `make run` refuses a vhost where
+services already run) with `amqp_uri, start_session_service = own_vhost_and_services()` in its
+conftest: a vhost and databases of its own.
   event_tap              event_tap(exchange, amqp_uri=None) -> EventTap, closed when the test ends
 
 Unit tests:
@@ -70,27 +77,46 @@ def service_logs(tmp_path_factory):
 
 # ---- services and clients ------------------------------------------------------------------
 
-def _starter(mongodb_uri, amqp_uri, field_encryption_key, service_logs):
+def _starter(mongodb_uri, amqp_uri, field_encryption_key, service_logs, suffix: str):
     from .processes import ServiceStarter
 
-    return ServiceStarter(mongodb_uri, amqp_uri, field_encryption_key, service_logs, SESSION_SUFFIX)
+    return ServiceStarter(mongodb_uri, amqp_uri, field_encryption_key, service_logs, suffix)
 
 
 @pytest.fixture(scope="session")
 def start_session_service(mongodb_uri, amqp_uri, field_encryption_key, service_logs):
-    starter = _starter(mongodb_uri, amqp_uri, field_encryption_key, service_logs)
+    starter = _starter(mongodb_uri, amqp_uri, field_encryption_key, service_logs, SESSION_SUFFIX)
     yield starter
     starter.stop_all()
 
 
 @pytest.fixture
-def start_service(mongodb_uri, amqp_uri, field_encryption_key, service_logs):
-    starter = _starter(mongodb_uri, amqp_uri, field_encryption_key, service_logs)
+def start_service(start_session_service, mongodb_uri, amqp_uri, field_encryption_key, service_logs):
+    starter = _starter(mongodb_uri, amqp_uri, field_encryption_key, service_logs, start_session_service.suffix)
     yield starter
     starter.stop_all()
 
 
-@pytest.fixture(scope="session")
+def own_vhost_and_services():
+    """`amqp_uri` and `start_session_service` fixtures of a test folder's own (see above)."""
+
+    @pytest.fixture(scope="session", name="amqp_uri")
+    def own_vhost():
+        from .infrastructure import rabbit_vhost
+
+        with rabbit_vhost() as uri:
+            yield uri
+
+    @pytest.fixture(scope="session", name="start_session_service")
+    def own_services(mongodb_uri, amqp_uri, field_encryption_key, service_logs):
+        starter = _starter(mongodb_uri, amqp_uri, field_encryption_key, service_logs, uuid.uuid4().hex[:8])
+        yield starter
+        starter.stop_all()
+
+    return own_vhost, own_services
+
+
+@pytest.fixture(scope="module")  # not session: a folder may have a vhost of its own
 def cluster_rpc(amqp_uri):
     from .events import rpc_cluster
 

@@ -11,20 +11,17 @@ import uuid
 import httpx
 import pytest
 
-from platform_testing import queue_consumers, rabbit_vhost, wait_for
+from platform_testing import queue_consumers, wait_for
+from platform_testing.plugin import own_vhost_and_services
 
 HERE = pathlib.Path(__file__).parent
 sys.path.insert(0, str(HERE))  # for gateway_test_support (pytest runs with --import-mode=importlib)
 
 from gateway_test_support import ADMIN_PASSWORD, start_gateway  # noqa: E402
 
-
-@pytest.fixture(scope="session")
-def amqp_uri():
-    """Not the session's vhost: the fake organization service lives as long as the session and
-    would answer the real services' tests their calls to `organization`."""
-    with rabbit_vhost() as uri:
-        yield uri
+# Not the session's vhost: the fake organization service lives as long as the session and
+# would answer the real services' tests their calls to `organization`.
+amqp_uri, start_session_service = own_vhost_and_services()
 
 
 @pytest.fixture(scope="session")

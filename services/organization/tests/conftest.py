@@ -9,6 +9,11 @@ import uuid
 import pytest
 from kombu import Connection, Exchange, Producer
 
+from platform_testing.plugin import own_vhost_and_services
+
+# Services of this folder's own, on a vhost and databases no other test folder's services share.
+amqp_uri, start_session_service = own_vhost_and_services()
+
 
 @pytest.fixture(scope="session")
 def database_name(start_session_service):
