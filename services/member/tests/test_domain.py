@@ -15,6 +15,7 @@ from platform_contracts.member import RegisterMember, id_number_check_character,
 from platform_contracts.actors import Actor
 from platform_contracts.errors import DomainError
 from platform_contracts.problems import from_domain
+from platform_testing.problems import fields_named
 from service_kit.chassis.entrypoints import locator
 from service_kit.pii import FieldCipher, key_from_environment, mask_id_number, mask_phone, parse_key
 
@@ -32,10 +33,6 @@ def problem_of(call, *args, where: str = "body", **kwargs) -> dict:
     with pytest.raises(DomainError) as caught:
         call(*args, **kwargs)
     return from_domain(caught.value, locator(("transfer_id",), where)).problem
-
-
-def fields_named(problem: dict) -> set:
-    return {tuple(e["loc"]) for e in problem.get("errors", [])}
 
 
 # ---- ID numbers (GB 11643-1999) --------------------------------------------------------------

@@ -11,8 +11,8 @@ from bson import json_util
 
 from member.domain import CHINA_TIME
 from platform_contracts.events import CATALOGUE
-from platform_contracts.problems import Rejected
 from platform_testing import metric_value, wait_for
+from platform_testing.problems import fields_named, rejected
 
 ADMIN = {"username": "admin", "role": "admin", "scope": None}
 OP_A = {"username": "op113", "role": "operator", "scope": "370113"}
@@ -35,16 +35,6 @@ def secretary(*organizations) -> dict:
 
 def worker(member: dict) -> dict:
     return {"username": f"w-{member['id'][-6:]}", "role": "worker", "scope": member["id"]}
-
-
-def rejected(call, *args, **kwargs) -> dict:
-    with pytest.raises(Rejected) as caught:
-        call(*args, **kwargs)
-    return caught.value.problem
-
-
-def fields_named(problem) -> set:
-    return {tuple(e["loc"]) for e in problem.get("errors", [])}
 
 
 def snapshot(database) -> dict:

@@ -6,6 +6,7 @@ import pytest
 
 from platform_contracts.problems import Rejected
 from platform_testing import credit_code, metric_value, wait_for
+from platform_testing.problems import fields_named, rejected
 from service_kit import registry
 
 ADMIN = {"username": "admin", "role": "admin", "scope": None}
@@ -20,16 +21,6 @@ def new_unit(rpc, division="370113001", **fields):
     command = {"credit_code": credit_code(division), "name": f"unit {uuid.uuid4().hex[:6]}", "type": "enterprise",
                "industry": "express", "division": division, **fields}
     return rpc.register_unit(command, actor=ADMIN, command_id=cid())
-
-
-def rejected(call, *args, **kwargs) -> dict:
-    with pytest.raises(Rejected) as caught:
-        call(*args, **kwargs)
-    return caught.value.problem
-
-
-def fields_named(problem) -> set:
-    return {tuple(e["loc"]) for e in problem.get("errors", [])}
 
 
 def snapshot(database) -> dict:
