@@ -14,13 +14,12 @@ Services and clients:
                          registry service as a process (ready on /readyz), stopped when the session ends
   start_service          the same, stopped when the test ends (a second replica, a restart: it
                          finds the session service's database)
-  cluster_rpc            a ClusterRpcProxy on amqp_uri, per test module: cluster_rpc.<service>.<method>(...);
-                         raises Rejected
+  cluster_rpc            a ClusterRpcProxy on amqp_uri: cluster_rpc.<service>.<method>(...); raises Rejected
 
 A test folder whose services live as long as the session keeps them apart from every other
 folder's (a service would answer another folder's calls; `make run` refuses a vhost where
-services already run) with `amqp_uri, start_session_service = own_vhost_and_services()` in its
-conftest: a vhost and databases of its own.
+services already run) with `amqp_uri, start_session_service, cluster_rpc = own_vhost_and_services()`
+in its conftest: a vhost, databases and an RPC proxy of its own.
   event_tap              event_tap(exchange, amqp_uri=None) -> EventTap, closed when the test ends
 
 Unit tests:
@@ -98,7 +97,9 @@ def start_service(start_session_service, mongodb_uri, amqp_uri, field_encryption
 
 
 def own_vhost_and_services():
-    """`amqp_uri` and `start_session_service` fixtures of a test folder's own (see above)."""
+    """`amqp_uri`, `start_session_service` and `cluster_rpc` fixtures of a test folder's own (see
+    above: session fixtures are made once per session, so each that depends on the vhost is
+    made again here)."""
 
     @pytest.fixture(scope="session", name="amqp_uri")
     def own_vhost():
@@ -113,15 +114,17 @@ def own_vhost_and_services():
         yield starter
         starter.stop_all()
 
-    return own_vhost, own_services
+    return own_vhost, own_services, pytest.fixture(scope="session", name="cluster_rpc")(_cluster_rpc)
 
 
-@pytest.fixture(scope="module")  # not session: a folder may have a vhost of its own
-def cluster_rpc(amqp_uri):
+def _cluster_rpc(amqp_uri):
     from .events import rpc_cluster
 
     with rpc_cluster(amqp_uri) as cluster:
         yield cluster
+
+
+cluster_rpc = pytest.fixture(scope="session", name="cluster_rpc")(_cluster_rpc)
 
 
 @pytest.fixture

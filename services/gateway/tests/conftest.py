@@ -21,7 +21,7 @@ from gateway_test_support import ADMIN_PASSWORD, start_gateway  # noqa: E402
 
 # Not the session's vhost: the fake organization service lives as long as the session and
 # would answer the real services' tests their calls to `organization`.
-amqp_uri, start_session_service = own_vhost_and_services()
+amqp_uri, start_session_service, cluster_rpc = own_vhost_and_services()
 
 
 @pytest.fixture(scope="session")

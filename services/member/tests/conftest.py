@@ -16,7 +16,7 @@ from platform_testing import EventTap, credit_code
 from platform_testing.plugin import own_vhost_and_services
 
 # Services of this folder's own, on a vhost and databases no other test folder's services share.
-amqp_uri, start_session_service = own_vhost_and_services()
+amqp_uri, start_session_service, cluster_rpc = own_vhost_and_services()
 
 ADMIN = {"username": "admin", "role": "admin", "scope": None}
 

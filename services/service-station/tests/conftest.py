@@ -2,4 +2,4 @@
 
 from platform_testing.plugin import own_vhost_and_services
 
-amqp_uri, start_session_service = own_vhost_and_services()
+amqp_uri, start_session_service, cluster_rpc = own_vhost_and_services()
