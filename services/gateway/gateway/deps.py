@@ -1,10 +1,7 @@
 """FastAPI dependencies: the caller, role checks, idempotency and the RPC client."""
 
-import hashlib
-import json
 import uuid
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import Depends, Header, Path, Query, Request
 from starlette.requests import HTTPConnection
@@ -12,22 +9,26 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from platform_contracts.actors import DIVISION_ROLES, Role
 
-from .auth import Principal, decode_token, unauthorized
+from .auth import Principal, decode_token, tokens_revoked, unauthorized
+from .idempotency import request_fingerprint
 from .rpc import RpcClient
 
 _bearer = HTTPBearer(auto_error=False, description="an access token from POST /api/v1/auth/token")
 
 
 async def authenticate(connection: HTTPConnection, token: str | None) -> Principal:
-    """The active user a token belongs to. Role and scope are read from the account, not the
-    token, so a deactivation or a change of scope applies at once through this replica, and
-    within USER_CACHE_SECONDS through another."""
+    """The active user a token belongs to, if the token is not older than the account's last
+    password change or deactivation. Role and scope are read from the account, not the token, so
+    those changes apply at once through this replica, and within USER_CACHE_SECONDS through
+    another."""
     if not token:
         raise unauthorized("an access token is required (Authorization: Bearer <token>)")
     claims = decode_token(connection.app.state.settings.jwt_secret, token)
     user = await connection.app.state.users.cached_by_username(claims["sub"])
     if user is None or not user.get("active", False):
         raise unauthorized("the account is unknown or inactive")
+    if tokens_revoked(claims, user):
+        raise unauthorized("the access token was revoked by a password change or deactivation: log in again")
     return Principal.of(user)
 
 
@@ -66,19 +67,6 @@ async def command_id(
     if not idempotency_key:
         return uuid.uuid4().hex
     return {"key": f"{principal.actor.username}:{idempotency_key}", "request": await request_fingerprint(request)}
-
-
-async def request_fingerprint(request: Request) -> str:
-    """Method, path, query and body, the body as parsed JSON so that formatting does not count."""
-    body = await request.body()
-    try:
-        body = json.dumps(json.loads(body), sort_keys=True, ensure_ascii=False).encode() if body else b""
-    except ValueError:
-        pass  # not JSON: FastAPI refuses it before the command runs anyway
-    query = urlencode(sorted(request.query_params.multi_items()))  # parameter order does not count
-    digest = hashlib.sha256(f"{request.method} {request.url.path}?{query}\n".encode())
-    digest.update(body)
-    return digest.hexdigest()
 
 
 def rpc_client(request: Request) -> RpcClient:
