@@ -34,12 +34,21 @@ RPC_DURATION = Histogram(
 for transport in ("sse", "websocket"):
     STREAM_CLIENTS.labels(transport)
 
+# The HTTP server passes on any token as a method: labelling series with it would let any
+# client, unauthenticated, create series without bound.
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+
+
+def method_label(method: str) -> str:
+    return method if method in STANDARD_METHODS else "other"
+
 
 class RequestMiddleware:
     """Counts and times every HTTP request by its route template (never the raw path, which
-    holds ids), writes the access log line without the query string (it may carry a token),
-    and gives the response its X-Request-ID (on the request's span and log line too). Plain
-    ASGI, so that streamed responses (SSE) pass through untouched."""
+    holds ids) and standard method (any other is `other`), so that every label has a bounded
+    set of values whatever clients send; writes the access log line without the query string
+    (it may carry a token), and gives the response its X-Request-ID (on the request's span and
+    log line too). Plain ASGI, so that streamed responses (SSE) pass through untouched."""
 
     def __init__(self, app):
         self.app = app
@@ -65,7 +74,8 @@ class RequestMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = method_label(scope["method"])
             elapsed = time.perf_counter() - started
-            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
-            HTTP_DURATION.labels(scope["method"], route).observe(elapsed)
-            log.info("%s %s %s %.1fms request_id=%s", scope["method"], route, status, elapsed * 1000, request_id)
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_DURATION.labels(method, route).observe(elapsed)
+            log.info("%s %s %s %.1fms request_id=%s", method, route, status, elapsed * 1000, request_id)
