@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import pymongo
 from bson import ObjectId
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from platform_contracts.envelope import CloudEvent
 from platform_contracts.errors import DomainError, InvalidValue
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 GROUP_COMMIT_MAX = 50  # commands committed together at most
 # The request field a command id comes from (the chassis locates it in the headers).
 IDEMPOTENCY_KEY = "Idempotency-Key"
+# How long command and inbox records are kept (COMMAND_LOG_RETENTION_HOURS): far longer than
+# any client or broker retries a command or an event.
+DEFAULT_LOG_RETENTION_HOURS = 168.0
+INDEX_NOT_FOUND = 27
 
 
 def utc_now() -> datetime:
@@ -145,10 +149,32 @@ class Store:
         self._write_lock = threading.Lock() if serialize_writes else contextlib.nullcontext()
         self._queue: list[_PendingWrite] = []
 
-    def ensure_indexes(self) -> None:
+    def ensure_indexes(self, log_retention_hours: float = DEFAULT_LOG_RETENTION_HOURS) -> None:
+        """The outbox's index, and TTL indexes that expire the command log and the inbox after
+        `log_retention_hours`: a record is needed only while its command or event may still be
+        repeated, and a command's record holds the result it returned (names, partial digits)."""
         self.db.outbox.create_index(OUTBOX_INDEX)
-        self.db.inbox.create_index("applied_at")
-        self.db.commands.create_index("executed_at")
+        seconds = int(log_retention_hours * 3600)
+        self._ensure_expiry("inbox", "applied_at", seconds)
+        self._ensure_expiry("commands", "executed_at", seconds)
+
+    def _ensure_expiry(self, collection: str, field: str, seconds: int) -> None:
+        """A TTL index on `field`, also where an older version left a plain index of the same name
+        (dropped and made again) or another expiry (changed in place with collMod)."""
+        name = f"{field}_1"
+        existing = self.db[collection].index_information().get(name)
+        if existing is not None and existing.get("expireAfterSeconds") == seconds:
+            return
+        if existing is not None and "expireAfterSeconds" in existing:
+            self.db.command("collMod", collection, index={"keyPattern": {field: 1}, "expireAfterSeconds": seconds})
+            return
+        if existing is not None:
+            try:
+                self.db[collection].drop_index(name)
+            except OperationFailure as exc:
+                if exc.code != INDEX_NOT_FOUND:  # another replica starting up dropped it first
+                    raise
+        self.db[collection].create_index(field, name=name, expireAfterSeconds=seconds)
 
     def close(self) -> None:
         self.client.close()

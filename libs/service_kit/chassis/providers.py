@@ -30,7 +30,7 @@ class StoreProvider(DependencyProvider):
         self.relay.outbox = self.store.db.outbox
 
     def start(self):
-        self.store.ensure_indexes()
+        self.store.ensure_indexes(float(self.container.config.get("COMMAND_LOG_RETENTION_HOURS", 168)))
         self.relay.start(partial(self.container.spawn_managed_thread, identifier="outbox_relay"))
 
     def stop(self):
