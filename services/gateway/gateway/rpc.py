@@ -8,7 +8,12 @@
 
 One connection, one channel and one reply queue per process; callers wait on futures keyed by
 correlation id. Publishing is mandatory with publisher confirms, so a call to a service that
-has no queue is returned by the broker at once instead of waiting for the timeout."""
+has no queue is returned by the broker at once instead of waiting for the timeout.
+
+A request expires with its caller's timeout (the AMQP per-message TTL, `expiration`): RabbitMQ
+drops it when it reaches the head of a queue nobody took it from in time, so a service that was
+stopped or stalled does not run, minutes later, a command whose client was told 504 (and may
+have sent it again)."""
 
 import asyncio
 import json
@@ -97,16 +102,16 @@ class RpcClient:
                 json.dumps({"args": [], "kwargs": kwargs}).encode(),
                 content_type="application/json", correlation_id=correlation_id, reply_to=self._reply_to,
                 headers={f"nameko.{tracing.TRACEPARENT}": traceparent} if traceparent else None,
+                expiration=self.timeout,
             )
-            try:
-                await asyncio.wait_for(
-                    self._exchange.publish(message, routing_key=f"{service}.{method}", mandatory=True),
-                    self.timeout)
-            except DeliveryError:
-                raise ApiProblem.of(503, f"service {service} is not running") from None
-            reply = await asyncio.wait_for(future, self.timeout)
+            async with asyncio.timeout(self.timeout):
+                try:
+                    await self._exchange.publish(message, routing_key=f"{service}.{method}", mandatory=True)
+                except DeliveryError:
+                    raise ApiProblem.of(503, f"service {service} is not running") from None
+                reply = await future
         except TimeoutError:
-            raise ApiProblem.of(504, f"service {service} did not answer in time") from None
+            raise timeout_problem(service) from None
         finally:
             self._pending.pop(correlation_id, None)
         if not isinstance(reply, dict):
@@ -115,6 +120,15 @@ class RpcClient:
         if reply.get("error"):
             raise error_problem(service, method, reply["error"])
         return reply.get("result")
+
+
+def timeout_problem(service: str) -> ApiProblem:
+    """The request may have been carried out (the service took it up and was slow to answer) or
+    not (it expired unread): only a retry under the same Idempotency-Key is safe either way."""
+    document = problem(504, f"service {service} did not answer in time: the request may or may not have been "
+                            "carried out. Retry it, a write with the same Idempotency-Key so that it is carried "
+                            "out at most once (a request not taken up in time is dropped, never carried out late)")
+    return ApiProblem({**document, "retry_with_same_idempotency_key": True})
 
 
 def error_problem(service: str, method: str, error: dict) -> ApiProblem:
