@@ -30,7 +30,7 @@ KEY_ENV = "FIELD_ENCRYPTION_KEY"
 VERSION = "v1"
 NONCE_BYTES = 12
 
-__all__ = ["KEY_ENV", "FieldCipher", "key_from_environment", "mask_id_number", "mask_phone", "parse_key", "redact"]
+__all__ = ["KEY_ENV", "FieldCipher", "key_from_environment", "mask_id_number", "mask_phone", "parse_key", "redact", "redact_text"]
 
 
 def parse_key(value: str | None) -> bytes:
@@ -94,19 +94,35 @@ def mask_id_number(value: str) -> str:
     return "*" * (len(value) - 4) + value[-4:]
 
 
-_STANDALONE_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
-_STANDALONE_MOBILE = re.compile(r"(?<![0-9A-Za-z])1[3-9]\d{9}(?![0-9A-Za-z])")
+# Second-generation (18 characters) and first-generation (15 digits, still on old records) ID
+# numbers; a mobile with or without +86/0086 and spaces or dashes between its groups, as people
+# type them into free text ("+86 138 1234 5678", "0086-13812345678", "138-1234-5678").
+_STANDALONE_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[\dXx]|\d{15})(?![0-9A-Za-z])")
+_STANDALONE_MOBILE = re.compile(
+    r"(?<![0-9A-Za-z+])(?P<country>(?:\+|00)\s?86[\s-]*)?(?P<number>1[3-9]\d[\s-]?\d{4}[\s-]?\d{4})(?![0-9A-Za-z])")
+
+
+def _mask_mobile(match: re.Match) -> str:
+    digits = re.sub(r"\D", "", match.group("number"))
+    return (match.group("country") or "") + mask_phone(digits)
+
+
+def redact_text(text: str) -> str:
+    """`text` with anything that looks like an ID number or a mobile phone masked."""
+    # Mobiles first: "008613812345678" is fifteen digits, and a phone, not an old ID number.
+    masked = _STANDALONE_MOBILE.sub(_mask_mobile, text)
+    return _STANDALONE_ID_NUMBER.sub(lambda m: mask_id_number(m.group()), masked)
 
 
 def redact(value):
     """A copy of `value` (JSON-like) with anything that looks like an ID number or a mobile
-    phone masked, whatever field it is in: for showing messages that were refused, which may
-    hold personal data precisely because they broke the rules."""
+    phone masked, whatever field it is in: for free text (reasons, remarks) before it is stored
+    or published, and for showing messages that were refused, which may hold personal data
+    precisely because they broke the rules."""
     if isinstance(value, dict):
         return {k: redact(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     if isinstance(value, str):
-        masked = _STANDALONE_ID_NUMBER.sub(lambda m: mask_id_number(m.group()), value)
-        return _STANDALONE_MOBILE.sub(lambda m: mask_phone(m.group()), masked)
+        return redact_text(value)
     return value

@@ -13,7 +13,7 @@ from platform_contracts.member import (
 from platform_contracts.actors import Actor
 from platform_contracts.errors import Forbidden, InvalidValue
 from service_kit.documents import new_id
-from service_kit.pii import FieldCipher, mask_id_number, mask_phone
+from service_kit.pii import FieldCipher, mask_id_number, mask_phone, redact_text
 
 from . import access, domain, transfers
 from .presenter import as_resource
@@ -25,6 +25,12 @@ MEMBER_EVENT_FIELDS = ("organization_id", "unit_id", "division", "name", "id_num
                        *MOBILITY_FIELDS, "stage", "category")
 STORED_AS = {"id_number_encrypted": "id_number", "id_number_index": "id_number", "id_number_masked": "id_number",
              "phone_encrypted": "phone", "phone_masked": "phone"}
+
+
+def _free_text(text: str | None) -> str | None:
+    """A reason as kept and published: ID numbers and phones typed into it masked, since it goes
+    to the event log, the streams of both sides and the audit log."""
+    return redact_text(text) if text else text
 
 
 def _member_data(resource: dict, **extra) -> dict:
@@ -89,7 +95,7 @@ class Commands:
             {**fields, "division": organization["division"],
              **self._protected_id_number(member_id, command.id_number),
              **self._protected_phone(member_id, command.phone)},
-            stage_on=command.stage_on, joined_on=command.joined_on, override_reason=command.override_reason,
+            stage_on=command.stage_on, joined_on=command.joined_on, override_reason=_free_text(command.override_reason),
             member_id=member_id, by=actor.username, now=uow.now,
         )
         self._repo(uow).insert_member(member)
@@ -126,7 +132,7 @@ class Commands:
         if command.override_reason:
             access.ensure_may_override(actor)
         from_stage = member["stage"]
-        domain.promote(member, command.stage.value, on=command.on, override_reason=command.override_reason,
+        domain.promote(member, command.stage.value, on=command.on, override_reason=_free_text(command.override_reason),
                        by=actor.username, now=uow.now)
         repo.save_member(member)
         step = member["stage_history"][-1]
@@ -147,7 +153,7 @@ class Commands:
         repo = self._repo(uow)
         member = repo.member(member_id)
         record = {"_id": new_id(), "action": "reveal_id_number", "member_id": member_id, "by": by,
-                  "role": actor.role.value, "reason": reason, "at": uow.now}
+                  "role": actor.role.value, "reason": _free_text(reason), "at": uow.now}
         try:
             access.ensure_may_reveal(actor, member)
         except Forbidden as refusal:
@@ -181,7 +187,7 @@ class Commands:
         access.ensure_may_request(actor, member)
         transfer = transfers.new_transfer(
             transfer_id=new_id(), member=member, to_organization=to_organization, to_unit_id=command.to_unit_id,
-            reason=command.reason, by=actor.username, now=uow.now,
+            reason=_free_text(command.reason), by=actor.username, now=uow.now,
         )
         repo.claim_open_transfer(member["_id"], transfer["_id"])
         repo.insert_transfer(transfer)
@@ -222,7 +228,7 @@ class Commands:
         repo = self._repo(uow)
         transfer = repo.transfer(transfer_id)
         access.ensure_either_side(actor, transfer)
-        transfers.advance(transfer, "reject", by=actor.username, now=uow.now, note=command.reason)
+        transfers.advance(transfer, "reject", by=actor.username, now=uow.now, note=_free_text(command.reason))
         repo.release_open_transfer(transfer["member_id"], transfer_id)
         return self._saved(uow, repo, transfer, "transfer.rejected", transfer["from_division"])
 
@@ -230,7 +236,7 @@ class Commands:
         repo = self._repo(uow)
         transfer = repo.transfer(transfer_id)
         access.ensure_may_cancel(actor, transfer)
-        transfers.advance(transfer, "cancel", by=actor.username, now=uow.now, note=command.reason)
+        transfers.advance(transfer, "cancel", by=actor.username, now=uow.now, note=_free_text(command.reason))
         repo.release_open_transfer(transfer["member_id"], transfer_id)
         return self._saved(uow, repo, transfer, "transfer.cancelled", transfer["from_division"])
 
