@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pymongo.errors import ConnectionFailure, PyMongoError
 from starlette.exceptions import HTTPException
 
 from platform_contracts.errors import DomainError, Field
@@ -16,6 +17,9 @@ log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://partybuilding.example/problems/"
+# When a client may try a 503 again: a database or service that is away is usually back in
+# seconds (a restart, a failover), and a client without a hint would retry at once, in a loop.
+RETRY_AFTER_SECONDS = 2
 
 TITLES = {
     400: "Malformed request",
@@ -66,8 +70,11 @@ class ApiProblem(Exception):
 
 
 def problem_response(document: dict, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(document, status_code=int(document["status"]), headers=headers,
-                        media_type=PROBLEM_MEDIA_TYPE)
+    """Every 503 says when to try again (Retry-After), unless its raiser said it already."""
+    status = int(document["status"])
+    if status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})}
+    return JSONResponse(document, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def validation_problem(errors: list[dict]) -> dict:
@@ -126,6 +133,15 @@ async def _http(request: Request, exc: HTTPException) -> JSONResponse:
     return problem_response(problem(exc.status_code, detail), getattr(exc, "headers", None))
 
 
+async def _database_error(request: Request, exc: PyMongoError) -> JSONResponse:
+    """MongoDB unreachable or too slow (the client's timeouts bound the wait) is a 503 to try
+    again; any other database error is a fault of the gateway's, a 500."""
+    if isinstance(exc, ConnectionFailure) or exc.timeout:
+        log.warning("MongoDB unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return problem_response(problem(503, "the gateway's database is unavailable; try again shortly"))
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(problem(500, "the gateway failed to handle this request; it has been logged"))
@@ -136,4 +152,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(PyMongoError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
