@@ -8,18 +8,20 @@ is the RPC `update_unit(unit_id, changes, actor=None, command_id=None)`: it pars
 (`platform_contracts.actors.Actor`), validates `changes` against the contract model, runs the
 method in one transaction with the command's stored result under its command id (a repeat
 returns the first result), and turns domain errors into problem documents located in the
-request (path, body or query). Metrics count every outcome (EntrypointMetrics).
+request (path, body or query), and the database being unreachable into a 503 to try again.
+Metrics count every outcome (EntrypointMetrics).
 
 The RPC signature is the method's, without `uow`, with `actor=None` (and `command_id=None`
 for a command), so nameko refuses a call that does not fit it before a worker runs."""
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 
 from nameko.rpc import Rpc
-
 from pydantic import ValidationError
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from platform_contracts.actors import Actor
 from platform_contracts.errors import DomainError, InvalidValue
@@ -32,6 +34,17 @@ from service_kit.store import IDEMPOTENCY_KEY
 rpc = Rpc.decorator(expected_exceptions=(Rejected,))
 
 _P = inspect.Parameter
+
+log = logging.getLogger(__name__)
+
+
+def database_unavailable(service: str, error: PyMongoError) -> Rejected | None:
+    """The database unreachable or too slow is a 503 to try again (the command log makes a
+    retry under the same command id safe); any other database error is a fault (None)."""
+    if not (isinstance(error, ConnectionFailure) or error.timeout):
+        return None
+    log.warning("%s: the database is unavailable: %s", service, type(error).__name__)
+    return Rejected.make(503, f"the {service} service's database is unavailable; try again shortly")
 
 
 def locator(path: Sequence[str], where: str) -> Callable[[tuple], list]:
@@ -75,6 +88,10 @@ def _entrypoint(method, model, body: str | None, path: Sequence[str], where: str
             return run(self, arguments, lambda **more: method(**{**arguments, **more}))
         except DomainError as error:
             raise from_domain(error, locate) from None
+        except PyMongoError as error:
+            if (unavailable := database_unavailable(self.name, error)) is None:
+                raise
+            raise unavailable from None
 
     functools.update_wrapper(entry, method)
     del entry.__wrapped__  # nameko checks calls against __signature__, not the method's own
