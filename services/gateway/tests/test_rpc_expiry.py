@@ -22,9 +22,9 @@ CALLER_TIMEOUT = 1.0
 
 def start_probe(amqp_uri: str, config_path, log_path) -> subprocess.Popen:
     with open(log_path, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "nameko", "run", "expiry_probe", "--config", str(config_path)],
-                                   cwd=HERE, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nameko", "run", "expiry_probe", "--config", str(config_path)],
+            cwd=HERE, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     wait_for(lambda: queue_consumers(amqp_uri, "rpc-expiry_probe") > 0, timeout=30,
              what=f"the expiry probe service (log: {log_path})")
     return process
