@@ -13,11 +13,16 @@ CreditCode = Annotated[str, AfterValidator(normalize_credit_code)]
 DivisionCode = Annotated[str, AfterValidator(normalize_division_code)]
 DivisionPrefix = Annotated[str, AfterValidator(normalize_division_prefix)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-# Industry is a label operators report by (GB/T 4754 section or a local name such as 快递).
+# An industry's code in the platform's registry (GET /industries), e.g. `express` or a local
+# name such as 快递; units name a registered one, so the coverage counters (one entry per
+# industry in each division level's document) stay bounded.
 # "|" and "*" are reserved by the coverage counter keys; "." and "$" cannot name a stored field.
 Industry = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^|*.$]+$")
 ]
+INDUSTRY_DESCRIPTION = "the code of a registered industry (GET /industries); another is a 422 naming it"
+# A GB/T 4754-2017 category at any depth: a section letter (A..T), or a division, group or class number.
+Gb4754Code = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^([A-T]|\d{2,4})$")]
 MobilePhone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^1[3-9]\d{9}$")]
 EntityId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
@@ -107,7 +112,7 @@ class RegisterUnit(Command):
     credit_code: CreditCode
     name: Name
     type: UnitType
-    industry: Industry
+    industry: Industry = Field(description=INDUSTRY_DESCRIPTION)
     division: DivisionCode
     employees: int = Field(0, ge=0, le=10_000_000)
     above_scale: bool = Field(False, description="规上: above designated size")
@@ -126,7 +131,7 @@ class UpdateUnit(Changes):
     """Only the fields sent change; `address` may be cleared with null, the others not."""
     name: Annotated[Name, Kept] = None
     type: Annotated[UnitType, Kept] = None
-    industry: Annotated[Industry, Kept] = None
+    industry: Annotated[Industry, Kept] = Field(None, description=INDUSTRY_DESCRIPTION)
     division: Annotated[DivisionCode, Kept] = None
     employees: Annotated[int, Kept] = Field(None, ge=0, le=10_000_000)
     above_scale: Annotated[bool, Kept] = None
@@ -257,6 +262,21 @@ class Division(BaseModel):
     code: str
     name: str
     level: str
+
+
+# ---- industries ----------------------------------------------------------------------------
+
+class RegisterIndustry(Command):
+    code: Industry
+    name: Name
+    gb4754: Gb4754Code = Field(description="its GB/T 4754-2017 category: section letter or 2-4 digit code")
+
+
+class RegisteredIndustry(BaseModel):
+    """An industry of the registry (`Industry` is the type of its code)."""
+    code: str
+    name: str
+    gb4754: str | None = Field(None, description="null for codes registered from units stored before the registry")
 
 
 # ---- coverage ------------------------------------------------------------------------------

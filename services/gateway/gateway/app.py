@@ -19,8 +19,8 @@ from .fanout import Broadcaster
 from .metrics import RequestMiddleware
 from .notifications import NOTIFICATION_SOURCE, NotificationStore
 from .problems import install as install_problem_handlers
-from .routes import (admin, coverage, instructors, members, notifications, ops, organizations, stream, transfers,
-                     units, users)
+from .routes import (admin, coverage, industries, instructors, members, notifications, ops, organizations, stream,
+                     transfers, units, users)
 from .rpc import RpcClient
 from .settings import Settings
 from .tracing import TELEMETRY
@@ -90,6 +90,6 @@ def create_app(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(RequestMiddleware)
     for module in (users, units, organizations, instructors, coverage, members, transfers, notifications, admin,
-                   stream, ops):
+                   industries, stream, ops):
         app.include_router(module.router)
     return app

@@ -6,15 +6,15 @@ import logging
 
 from platform_contracts.organization import (
     AssignInstructor, CreateInstructor, CreateOrganization, OrganizationStatus, RegisterDivision,
-    RegisterUnit, UnitStatus, UpdateOrganization, UpdateUnit,
+    RegisterIndustry, RegisterUnit, UnitStatus, UpdateOrganization, UpdateUnit,
 )
 from platform_contracts.actors import Actor
-from platform_contracts.errors import Conflict, InvalidValue, NotFound
+from platform_contracts.errors import Conflict, Field, InvalidValue, NotFound
 from service_kit.documents import new_id
 from service_kit.pii import FieldCipher, mask_phone
 
 from . import domain, projection
-from .presenter import as_resource, division_resource
+from .presenter import as_resource, division_resource, industry_resource
 from .repository import Repository
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,14 @@ class Commands:
             )
 
     @staticmethod
+    def _require_known_industry(repo: Repository, industry: str, field: str | Field = "industry") -> None:
+        # Every industry adds entries to a unit's six counter documents, rewritten whole on every
+        # command: a registry keeps them bounded (free text could grow them to the 16 MB limit).
+        if not repo.industry_known(industry):
+            raise InvalidValue(field, f"unknown industry: {industry!r} is not registered on this platform "
+                                      "(GET /industries lists them; an admin registers more)")
+
+    @staticmethod
     def _emit_unit(uow, type_: str, unit: dict) -> None:
         uow.emit(type_, subject=unit["_id"], division=unit["division"], data=as_resource(unit))
 
@@ -61,12 +69,18 @@ class Commands:
     def register_division(self, uow, command: RegisterDivision) -> dict:
         return division_resource(self._repo(uow).add_division(command.code, command.name))
 
+    # ---- industries --------------------------------------------------------------------------
+
+    def register_industry(self, uow, command: RegisterIndustry) -> dict:
+        return industry_resource(self._repo(uow).add_industry(command.code, command.name, command.gb4754))
+
     # ---- units -------------------------------------------------------------------------------
 
     def register_unit(self, uow, command: RegisterUnit, actor: Actor) -> dict:
         actor.ensure_division(command.division, "division")
         repo = self._repo(uow)
         self._require_known_division(repo, command.division)
+        self._require_known_industry(repo, command.industry)
         unit = domain.refresh_unit({
             "_id": new_id(), **command.model_dump(mode="json"),
             "full_members": 0, "probationary_members": 0,
@@ -86,6 +100,7 @@ class Commands:
             if not repo.division_known(command.division[:6]):
                 raise InvalidValue(("units", index, "division"),
                                        f"unknown division: district {command.division[:6]} is not registered")
+            self._require_known_industry(repo, command.industry, ("units", index, "industry"))
         units = [domain.refresh_unit({
             "_id": new_id(), **command.model_dump(mode="json"),
             "full_members": 0, "probationary_members": 0,
@@ -107,6 +122,8 @@ class Commands:
         if fields.get("division"):
             actor.ensure_division(fields["division"], "division")
             self._require_known_division(repo, fields["division"])
+        if fields.get("industry") not in (None, before["industry"]):  # what is stored stays valid
+            self._require_known_industry(repo, fields["industry"])
         unit = domain.refresh_unit({**copy.deepcopy(before), **fields, "updated_at": uow.now})
         repo.save_unit(unit)
         self._emit_unit(uow, "unit.updated", unit)

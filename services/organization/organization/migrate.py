@@ -1,8 +1,9 @@
-"""Database preparation: indexes, the districts the deployment starts with, and records
-written by earlier versions brought up to the current shape."""
+"""Database preparation: indexes, the districts and industries the deployment starts with, and
+records written by earlier versions brought up to the current shape."""
 
 import json
 import logging
+from datetime import datetime, timezone
 from importlib import resources
 
 from service_kit.pii import KEY_ENV, FieldCipher, parse_key
@@ -11,6 +12,8 @@ from . import repository
 from .application import protected_phone
 
 log = logging.getLogger(__name__)
+
+INDUSTRIES_IN_USE_REGISTERED = "industries_in_use_registered"  # a one-time migration done (collection `migrations`)
 
 
 def seed_divisions(db) -> int:
@@ -22,6 +25,37 @@ def seed_divisions(db) -> int:
             {"_id": code}, {"$setOnInsert": {"name": name, "level": "district"}}, upsert=True
         )
         added += int(result.upserted_id is not None)
+    return added
+
+
+def seed_industries(db) -> int:
+    """Register the bundled industries that are not registered yet (admins add more). Where
+    their GB/T 4754-2017 codes come from is said in industries.json itself."""
+    seeds = json.loads(resources.files(__package__).joinpath("industries.json").read_text("utf-8"))
+    added = 0
+    for code, industry in seeds["industries"].items():
+        result = db.industries.update_one(
+            {"_id": code}, {"$setOnInsert": {"name": industry["name"], "gb4754": industry["gb4754"]}}, upsert=True
+        )
+        added += int(result.upserted_id is not None)
+    return added
+
+
+def register_industries_in_use(db) -> int:
+    """Units stored while industry was free text keep a valid industry: each code they use is
+    registered under its own name, with no GB/T 4754 code until an admin gives one. Done once
+    (a scan of every unit; units written afterwards name registered industries, and a unit's
+    stored industry is never re-checked unless it changes)."""
+    if db.migrations.find_one({"_id": INDUSTRIES_IN_USE_REGISTERED}) is not None:
+        return 0
+    added = 0
+    for code in db.units.distinct("industry"):
+        result = db.industries.update_one(
+            {"_id": code}, {"$setOnInsert": {"name": code, "gb4754": None}}, upsert=True
+        )
+        added += int(result.upserted_id is not None)
+    db.migrations.update_one({"_id": INDUSTRIES_IN_USE_REGISTERED},
+                             {"$setOnInsert": {"at": datetime.now(timezone.utc)}}, upsert=True)
     return added
 
 
@@ -69,6 +103,8 @@ def prepare(db, config: dict) -> None:
     repository.ensure_indexes(db)
     for what, count in (
         ("bundled district(s) registered", seed_divisions(db)),
+        ("bundled industry(ies) registered", seed_industries(db)),
+        ("industry(ies) in use by stored units registered", register_industries_in_use(db)),
         ("instructor phone(s) encrypted", encrypt_instructor_phones(db, FieldCipher(parse_key(config[KEY_ENV])))),
         ("dissolved organization(s) cleared of unit_ids", clear_dissolved_unit_ids(db)),
         ("coverage counter(s) placed in coverage_tree", place_counters_in_tree(db)),

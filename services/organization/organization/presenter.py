@@ -22,3 +22,7 @@ def as_resource(document: dict | None) -> dict | None:
 
 def division_resource(document: dict) -> dict:
     return {"code": document["_id"], "name": document["name"], "level": document["level"]}
+
+
+def industry_resource(document: dict) -> dict:
+    return {"code": document["_id"], "name": document["name"], "gb4754": document.get("gb4754")}

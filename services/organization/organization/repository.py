@@ -12,6 +12,7 @@ from service_kit.leases import Leases
 from .domain import ALL, COUNT_FIELDS, CounterKey
 
 _KNOWN_DISTRICTS: set[str] = set()
+_KNOWN_INDUSTRIES: set[str] = set()
 
 
 def ensure_indexes(db) -> None:
@@ -60,6 +61,25 @@ class Repository(DocumentRepository):
 
     def divisions(self, to_resource) -> list[dict]:
         return [to_resource(d) for d in self.db.divisions.find({}, session=self.session).sort("_id", ASCENDING)]
+
+    # ---- industries ----------------------------------------------------------------------
+
+    def industry_known(self, code: str) -> bool:
+        """Industries are registered rarely and never removed: a hit is remembered."""
+        if code in _KNOWN_INDUSTRIES:
+            return True
+        if self._get("industries", code) is not None:
+            _KNOWN_INDUSTRIES.add(code)
+            return True
+        return False
+
+    def add_industry(self, code: str, name: str, gb4754: str) -> dict:
+        document = {"_id": code, "name": name, "gb4754": gb4754}
+        self.db.industries.replace_one({"_id": code}, document, upsert=True, session=self.session)
+        return document
+
+    def industries(self, to_resource) -> list[dict]:
+        return [to_resource(d) for d in self.db.industries.find({}, session=self.session).sort("_id", ASCENDING)]
 
     # ---- units ---------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from platform_contracts.errors import Conflict, InvalidValue
 from platform_contracts.events import MemberPromoted, MemberRegistered, TransferCompleted
 from platform_contracts.organization import (
     BULK_MAX_UNITS, AssignInstructor, BreakdownQuery, CoverageQuery, CreateInstructor, CreateOrganization,
-    InstructorFilter, OrganizationFilter, RegisterDivision, RegisterUnit, UnitFilter,
+    InstructorFilter, OrganizationFilter, RegisterDivision, RegisterIndustry, RegisterUnit, UnitFilter,
     UpdateOrganization, UpdateUnit,
 )
 from platform_contracts.problems import parse_or_reject
@@ -24,7 +24,7 @@ from . import domain, reconciliation
 from .application import Commands
 from .domain import ALL, CounterKey
 from .migrate import encrypt_instructor_phones, prepare
-from .presenter import as_resource, division_resource
+from .presenter import as_resource, division_resource, industry_resource
 from .repository import Repository
 
 RECONCILE_INTERVAL_SECONDS = float(os.environ.get("RECONCILE_INTERVAL_SECONDS", 600))
@@ -60,6 +60,17 @@ class OrganizationService(ChassisService):
     @query(body=None)
     def list_divisions(self, actor=None):
         return {"items": self.repo.divisions(division_resource)}
+
+    # ---- industries ----------------------------------------------------------------------
+
+    @command(RegisterIndustry)
+    def register_industry(self, uow, command, actor):
+        actor.require_admin()
+        return self.commands.register_industry(uow, command)
+
+    @query(body=None)
+    def list_industries(self, actor=None):
+        return {"items": self.repo.industries(industry_resource)}
 
     # ---- units ---------------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ def test_bad_unit_fields_are_named_and_nothing_is_written(rpc, database, bad, fi
 def test_duplicate_credit_code_is_a_conflict(rpc, database):
     unit = new_unit(rpc)
     before = snapshot(database)
-    command = {"credit_code": unit["credit_code"], "name": "copy", "type": "enterprise", "industry": "x",
+    command = {"credit_code": unit["credit_code"], "name": "copy", "type": "enterprise", "industry": "express",
                "division": "370113"}
     problem = rejected(rpc.register_unit, command, actor=ADMIN, command_id=cid())
     assert problem["status"] == 409 and ("body", "credit_code") in fields_named(problem)
@@ -149,7 +149,7 @@ def test_operator_scope_is_enforced(rpc):
     listed = rpc.list_units({}, 500, None, actor=OPERATOR)["items"]
     assert listed and all(u["division"].startswith("370113") for u in listed)
     assert rejected(rpc.list_units, {"division": "3701"}, 50, None, actor=OPERATOR)["status"] == 403
-    command = {"credit_code": credit_code("370112"), "name": "x", "type": "enterprise", "industry": "x",
+    command = {"credit_code": credit_code("370112"), "name": "x", "type": "enterprise", "industry": "express",
                "division": "370112001"}
     assert rejected(rpc.register_unit, command, actor=OPERATOR, command_id=cid())["status"] == 403
     assert rejected(rpc.get_coverage, {"division": "370112"}, actor=OPERATOR)["status"] == 403
@@ -384,7 +384,7 @@ def test_scope_refusals_name_the_field_that_led_there(rpc):
     theirs = new_unit(rpc, "370112002")
     organization = rpc.create_organization({"name": "历城支部", "kind": "branch", "formation": "area",
                                             "division": "370112002"}, actor=ADMIN, command_id=cid())
-    command = {"credit_code": credit_code("370112"), "name": "x", "type": "enterprise", "industry": "x",
+    command = {"credit_code": credit_code("370112"), "name": "x", "type": "enterprise", "industry": "express",
                "division": "370112002"}
     for problem, loc in (
         (rejected(rpc.get_unit, theirs["id"], actor=OPERATOR), ("path", "unit_id")),
@@ -462,6 +462,60 @@ def test_a_registered_division_is_listed_by_its_code(rpc):
     registered = rpc.register_division({"code": "370199", "name": "测试区"}, actor=ADMIN, command_id=cid())
     assert registered == {"code": "370199", "name": "测试区", "level": "district"}
     assert registered in rpc.list_divisions(actor=ADMIN)["items"]
+
+
+# ---- industries ----------------------------------------------------------------------------------
+
+def test_free_text_industry_is_refused_so_counter_documents_stay_bounded(rpc, database):
+    """Each industry a unit names adds entries to six counter documents rewritten whole on every
+    command: an unregistered one is refused, naming the field, before any counter moves."""
+    unregistered = f"made-up-{uuid.uuid4().hex[:8]}"
+    unit = new_unit(rpc, "370113013")
+    before = snapshot(database)
+    command = {"credit_code": credit_code(), "name": "x", "type": "enterprise", "industry": unregistered,
+               "division": "370113013"}
+    problem = rejected(rpc.register_unit, command, actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422 and fields_named(problem) == {("body", "industry")}
+    valid = {**command, "credit_code": credit_code(), "industry": "express"}
+    problem = rejected(rpc.register_units, [valid, command], actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422 and fields_named(problem) == {("body", "units", 1, "industry")}
+    problem = rejected(rpc.update_unit, unit["id"], {"industry": unregistered}, actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422 and fields_named(problem) == {("body", "industry")}
+    assert snapshot(database) == before
+    assert not any(unregistered in repr(d) for d in database.coverage_counters.find())
+
+
+def test_registered_industries_are_listed_and_units_may_name_them(rpc):
+    listed = {i["code"]: i for i in rpc.list_industries(actor=OPERATOR)["items"]}
+    assert listed["express"] == {"code": "express", "name": "快递", "gb4754": "6020"}  # seeded
+    code = f"drones-{uuid.uuid4().hex[:6]}"
+    assert rejected(rpc.register_industry, {"code": code, "name": "无人机配送", "gb4754": "6090"},
+                    actor=OPERATOR, command_id=cid())["status"] == 403
+    problem = rejected(rpc.register_industry, {"code": code, "name": "无人机配送", "gb4754": "60-90"},
+                       actor=ADMIN, command_id=cid())
+    assert problem["status"] == 422 and fields_named(problem) == {("body", "gb4754")}
+    registered = rpc.register_industry({"code": code, "name": "无人机配送", "gb4754": "6090"}, actor=ADMIN,
+                                       command_id=cid())
+    assert registered == {"code": code, "name": "无人机配送", "gb4754": "6090"}
+    assert registered in rpc.list_industries(actor=ADMIN)["items"]
+    unit = new_unit(rpc, "370113013", industry=code)
+    assert rpc.get_coverage({"division": "370113013", "industry": code}, actor=ADMIN)["units"] == 1
+    changed = rpc.update_unit(unit["id"], {"industry": "logistics"}, actor=ADMIN, command_id=cid())
+    assert changed["industry"] == "logistics"
+
+
+def test_migrate_registers_the_industries_stored_units_already_name(database):
+    from organization import migrate
+
+    legacy = f"legacy-{uuid.uuid4().hex[:8]}"
+    database.units.insert_one({"_id": legacy, "industry": legacy, "division": "370113", "status": "deregistered"})
+    database.migrations.delete_one({"_id": migrate.INDUSTRIES_IN_USE_REGISTERED})
+    try:
+        assert migrate.register_industries_in_use(database) == 1
+        assert database.industries.find_one({"_id": legacy}) == {"_id": legacy, "name": legacy, "gb4754": None}
+        assert migrate.register_industries_in_use(database) == 0  # once: done
+    finally:
+        database.units.delete_one({"_id": legacy})
 
 
 # ---- instructors' phones -------------------------------------------------------------------------

@@ -8,11 +8,11 @@ import os
 import pytest
 
 from organization.application import Commands
-from organization.migrate import seed_divisions
+from organization.migrate import seed_divisions, seed_industries
 from organization.repository import ensure_indexes
 from platform_contracts.actors import Actor
-from platform_contracts.errors import Conflict, Forbidden
-from platform_contracts.organization import CreateOrganization, RegisterUnit
+from platform_contracts.errors import Conflict, Forbidden, InvalidValue
+from platform_contracts.organization import CreateOrganization, RegisterUnit, UpdateUnit
 from platform_testing import credit_code
 from service_kit.pii import FieldCipher
 
@@ -29,7 +29,8 @@ def commands():
 @pytest.fixture
 def db(fake_db):
     ensure_indexes(fake_db)
-    seed_divisions(fake_db)  # the districts a deployment starts with
+    seed_divisions(fake_db)  # the districts and industries a deployment starts with
+    seed_industries(fake_db)
     return fake_db
 
 
@@ -46,7 +47,7 @@ def counts(db, division: str) -> dict:
 
 def written(db) -> dict:
     return {name: list(db[name].find()) for name in db.list_collection_names()
-            if name != "divisions" and db[name].count_documents({})}
+            if name not in ("divisions", "industries") and db[name].count_documents({})}
 
 
 def test_registering_a_unit_emits_it_and_moves_the_counters(commands, fake_uow, db):
@@ -94,3 +95,14 @@ def test_a_credit_code_registered_twice_is_a_conflict_and_the_counters_stay(comm
     with pytest.raises(Conflict):
         register_unit(commands, fake_uow, credit_code=unit["credit_code"])
     assert written(db) == before and counts(db, STREET)["units"] == 1
+
+
+def test_a_unit_stored_with_an_unregistered_industry_keeps_it_but_cannot_move_to_another(commands, fake_uow, db):
+    unit, _ = register_unit(commands, fake_uow)
+    db.units.update_one({"_id": unit["id"]}, {"$set": {"industry": "旧行业"}})  # stored before the registry
+    with fake_uow("organization") as uow:
+        kept = commands.update_unit(uow, unit["id"], UpdateUnit(industry="旧行业", employees=12), ADMIN)
+    assert (kept["industry"], kept["employees"]) == ("旧行业", 12)
+    with pytest.raises(InvalidValue) as refused, fake_uow("organization") as uow:
+        commands.update_unit(uow, unit["id"], UpdateUnit(industry="另一个未登记行业"), ADMIN)
+    assert refused.value.field == ("industry",)
