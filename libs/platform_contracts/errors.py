@@ -61,5 +61,9 @@ class Forbidden(DomainError):
     """Outside the caller's role or scope."""
 
 
+class TooManyRequests(DomainError):
+    """The caller has used up an allowance (answers that disclose something, per day): try later."""
+
+
 class Unavailable(DomainError):
     """A service this one depends on did not answer: nothing was changed, try again."""

@@ -29,6 +29,7 @@ _TITLES = {
     404: "Not found",
     409: "State conflict",
     422: "Invalid field values",
+    429: "Too many requests",
     503: "Service unavailable",
 }
 
@@ -92,7 +93,7 @@ def from_domain(error, locate) -> Rejected:
     `locate(field)` gives the field's request location (["path", "unit_id"], ["body",
     "units", 3, "division"]); a missing record is a 404 when the request addresses it (no
     field, or a path one) and a 422 when the request refers to it from its body or query."""
-    from .errors import Conflict, Forbidden, InvalidValue, NotFound, Unavailable
+    from .errors import Conflict, Forbidden, InvalidValue, NotFound, TooManyRequests, Unavailable
 
     loc = locate(error.field) if error.field else None
     errors = [{"loc": locate(field), "msg": msg} for field, msg in error.fields] or None
@@ -100,10 +101,10 @@ def from_domain(error, locate) -> Rejected:
         if loc and loc[0] != "path":
             return Rejected.make(422, f"{'.'.join(map(str, loc))}: {error.msg}", errors)
         return Rejected.make(404, error.detail)
-    status = {InvalidValue: 422, Conflict: 409, Forbidden: 403, Unavailable: 503}.get(type(error))
+    statuses = {InvalidValue: 422, Conflict: 409, Forbidden: 403, TooManyRequests: 429, Unavailable: 503}
+    status = statuses.get(type(error))
     if status is None:  # a subclass: the nearest known ancestor decides
-        status = next(s for cls, s in ((InvalidValue, 422), (Conflict, 409), (Forbidden, 403), (Unavailable, 503))
-                      if isinstance(error, cls))
+        status = next(s for cls, s in statuses.items() if isinstance(error, cls))
     if isinstance(error, InvalidValue) and loc and len(error.fields) == 1:
         return Rejected.make(422, f"{'.'.join(map(str, loc))}: {error.msg}", errors)
     return Rejected.make(status, error.detail, errors)

@@ -10,16 +10,21 @@ from platform_contracts.member import (
     ApproveTransfer, AuditOutcome, CancelTransfer, CheckIn, PromoteMember, RegisterMember, RejectTransfer,
     RequestTransfer, UpdateMember,
 )
+from datetime import timedelta
+
 from platform_contracts.actors import Actor
-from platform_contracts.errors import Forbidden, InvalidValue
+from platform_contracts.errors import DomainError, Forbidden, InvalidValue, TooManyRequests
 from service_kit.documents import new_id
 from service_kit.pii import FieldCipher, mask_id_number, mask_phone, redact_text
 
 from . import access, domain, transfers
+from .metrics import ID_NUMBER_CONFLICTS_OUTSIDE_SCOPE
 from .presenter import as_resource
-from .repository import Repository
+from .repository import Repository, duplicate_id_number
 
 ID_NUMBER_INDEX = "member.id_number"  # the blind index's context: the same for every member
+ID_NUMBER_CONFLICT = "id_number_conflict"  # the audit log's action for an answer outside the caller's scope
+DEFAULT_CONFLICTS_OUTSIDE_SCOPE_PER_DAY = 5
 MOBILITY_FIELDS = ("mobile", "mobile_location", "online_branch_id")
 MEMBER_EVENT_FIELDS = ("organization_id", "unit_id", "division", "name", "id_number", "phone", "occupation",
                        *MOBILITY_FIELDS, "stage", "category")
@@ -52,9 +57,11 @@ def _transfer_data(transfer: dict, **extra) -> dict:
 
 
 class Commands:
-    def __init__(self, cipher: FieldCipher, letter_valid_days: int):
+    def __init__(self, cipher: FieldCipher, letter_valid_days: int,
+                 conflicts_outside_scope_per_day: int = DEFAULT_CONFLICTS_OUTSIDE_SCOPE_PER_DAY):
         self.cipher = cipher
         self.letter_valid_days = letter_valid_days
+        self.conflicts_outside_scope_per_day = conflicts_outside_scope_per_day
 
     @staticmethod
     def _repo(uow) -> Repository:
@@ -71,6 +78,46 @@ class Commands:
             "id_number_index": self.id_number_index(id_number),
             "id_number_masked": mask_id_number(id_number),
         }
+
+    def screen_id_number(self, uow, id_number: str, actor: Actor, member_id: str | None = None) -> DomainError | None:
+        """Before a registration, or a change of `member_id`'s ID number: the refusal to raise
+        once this transaction has committed, if any.
+
+        That an ID number is taken tells that its holder is a party member. Inside the caller's
+        scope that is theirs to know, and the 409 is answered as ever. Outside it the 409 is
+        still answered (the person must be transferred, not registered twice), but each such
+        answer is written to the audit log (which member, who asked) and counted, and a caller
+        gets at most `conflicts_outside_scope_per_day` of them in 24 hours. Past that, every
+        registration and ID number change of theirs is refused with 429 until the oldest answer
+        is a day old, whether the number is taken or not, so the refusal tells nothing either."""
+        repo = self._repo(uow)
+        if member_id is not None:  # a member the caller may not change is refused as such first
+            member = repo.member(member_id)
+            access.ensure_may_manage(actor, member["organization_id"], member["division"])
+        existing = repo.member_by_id_number_index(self.id_number_index(id_number))
+        outside_scope = (existing is not None and existing["_id"] != member_id
+                         and not access.may_read(actor, existing))
+        answered = repo.count_audit(by=actor.username, action=ID_NUMBER_CONFLICT,
+                                    outcome=AuditOutcome.revealed.value, since=uow.now - timedelta(days=1))
+        if answered >= self.conflicts_outside_scope_per_day:
+            refusal = TooManyRequests(
+                f"{answered} registrations or ID number changes of yours in the last 24 hours named an ID number "
+                "registered outside your scope: no more are accepted from you until a day has passed since the "
+                "first of them; an administrator can register the member", "id_number", "try again later")
+            if outside_scope:
+                self._audit_conflict(uow, existing, actor, AuditOutcome.refused)
+            return refusal
+        if not outside_scope:
+            return None  # unknown here, or the caller's own: the transaction itself decides
+        self._audit_conflict(uow, existing, actor, AuditOutcome.revealed)
+        return duplicate_id_number()
+
+    def _audit_conflict(self, uow, existing: dict, actor: Actor, outcome: AuditOutcome) -> None:
+        self._repo(uow).insert_audit({
+            "_id": new_id(), "action": ID_NUMBER_CONFLICT, "member_id": existing["_id"], "by": actor.username,
+            "role": actor.role.value, "reason": "registration or ID number change naming a member outside the scope",
+            "outcome": outcome.value, "at": uow.now})
+        uow.on_commit.append(lambda: ID_NUMBER_CONFLICTS_OUTSIDE_SCOPE.labels(outcome.value).inc())
 
     def _protected_phone(self, member_id: str, phone: str | None) -> dict:
         if phone is None:

@@ -27,9 +27,10 @@ def ensure_indexes(db) -> None:
     db.transfers.create_index([("member_id", ASCENDING), ("_id", ASCENDING)])
     db.check_ins.create_index([("member_id", ASCENDING), ("checked_in_at", ASCENDING)])
     db.audit_log.create_index([("member_id", ASCENDING), ("_id", ASCENDING)])
+    db.audit_log.create_index([("by", ASCENDING), ("action", ASCENDING), ("at", ASCENDING)])
 
 
-def _duplicate_id_number() -> Conflict:
+def duplicate_id_number() -> Conflict:
     return Conflict("a member with this ID number is already registered", "id_number", "already registered")
 
 
@@ -51,13 +52,13 @@ class Repository(DocumentRepository):
         try:
             self.db.members.insert_one(member, session=self.session)
         except DuplicateKeyError:
-            raise _duplicate_id_number()
+            raise duplicate_id_number()
 
     def save_member(self, member: dict) -> None:
         try:
             self._save("members", member)
         except DuplicateKeyError:
-            raise _duplicate_id_number()
+            raise duplicate_id_number()
 
     def members(self, filters: dict, visible: Visibility, limit: int, cursor: str | None, to_resource) -> dict:
         query = {k: v for k, v in filters.items() if k in ("organization_id", "mobile", "stage") and v is not None}
@@ -145,6 +146,10 @@ class Repository(DocumentRepository):
 
     def insert_audit(self, record: dict) -> None:
         self.db.audit_log.insert_one(record, session=self.session)
+
+    def count_audit(self, *, by: str, action: str, outcome: str, since) -> int:
+        return self.db.audit_log.count_documents(
+            {"by": by, "action": action, "outcome": outcome, "at": {"$gte": since}}, session=self.session)
 
     def audit_log(self, filters: dict, limit: int, cursor: str | None, to_resource) -> dict:
         """Oldest first (`_id` order is the order of the attempts)."""

@@ -20,7 +20,7 @@ from service_kit.chassis.entrypoints import command, operation, query
 from service_kit.store import utc_now
 
 from . import access, domain
-from .application import Commands
+from .application import DEFAULT_CONFLICTS_OUTSIDE_SCOPE_PER_DAY, Commands
 from .migrate import prepare
 from .organizations import active_organization, active_unit, division_of, online_branch
 from .presenter import as_resource
@@ -41,7 +41,9 @@ class MemberService(ChassisService):
 
     @property
     def commands(self) -> Commands:
-        return Commands(self.cipher, int(self.config.get("TRANSFER_LETTER_VALID_DAYS", 30)))
+        return Commands(self.cipher, int(self.config.get("TRANSFER_LETTER_VALID_DAYS", 30)),
+                        int(self.config.get("ID_NUMBER_CONFLICTS_OUTSIDE_SCOPE_PER_DAY",
+                                            DEFAULT_CONFLICTS_OUTSIDE_SCOPE_PER_DAY)))
 
     @property
     def repo(self) -> Repository:
@@ -57,6 +59,14 @@ class MemberService(ChassisService):
                                        organization_division=organization_division)
         return visible
 
+    def _screen_id_number(self, id_number: str, actor, member_id: str | None = None) -> None:
+        """Refuses a taken ID number outside the caller's scope in a transaction of its own, so
+        that the audit record of the refusal commits (see Commands.screen_id_number)."""
+        refusal = self.store.transaction(
+            lambda uow: self.commands.screen_id_number(uow, id_number, actor, member_id))
+        if refusal is not None:
+            raise refusal
+
     # ---- members -------------------------------------------------------------------------
 
     @command(RegisterMember, ask_first=True)
@@ -66,12 +76,15 @@ class MemberService(ChassisService):
             active_unit(self.organizations, command.unit_id, "unit_id")
         if command.online_branch_id:
             online_branch(self.organizations, command.online_branch_id)
+        self._screen_id_number(command.id_number, actor)
         return lambda uow: self.commands.register_member(uow, command, organization, actor)
 
     @command(UpdateMember, body="changes", path="member_id", ask_first=True)
     def update_member(self, member_id, changes, actor):
         if changes.online_branch_id:
             online_branch(self.organizations, changes.online_branch_id)
+        if changes.id_number:
+            self._screen_id_number(changes.id_number, actor, member_id)
         return lambda uow: self.commands.update_member(uow, member_id, changes, actor)
 
     @query(body=None, path="member_id")
