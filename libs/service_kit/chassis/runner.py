@@ -13,6 +13,7 @@ import signal
 import time
 
 import eventlet
+import eventlet.event
 from nameko.containers import ServiceContainer as NamekoServiceContainer
 from nameko.messaging import QueueConsumer
 
@@ -60,6 +61,13 @@ def run(service_cls, config: dict, migrate=None, args: list[str] | None = None) 
 
     container = ServiceContainer(service_cls, config)
     signalled = []
+    # /readyz answers while the entrypoints are still starting: a stop asked for then waits
+    # until they have started (stopping a consumer that is being started raises).
+    started = eventlet.event.Event()
+
+    def stop_once_started():
+        started.wait()
+        container.stop()
 
     def shutdown(signum, frame):
         name = signal.Signals(signum).name
@@ -69,11 +77,12 @@ def run(service_cls, config: dict, migrate=None, args: list[str] | None = None) 
             return
         signalled.append(name)
         log.info("%s: %s: stopping", service_cls.name, name)
-        eventlet.spawn_n(container.stop)
+        eventlet.spawn_n(stop_once_started)
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     container.start()
+    started.send()
     log.info("%s started; HTTP on %s", service_cls.name, config["WEB_SERVER_ADDRESS"])
     container.wait()  # raises what killed the container, if something did
     log.info("%s stopped", service_cls.name)
