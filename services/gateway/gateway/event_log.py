@@ -36,8 +36,15 @@ def _entry(doc: dict) -> LogEntry:
 
 
 def _log_doc(seq: int, event: CloudEvent) -> dict:
+    envelope = event.to_json_dict()
     return {"seq": seq, "event_id": event.id, "type": event.type, "division": event.division, "time": event.time,
-            "logged_at": datetime.now(timezone.utc), "envelope": event.to_json_dict()}
+            "divisions": _divisions(envelope), "logged_at": datetime.now(timezone.utc), "envelope": envelope}
+
+
+def _divisions(envelope: dict) -> list[str]:
+    """The divisions a stream's division filter matches the entry by, for an index to answer
+    that filter: the event's own and, for a move between two, the other one."""
+    return [d for d in (envelope.get("division"), envelope.get("otherdivision")) if isinstance(d, str) and d]
 
 
 OnLogged = Callable[[list[LogEntry], AsyncClientSession], Awaitable[None]]
@@ -61,9 +68,19 @@ class EventLog:
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("seq", ASCENDING)], unique=True, name="seq_unique")
         await self.collection.create_index([("event_id", ASCENDING)], unique=True, name="event_id_unique")
+        # A resuming stream reads only what its filter may match (Broadcaster.stream).
+        await self.collection.create_index([("divisions", ASCENDING), ("seq", ASCENDING)], name="divisions_seq")
+        await self.collection.create_index([("type", ASCENDING), ("seq", ASCENDING)], name="type_seq")
+        await self._add_divisions_to_older_entries()
         # Retention walks the seq index instead, so no insert pays for a logged_at index.
         if "logged_at" in await self.collection.index_information():
             await self.collection.drop_index("logged_at")
+
+    async def _add_divisions_to_older_entries(self) -> None:
+        """Entries logged before `divisions` was: without it, no division filter would find them."""
+        async with self.collection.find({"divisions": None}, {"envelope": 1}) as cursor:
+            async for doc in cursor:
+                await self.collection.update_one({"_id": doc["_id"]}, {"$set": {"divisions": _divisions(doc["envelope"])}})
 
     async def append(self, event: CloudEvent) -> LogEntry | None:
         """Log the event under the next sequence number; None if it is already logged."""
@@ -161,9 +178,11 @@ class EventLog:
             await on_logged([entry for entry in results if entry is not None], session)
         return results
 
-    async def after(self, seq: int, limit: int, upto: int | None = None) -> list[LogEntry]:
+    async def after(self, seq: int, limit: int, upto: int | None = None, where: dict | None = None) -> list[LogEntry]:
+        """The entries after `seq` (up to `upto`), in order; with `where`, only those it matches."""
         bounds = {"$gt": seq} if upto is None else {"$gt": seq, "$lte": upto}
-        docs = await self.collection.find({"seq": bounds}).sort("seq", ASCENDING).limit(limit).to_list()
+        query = {"seq": bounds} if not where else {"$and": [where, {"seq": bounds}]}
+        docs = await self.collection.find(query).sort("seq", ASCENDING).limit(limit).to_list()
         return [_entry(doc) for doc in docs]
 
     async def last_seq(self) -> int:

@@ -4,6 +4,7 @@ a resumed client first getting what it missed from the log."""
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -35,8 +36,18 @@ class Subscription:
         self.filter = event_filter
         self.start_after = start_after
         self._queue: asyncio.Queue[LogEntry | None] = asyncio.Queue()
+        self.ended = False
+
+    def end(self) -> None:
+        """Stop the stream now (its reader lost the right to it): what is buffered is dropped."""
+        self.ended = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
 
     def offer(self, entry: LogEntry | None) -> None:
+        if self.ended:
+            return
         if entry is not None and not self.filter.matches(entry):
             return
         if self._queue.qsize() >= CLIENT_BUFFER:
@@ -65,6 +76,7 @@ class Broadcaster:
         self.gap_wait = gap_wait
         self.delivered = 0
         self._subscriptions: set[Subscription] = set()
+        self._open_streams: Counter[str] = Counter()  # user id -> their connected clients
         self._wake = asyncio.Event()
         self._gap_since: float | None = None
         self._task: asyncio.Task | None = None
@@ -93,6 +105,18 @@ class Broadcaster:
     def unsubscribe(self, subscription: Subscription) -> None:
         self._subscriptions.discard(subscription)
 
+    def open_stream(self, user_id: str, limit: int) -> bool:
+        """Count a client of `user_id` in, unless they already have `limit` open here."""
+        if self._open_streams[user_id] >= limit:
+            return False
+        self._open_streams[user_id] += 1
+        return True
+
+    def close_stream(self, user_id: str) -> None:
+        self._open_streams[user_id] -= 1
+        if self._open_streams[user_id] <= 0:
+            del self._open_streams[user_id]
+
     async def stream(self, subscription: Subscription,
                      last_event_id: int | None) -> AsyncIterator[LogEntry | StreamGap]:
         """Entries for one client: the log after `last_event_id` (if given), then live ones,
@@ -104,13 +128,16 @@ class Broadcaster:
         try:
             seen = subscription.start_after
             if last_event_id is not None:
+                if last_event_id < subscription.start_after:
+                    oldest = await self.log.after(last_event_id, 1, upto=subscription.start_after)
+                    next_logged = oldest[0].seq if oldest else subscription.start_after + 1
+                    if next_logged > last_event_id + 1:
+                        yield StreamGap(last_event_id, next_logged - 1)
+                # Only the entries the filter may match are read, through the log's indexes.
+                where = event_filter.log_query()
                 cursor = last_event_id
-                while True:
-                    page = await self.log.after(cursor, REPLAY_PAGE, upto=subscription.start_after)
-                    if cursor == last_event_id < subscription.start_after:  # the first page
-                        next_logged = page[0].seq if page else subscription.start_after + 1
-                        if next_logged > last_event_id + 1:
-                            yield StreamGap(last_event_id, next_logged - 1)
+                while not subscription.ended:
+                    page = await self.log.after(cursor, REPLAY_PAGE, upto=subscription.start_after, where=where)
                     for entry in page:
                         if event_filter.matches(entry):
                             yield entry

@@ -25,6 +25,10 @@ class Settings:
     user_cache_seconds: float = 2.0
     outbox_poll_seconds: float = 1.0
     log_level: str = "INFO"
+    stream_recheck_seconds: float = 2.0
+    stream_max_per_user: int = 5
+    stream_send_timeout_seconds: float = 10.0
+    stream_subscribes_per_minute: int = 30
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -51,4 +55,8 @@ class Settings:
             user_cache_seconds=float(env.get("USER_CACHE_SECONDS", "2")),
             outbox_poll_seconds=float(env.get("OUTBOX_POLL_SECONDS", "1.0")),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            stream_recheck_seconds=float(env.get("STREAM_RECHECK_SECONDS", "2")),
+            stream_max_per_user=int(env.get("STREAM_MAX_PER_USER", "5")),
+            stream_send_timeout_seconds=float(env.get("STREAM_SEND_TIMEOUT_SECONDS", "10")),
+            stream_subscribes_per_minute=int(env.get("STREAM_SUBSCRIBES_PER_MINUTE", "30")),
         )

@@ -22,7 +22,7 @@ class MemoryLog:
     def add(self, *entries: LogEntry) -> None:
         self.entries.update({e.seq: e for e in entries})
 
-    async def after(self, seq, limit, upto=None):
+    async def after(self, seq, limit, upto=None, where=None):  # `where` narrows the read; the filter decides
         found = sorted(s for s in self.entries if s > seq and (upto is None or s <= upto))
         return [self.entries[s] for s in found[:limit]]
 

@@ -1,20 +1,37 @@
 import asyncio
+import functools
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from platform_contracts.organization import Division, RegisterDivision
-from service_kit import topology
+from service_kit import registry, topology
 
 from . import API, ORGANIZATION
 from ..deps import Admin, Caller, CommandId, Rpc
+from ..problems import ApiProblem
 from ..schemas import ItemList, Replayed, ReplayDeadLetters, Report
 
 router = APIRouter(prefix=API, tags=["administration"])
 
-ServiceName = Annotated[str, Query(pattern=r"^[a-z][a-z0-9_-]{0,63}$",
-                                   description="the nameko service to ask, or `gateway` for the gateway's own")]
 GATEWAY = "gateway"
+
+
+@functools.cache
+def known_services() -> tuple[str, ...]:
+    return tuple(entry.name for entry in registry.nameko_services()) + (GATEWAY,)
+
+
+def service_name(service: Annotated[str, Query(
+        pattern=r"^[a-z][a-z0-9_-]{0,63}$",
+        description="the nameko service to ask, or `gateway` for the gateway's own")] = ORGANIZATION) -> str:
+    """A service of services/registry.toml: a name nobody answers to would wait out the RPC timeout."""
+    if service not in known_services():
+        raise ApiProblem.invalid(["query", "service"], f"not a service; one of {', '.join(known_services())}")
+    return service
+
+
+ServiceName = Annotated[str, Depends(service_name)]
 
 
 @router.get("/divisions", response_model=ItemList[Division], tags=["divisions"], summary="Known divisions")
@@ -31,7 +48,7 @@ async def register_division(command: RegisterDivision, admin: Admin, command_id:
 
 @router.get("/admin/dead-letters", response_model=ItemList[Report],
             summary="Events a service (or the gateway) gave up on (admin)")
-async def list_dead_letters(admin: Admin, rpc: Rpc, request: Request, service: ServiceName = ORGANIZATION,
+async def list_dead_letters(admin: Admin, rpc: Rpc, request: Request, service: ServiceName,
                             limit: Annotated[int, Query(ge=1, le=500)] = 50):
     if service == GATEWAY:  # the gateway's own: invalid events it consumed
         return {"items": await asyncio.to_thread(topology.list_dead_letters, amqp_uri(request), GATEWAY, limit)}
@@ -40,8 +57,8 @@ async def list_dead_letters(admin: Admin, rpc: Rpc, request: Request, service: S
 
 @router.post("/admin/dead-letters/replay", response_model=Replayed,
              summary="Send dead letters back to their queues (admin)")
-async def replay_dead_letters(admin: Admin, rpc: Rpc, request: Request, body: ReplayDeadLetters | None = None,
-                              service: ServiceName = ORGANIZATION):
+async def replay_dead_letters(admin: Admin, rpc: Rpc, request: Request, service: ServiceName,
+                              body: ReplayDeadLetters | None = None):
     message_ids = body.message_ids if body else None
     if service == GATEWAY:
         return {"replayed": await asyncio.to_thread(topology.replay_dead_letters, amqp_uri(request), GATEWAY,
