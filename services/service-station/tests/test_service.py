@@ -54,3 +54,19 @@ def test_sigterm_stops_it_cleanly_and_soon(start_service):
     replica.process.send_signal(signal.SIGTERM)
     assert replica.process.wait(10) == 0
     assert time.monotonic() - began < 10
+
+
+def test_sigterm_while_it_is_still_starting_stops_it_cleanly(start_service):
+    """The health endpoint answers before the consumers have started: a stop asked for then
+    waits for them, rather than stopping a consumer mid-start and exiting 1."""
+    import urllib.request
+
+    replica = start_service("service-station", wait=False)
+
+    def alive():
+        with urllib.request.urlopen(f"http://127.0.0.1:{replica.http_port}/healthz", timeout=1) as response:
+            return response.status == 200
+
+    wait_for(alive, timeout=60, interval=0.01, what="the first /healthz")
+    replica.process.send_signal(signal.SIGTERM)
+    assert replica.process.wait(10) == 0
