@@ -3,13 +3,15 @@ role or scope, ends their SSE and WebSocket streams within STREAM_RECHECK_SECOND
 
 import asyncio
 import json
+import time
 import uuid
 
 import pytest
 import websockets
 from httpx_sse import aconnect_sse
 
-from gateway_test_support import ADMIN_PASSWORD, start_gateway
+from gateway.auth import Principal, issue_token
+from gateway_test_support import ADMIN_PASSWORD, JWT_SECRET, start_gateway
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,6 +67,18 @@ async def test_open_sse_stream_of_a_deactivated_user_is_closed(rechecking_gatewa
         async with aconnect_sse(client, "GET", STREAM, params={"division": "3701"}) as source:
             assert source.response.status_code == 200
             accounts.change(user_id, active=False)
+            assert (await closing_event(source))["status"] == 401
+
+
+async def test_open_sse_stream_ends_when_its_token_expires(rechecking_gateway, accounts):
+    user_id, token = accounts.create("operator", "3701")
+    with rechecking_gateway.client(token) as client:
+        account = client.get("/api/v1/me").json()
+    expiring = issue_token(JWT_SECRET, Principal.of({**account, "_id": user_id}), ttl_seconds=3600,
+                           now=time.time() - 3600 + 2)  # valid for two more seconds
+    async with rechecking_gateway.async_client(expiring) as client:
+        async with aconnect_sse(client, "GET", STREAM) as source:
+            assert source.response.status_code == 200
             assert (await closing_event(source))["status"] == 401
 
 
