@@ -16,6 +16,7 @@ from service_kit.outbox import OutboxRelay
 from .event_consumer import EventConsumer
 from .event_log import EventLog, purge_periodically
 from .fanout import Broadcaster
+from .login_guard import LoginGuard
 from .metrics import RequestMiddleware
 from .notifications import NOTIFICATION_SOURCE, NotificationStore
 from .problems import install as install_problem_handlers
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 async def ensure_indexes(db) -> None:
     """Idempotent: run at every start and by `python -m gateway migrate`."""
     await UserRepository(db).ensure_indexes()
+    await LoginGuard.ensure_indexes(db)
     await EventLog(db).ensure_indexes()
     await NotificationStore(db).ensure_indexes()
 
@@ -66,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings, app.state.db, app.state.users = settings, db, users_repo
         app.state.rpc, app.state.broadcaster, app.state.consumer = rpc, broadcaster, consumer
         app.state.notifications = notification_store
+        app.state.login_guard = LoginGuard(db, settings)
         log.info("gateway ready on http://%s:%d (docs at /docs)", settings.host, settings.port)
         try:
             yield

@@ -44,11 +44,13 @@ class Principal:
         return cls(id=account["_id"], actor=Actor.parse({k: account.get(k) for k in ("username", "role", "scope")}))
 
 
-def issue_token(secret: str, principal: Principal, ttl_seconds: int, now: float | None = None) -> str:
+def issue_token(secret: str, principal: Principal, ttl_seconds: int, now: float | None = None,
+                generation: int = 0) -> str:
+    """`generation` is the account's token generation (see tokens_revoked)."""
     issued = int(time.time() if now is None else now)
     actor = principal.actor.to_wire()
     claims = {"sub": actor["username"], "uid": principal.id, "role": actor["role"], "scope": actor["scope"],
-              "iat": issued, "exp": issued + ttl_seconds}
+              "iat": issued, "exp": issued + ttl_seconds, "gen": generation}
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
 
@@ -60,6 +62,13 @@ def decode_token(secret: str, token: str) -> dict:
         raise unauthorized("the access token has expired") from None
     except jwt.InvalidTokenError:
         raise unauthorized("the access token is not valid") from None
+
+
+def tokens_revoked(claims: dict, account: dict) -> bool:
+    """Whether the token was issued before the account's last password change or deactivation:
+    each bumps the account's `token_generation`, which its tokens carry as `gen`. (A counter, not
+    a time, so that replicas' clocks and a login in the same second do not matter.)"""
+    return claims.get("gen", 0) != account.get("token_generation", 0)
 
 
 def unauthorized(detail: str) -> ApiProblem:

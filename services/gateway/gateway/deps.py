@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from platform_contracts.actors import DIVISION_ROLES, Role
 
-from .auth import Principal, decode_token, unauthorized
+from .auth import Principal, decode_token, tokens_revoked, unauthorized
 from .idempotency import request_fingerprint
 from .rpc import RpcClient
 
@@ -17,15 +17,18 @@ _bearer = HTTPBearer(auto_error=False, description="an access token from POST /a
 
 
 async def authenticate(connection: HTTPConnection, token: str | None) -> Principal:
-    """The active user a token belongs to. Role and scope are read from the account, not the
-    token, so a deactivation or a change of scope applies at once through this replica, and
-    within USER_CACHE_SECONDS through another."""
+    """The active user a token belongs to, if the token is not older than the account's last
+    password change or deactivation. Role and scope are read from the account, not the token, so
+    those changes apply at once through this replica, and within USER_CACHE_SECONDS through
+    another."""
     if not token:
         raise unauthorized("an access token is required (Authorization: Bearer <token>)")
     claims = decode_token(connection.app.state.settings.jwt_secret, token)
     user = await connection.app.state.users.cached_by_username(claims["sub"])
     if user is None or not user.get("active", False):
         raise unauthorized("the account is unknown or inactive")
+    if tokens_revoked(claims, user):
+        raise unauthorized("the access token was revoked by a password change or deactivation: log in again")
     return Principal.of(user)
 
 

@@ -79,3 +79,14 @@ class RequestMiddleware:
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_DURATION.labels(method, route).observe(elapsed)
             log.info("%s %s %s %.1fms request_id=%s", method, route, status, elapsed * 1000, request_id)
+
+
+# Login abuse (login_guard.py).
+LOGIN_LOCKOUTS = Counter("gateway_login_lockouts", "Usernames or client addresses locked out after too many failed "
+                         "logins", ["kind"])
+LOGIN_REFUSED = Counter("gateway_login_refused", "Login attempts refused before the password was checked (locked: "
+                        "a lockout; busy: every hashing turn taken)", ["reason"])
+for _kind in ("username", "address"):
+    LOGIN_LOCKOUTS.labels(_kind)
+for _reason in ("locked", "busy"):
+    LOGIN_REFUSED.labels(_reason)

@@ -23,6 +23,11 @@ class Settings:
     rpc_timeout_seconds: float = 10.0
     event_log_retention_hours: float = 168.0
     user_cache_seconds: float = 2.0
+    login_hashing_concurrency: int = 2
+    login_hashing_queue: int = 8
+    login_max_failures_per_username: int = 10
+    login_max_failures_per_address: int = 100
+    login_failure_window_seconds: float = 900.0
     outbox_poll_seconds: float = 1.0
     log_level: str = "INFO"
     stream_recheck_seconds: float = 2.0
@@ -53,6 +58,11 @@ class Settings:
             rpc_timeout_seconds=float(env.get("RPC_TIMEOUT_SECONDS", "10")),
             event_log_retention_hours=float(env.get("EVENT_LOG_RETENTION_HOURS", "168")),
             user_cache_seconds=float(env.get("USER_CACHE_SECONDS", "2")),
+            login_hashing_concurrency=int(env.get("LOGIN_HASHING_CONCURRENCY", "2")),
+            login_hashing_queue=int(env.get("LOGIN_HASHING_QUEUE", "8")),
+            login_max_failures_per_username=int(env.get("LOGIN_MAX_FAILURES_PER_USERNAME", "10")),
+            login_max_failures_per_address=int(env.get("LOGIN_MAX_FAILURES_PER_ADDRESS", "100")),
+            login_failure_window_seconds=float(env.get("LOGIN_FAILURE_WINDOW_SECONDS", "900")),
             outbox_poll_seconds=float(env.get("OUTBOX_POLL_SECONDS", "1.0")),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             stream_recheck_seconds=float(env.get("STREAM_RECHECK_SECONDS", "2")),

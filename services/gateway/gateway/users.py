@@ -103,13 +103,17 @@ class UserRepository:
         return done
 
     async def update(self, user_id: str, changes: dict) -> dict:
-        """Apply role/scope/active/password changes (already validated together)."""
+        """Apply role/scope/active/password changes (already validated together). A password
+        change or a deactivation revokes the account's tokens (auth.tokens_revoked)."""
         fields = {k: v for k, v in changes.items() if k != "password"}
         if "password" in changes:
             fields["password_hash"] = await asyncio.to_thread(hash_password, changes["password"])
         fields["updated_at"] = datetime.now(timezone.utc)
+        update = {"$set": fields}
+        if "password" in changes or changes.get("active") is False:
+            update["$inc"] = {"token_generation": 1}
         doc = await self.collection.find_one_and_update(
-            {"_id": user_id}, {"$set": fields}, return_document=ReturnDocument.AFTER)
+            {"_id": user_id}, update, return_document=ReturnDocument.AFTER)
         if doc is None:
             raise ApiProblem.of(404, f"user {user_id} does not exist")
         self._invalidate(doc["username"])
@@ -124,19 +128,28 @@ class UserRepository:
         return docs, (docs[-1]["username"] if more else None)
 
     async def bootstrap_admin(self, password: str | None) -> None:
-        """Make sure an `admin` account exists; ADMIN_PASSWORD, when given, is its password."""
+        """Create the `admin` account if there is none, with ADMIN_PASSWORD as its password. An
+        existing one is left as it is: a restart must not undo a rotated password or a
+        deactivation (`python -m gateway reset-admin-password` is the explicit way back)."""
+        if await self.by_username(BOOTSTRAP_ADMIN) is not None:
+            log.info("admin account exists (ADMIN_PASSWORD applies only when creating it)")
+            return
+        if password is None:
+            log.warning("ADMIN_PASSWORD is not set: the admin account was created with a random password "
+                        "nobody knows; set one with `python -m gateway reset-admin-password`")
+        try:
+            await self.create(BOOTSTRAP_ADMIN, password or secrets.token_urlsafe(32), Role.admin, None)
+            log.info("admin account created")
+        except ApiProblem:  # another replica created it at the same moment
+            log.info("admin account created by another replica")
+
+    async def reset_admin(self, password: str) -> None:
+        """The operator's way back into the `admin` account: this password, the admin role, active,
+        and every token issued before revoked. Creates the account if there is none."""
         existing = await self.by_username(BOOTSTRAP_ADMIN)
         if existing is None:
-            if password is None:
-                log.warning("ADMIN_PASSWORD is not set: the admin account was created with a random password "
-                            "nobody knows; restart with ADMIN_PASSWORD set to log in as admin")
-            try:
-                await self.create(BOOTSTRAP_ADMIN, password or secrets.token_urlsafe(32), Role.admin, None)
-            except ApiProblem:  # another replica created it at the same moment
-                existing = await self.by_username(BOOTSTRAP_ADMIN)
-        if existing is not None:
-            changes = {"role": Role.admin, "scope": None, "active": True}
-            if password is not None:
-                changes["password"] = password
-            await self.update(existing["_id"], changes)
-        log.info("admin account ready")
+            await self.create(BOOTSTRAP_ADMIN, password, Role.admin, None)
+        else:
+            await self.update(existing["_id"], {"role": Role.admin, "scope": None, "active": True,
+                                                "password": password})
+        log.info("admin account reset: password set, role admin, active")

@@ -1,4 +1,3 @@
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -6,7 +5,7 @@ from fastapi import APIRouter, Depends, Request
 from platform_contracts.actors import Role, normalize_scope
 
 from . import API
-from ..auth import Principal, issue_token, unauthorized, verify_password
+from ..auth import Principal, issue_token, unauthorized
 from ..deps import Admin, CommandId, Cursor, EntityId, Limit, current_principal
 from ..problems import ApiProblem
 from ..schemas import CreateUser, Page, Token, TokenRequest, UpdateUser, User, changed_fields
@@ -15,16 +14,37 @@ from ..users import public
 router = APIRouter(prefix=API, tags=["users"])
 
 
-@router.post("/auth/token", response_model=Token, tags=["auth"], summary="Exchange a username and password for a token")
+def _problem(description: str, retry_after: bool = False) -> dict:
+    response = {"description": description, "content": {"application/problem+json": {}}}
+    if retry_after:
+        response["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    return response
+
+
+@router.post("/auth/token", response_model=Token, tags=["auth"], summary="Exchange a username and password for a token",
+             responses={
+                 401: _problem("wrong username or password, or the account is inactive"),
+                 429: _problem("too many failed logins for this username or client address (LOGIN_MAX_FAILURES_*"
+                               " within LOGIN_FAILURE_WINDOW_SECONDS): locked until Retry-After", retry_after=True),
+                 503: _problem("every password-hashing turn of this replica is taken", retry_after=True),
+             })
 async def issue_access_token(body: TokenRequest, request: Request):
     state = request.app.state
-    user = await state.users.by_username(body.username)
-    valid = await asyncio.to_thread(verify_password, user and user["password_hash"], body.password)
-    if not valid or not user.get("active", False):
-        raise unauthorized("wrong username or password, or the account is inactive")
+    guard = state.login_guard
+    address = request.client.host if request.client else None
+    await guard.refuse_if_locked(body.username, address)
+    async with guard.hashing_slot():
+        await guard.refuse_if_locked(body.username, address)  # failures counted while this one waited
+        user = await state.users.by_username(body.username)
+        valid = await guard.verify(user and user["password_hash"], body.password)
+        if not valid or not user.get("active", False):
+            await guard.record_failure(body.username, address)
+            raise unauthorized("wrong username or password, or the account is inactive")
+    await guard.record_success(body.username)
     principal = Principal.of(user)
     ttl = state.settings.access_token_ttl_seconds
-    return Token(access_token=issue_token(state.settings.jwt_secret, principal, ttl), expires_in=ttl)
+    token = issue_token(state.settings.jwt_secret, principal, ttl, generation=user.get("token_generation", 0))
+    return Token(access_token=token, expires_in=ttl)
 
 
 @router.get("/me", response_model=User, summary="The account the token belongs to")
