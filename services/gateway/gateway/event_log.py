@@ -16,6 +16,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from platform_contracts.codes import DIVISION_PREFIX_LENGTHS
 from platform_contracts.envelope import CloudEvent
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,24 @@ def _entry(doc: dict) -> LogEntry:
 def _log_doc(seq: int, event: CloudEvent) -> dict:
     envelope = event.to_json_dict()
     return {"seq": seq, "event_id": event.id, "type": event.type, "division": event.division, "time": event.time,
-            "divisions": _divisions(envelope), "logged_at": datetime.now(timezone.utc), "envelope": envelope}
+            **filter_keys(envelope), "logged_at": datetime.now(timezone.utc), "envelope": envelope}
 
 
-def _divisions(envelope: dict) -> list[str]:
-    """The divisions a stream's division filter matches the entry by, for an index to answer
-    that filter: the event's own and, for a move between two, the other one."""
-    return [d for d in (envelope.get("division"), envelope.get("otherdivision")) if isinstance(d, str) and d]
+NO_DIVISION = "-"  # the division key of an entry without a division (a notification for a user, say)
+
+
+def filter_keys(envelope: dict) -> dict:
+    """What a resuming stream's filter looks an entry up by, as exact values (SecantusDB answers
+    equality and `$in` on an indexed array from its index, but a range next to the `seq` range,
+    or an `$or`, by a scan): `division_keys`, every prefix a division filter can be (2, 4, 6, 9,
+    12 digits) of the event's division and of its other division (a transfer's other side);
+    `type_keys`, the type and each of its prefixes up to a dot (`organization.` for
+    `organization.*`)."""
+    divisions = [d for d in (envelope.get("division"), envelope.get("otherdivision")) if isinstance(d, str) and d]
+    division_keys = {d[:n] for d in divisions for n in DIVISION_PREFIX_LENGTHS if n <= len(d)}
+    event_type = str(envelope.get("type") or "")
+    type_keys = {event_type[:i + 1] for i, c in enumerate(event_type) if c == "."} | {event_type}
+    return {"division_keys": sorted(division_keys) or [NO_DIVISION], "type_keys": sorted(type_keys)}
 
 
 OnLogged = Callable[[list[LogEntry], AsyncClientSession], Awaitable[None]]
@@ -69,18 +81,19 @@ class EventLog:
         await self.collection.create_index([("seq", ASCENDING)], unique=True, name="seq_unique")
         await self.collection.create_index([("event_id", ASCENDING)], unique=True, name="event_id_unique")
         # A resuming stream reads only what its filter may match (Broadcaster.stream).
-        await self.collection.create_index([("divisions", ASCENDING), ("seq", ASCENDING)], name="divisions_seq")
-        await self.collection.create_index([("type", ASCENDING), ("seq", ASCENDING)], name="type_seq")
-        await self._add_divisions_to_older_entries()
+        await self.collection.create_index([("division_keys", ASCENDING), ("seq", ASCENDING)],
+                                           name="division_keys_seq")
+        await self.collection.create_index([("type_keys", ASCENDING), ("seq", ASCENDING)], name="type_keys_seq")
+        await self._add_filter_keys_to_older_entries()
         # Retention walks the seq index instead, so no insert pays for a logged_at index.
         if "logged_at" in await self.collection.index_information():
             await self.collection.drop_index("logged_at")
 
-    async def _add_divisions_to_older_entries(self) -> None:
-        """Entries logged before `divisions` was: without it, no division filter would find them."""
-        async with self.collection.find({"divisions": None}, {"envelope": 1}) as cursor:
+    async def _add_filter_keys_to_older_entries(self) -> None:
+        """Entries logged before the filter keys were: without them, no filter would find them."""
+        async with self.collection.find({"division_keys": None}, {"envelope": 1}) as cursor:
             async for doc in cursor:
-                await self.collection.update_one({"_id": doc["_id"]}, {"$set": {"divisions": _divisions(doc["envelope"])}})
+                await self.collection.update_one({"_id": doc["_id"]}, {"$set": filter_keys(doc["envelope"])})
 
     async def append(self, event: CloudEvent) -> LogEntry | None:
         """Log the event under the next sequence number; None if it is already logged."""
@@ -181,8 +194,7 @@ class EventLog:
     async def after(self, seq: int, limit: int, upto: int | None = None, where: dict | None = None) -> list[LogEntry]:
         """The entries after `seq` (up to `upto`), in order; with `where`, only those it matches."""
         bounds = {"$gt": seq} if upto is None else {"$gt": seq, "$lte": upto}
-        query = {"seq": bounds} if not where else {"$and": [where, {"seq": bounds}]}
-        docs = await self.collection.find(query).sort("seq", ASCENDING).limit(limit).to_list()
+        docs = await self.collection.find({**(where or {}), "seq": bounds}).sort("seq", ASCENDING).limit(limit).to_list()
         return [_entry(doc) for doc in docs]
 
     async def last_seq(self) -> int:

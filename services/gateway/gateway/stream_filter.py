@@ -5,10 +5,9 @@ from dataclasses import dataclass
 
 from platform_contracts.actors import DIVISION_ROLES, Role
 from platform_contracts.codes import normalize_division_prefix
-from service_kit.documents import prefix_query
 
 from .auth import Principal
-from .event_log import LogEntry
+from .event_log import NO_DIVISION, LogEntry
 from .notifications import NOTIFICATION_CREATED, addressed_to
 
 MAX_TYPE_PATTERNS = 32
@@ -38,19 +37,17 @@ class EventFilter:
         return self._in_division(entry)
 
     def log_query(self) -> dict:
-        """A query on the event log's indexed fields (`type`, `divisions`) that every entry this
-        filter matches also matches, so a resume reads no more than it may send. Prefixes are
-        ranges, not anchored regexes, which SecantusDB answers by a scan (see prefix_query)."""
-        conditions = []
+        """A query on the event log's indexed filter keys (event_log.filter_keys) that every entry
+        this filter matches also matches, so that a resume reads little more than it sends:
+        plain equality and `$in`, which SecantusDB answers from the index."""
+        query = {}
         if self.reader is not None and self.reader.actor.role not in DIVISION_ROLES:
-            conditions.append({"type": NOTIFICATION_CREATED})
-        type_conditions = [_type_condition(p) for p in self.types]
-        if type_conditions and None not in type_conditions:
-            conditions.append({"$or": [{"type": c} for c in type_conditions]})
-        if self.division is not None:
-            conditions.append({"$or": [{"divisions": prefix_query(self.division)},
-                                       {"type": NOTIFICATION_CREATED, "division": None}]})
-        return {"$and": conditions} if conditions else {}
+            query["type_keys"] = NOTIFICATION_CREATED
+        elif self.types and None not in (keys := [_type_key(p) for p in self.types]):
+            query["type_keys"] = {"$in": keys}
+        if self.division is not None:  # notifications without a division pass a division filter
+            query["division_keys"] = {"$in": [self.division, NO_DIVISION]}
+        return query
 
     def _in_division(self, entry: LogEntry) -> bool:
         if self.division is None:
@@ -59,15 +56,15 @@ class EventFilter:
         return (entry.division or "").startswith(self.division) or bool(other and other.startswith(self.division))
 
 
-def _type_condition(pattern: str) -> str | dict | None:
-    """The type values a glob pattern may match as a query value: the type itself, or a range for
-    `prefix*`; None for any other glob (the filter then checks every entry itself)."""
+def _type_key(pattern: str) -> str | None:
+    """The type key a pattern selects: the type itself, or `prefix.` for `prefix.*`; None for any
+    other glob, which the filter then checks entry by entry."""
     glob = "*?[]!"
     if not any(c in glob for c in pattern):
         return pattern
     prefix = pattern[:-1]
-    if pattern.endswith("*") and prefix and not any(c in glob for c in prefix):
-        return prefix_query(prefix)
+    if pattern.endswith(".*") and not any(c in glob for c in prefix):
+        return prefix
     return None
 
 

@@ -57,7 +57,7 @@ async def test_append_read_and_purge(db):
     await log.ensure_indexes()
     await log.ensure_indexes()  # idempotent, as every start runs it
     assert set(await log.collection.index_information()) == {"_id_", "seq_unique", "event_id_unique",
-                                                                "divisions_seq", "type_seq"}
+                                                                "division_keys_seq", "type_keys_seq"}
     first, second = event(), event()
     a = await log.append(first)
     assert await log.append(first) is None  # a redelivery is not logged twice
