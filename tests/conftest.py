@@ -12,7 +12,9 @@ amqp_uri, start_session_service, cluster_rpc = own_vhost_and_services()
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory, amqp_uri):
-    running = RunningPlatform(tmp_path_factory.mktemp("platform"), amqp_uri)
+    # Every listener of the session streams as admin, and a closed one stays connected until its
+    # next event: more than the gateway's default cap of streams per user.
+    running = RunningPlatform(tmp_path_factory.mktemp("platform"), amqp_uri, extra_env={"STREAM_MAX_PER_USER": "100"})
     yield running
     running.stop()
     assert any("stopped" in line for line in running.output), "".join(running.output[-20:])
