@@ -65,15 +65,11 @@ def parse_last_event_id(value, loc: list) -> int | None:
     """Only ASCII digits of a 64-bit position: `str.isdigit` also takes "²", which int() refuses."""
     if value in (None, ""):
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        digits = str(value)
-    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= len(str(MAX_EVENT_ID)):
-        digits = value
-    else:
-        digits = "-"
-    if not digits.isdigit() or int(digits) > MAX_EVENT_ID:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= len(str(MAX_EVENT_ID)):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EVENT_ID:
         raise ApiProblem.invalid(loc, "must be an event id (a non-negative integer) from a previous event")
-    return int(digits)
+    return value
 
 
 def presented_token(request: Request) -> str | None:
