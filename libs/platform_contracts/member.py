@@ -10,7 +10,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+from pydantic.json_schema import WithJsonSchema
 
 from .codes import PROVINCE_CODES, is_ascii_digits
 from .organization import Command, DivisionCode, DivisionPrefix, EntityId, MobilePhone, Name
@@ -42,7 +43,9 @@ def normalize_id_number(value: str) -> str:
     return number
 
 
-IdNumber = Annotated[str, AfterValidator(normalize_id_number)]
+IdNumber = Annotated[str, AfterValidator(normalize_id_number), WithJsonSchema({
+    "type": "string", "pattern": r"^[0-9]{17}[0-9X]$", "minLength": 18, "maxLength": 18,
+    "description": "resident identity number (GB 11643-1999): 17 digits and a check character (a digit or X)"})]
 # What resources and events may carry: the last four characters only.
 MaskedIdNumber = Annotated[str, StringConstraints(pattern=r"^\*{14}[0-9]{3}[0-9X]$")]
 MaskedPhone = Annotated[str, StringConstraints(pattern=r"^[0-9]{3}\*+[0-9]{4}$")]
@@ -124,7 +127,7 @@ class RegisterMember(PersonalDataCommand):
     override_reason: Text | None = Field(
         None, description="operators and admins only: register a `full` member within a year of joined_on")
     occupation: Occupation = Occupation.other
-    mobile: bool = Field(False, description="流动党员: lives or works away from their organization")
+    mobile: StrictBool = Field(False, description="流动党员: lives or works away from their organization")
     mobile_location: Location | None = None
     online_branch_id: EntityId | None = Field(None, description="云端支部 the mobile member belongs to")
 
@@ -141,7 +144,7 @@ class UpdateMember(PersonalDataCommand):
     id_number: IdNumber | None = None
     phone: MobilePhone | None = None
     occupation: Occupation | None = None
-    mobile: bool | None = None
+    mobile: StrictBool | None = None
     mobile_location: Location | None = None
     online_branch_id: EntityId | None = None
 
@@ -229,7 +232,7 @@ class Member(BaseModel):
 class MemberFilter(Command):
     organization_id: EntityId | None = None
     division: DivisionPrefix | None = None
-    mobile: bool | None = None
+    mobile: StrictBool | None = None
     stage: Stage | None = None
 
 

@@ -5,13 +5,22 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
+from pydantic.json_schema import WithJsonSchema
 
 from .codes import normalize_credit_code, normalize_division_code, normalize_division_prefix
 
-CreditCode = Annotated[str, AfterValidator(normalize_credit_code)]
-DivisionCode = Annotated[str, AfterValidator(normalize_division_code)]
-DivisionPrefix = Annotated[str, AfterValidator(normalize_division_prefix)]
+# The JSON schemas state the form of each code, so generated clients refuse what the validators
+# would; the check characters and the GB/T 2260 province codes are the validators' alone.
+CreditCode = Annotated[str, AfterValidator(normalize_credit_code), WithJsonSchema({
+    "type": "string", "pattern": r"^[0-9A-HJ-NPQRTUWXY]{18}$", "minLength": 18, "maxLength": 18,
+    "description": "unified social credit code (GB 32100-2015): 18 characters, the last a check character"})]
+DivisionCode = Annotated[str, AfterValidator(normalize_division_code), WithJsonSchema({
+    "type": "string", "pattern": r"^[0-9]{6}([0-9]{3}){0,2}$", "minLength": 6, "maxLength": 12,
+    "description": "division code (GB/T 2260): 6 digits (district), 9 (street) or 12 (community)"})]
+DivisionPrefix = Annotated[str, AfterValidator(normalize_division_prefix), WithJsonSchema({
+    "type": "string", "pattern": r"^([0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12})$", "minLength": 2,
+    "maxLength": 12, "description": "a division at any level: 2 (province), 4 (city), 6, 9 or 12 digits"})]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 # An industry's code in the platform's registry (GET /industries), e.g. `express` or a local
 # name such as 快递; units name a registered one, so the coverage counters (one entry per
@@ -115,7 +124,7 @@ class RegisterUnit(Command):
     industry: Industry = Field(description=INDUSTRY_DESCRIPTION)
     division: DivisionCode
     employees: int = Field(0, ge=0, le=10_000_000)
-    above_scale: bool = Field(False, description="规上: above designated size")
+    above_scale: StrictBool = Field(False, description="规上: above designated size")
     address: str | None = Field(None, max_length=500)
 
 
@@ -134,7 +143,7 @@ class UpdateUnit(Changes):
     industry: Annotated[Industry, Kept] = Field(None, description=INDUSTRY_DESCRIPTION)
     division: Annotated[DivisionCode, Kept] = None
     employees: Annotated[int, Kept] = Field(None, ge=0, le=10_000_000)
-    above_scale: Annotated[bool, Kept] = None
+    above_scale: Annotated[StrictBool, Kept] = None
     address: str | None = Field(None, max_length=500)
 
 
@@ -183,7 +192,7 @@ class CreateOrganization(Command):
     unit_ids: Annotated[list[EntityId], AfterValidator(_no_duplicates)] = Field(default_factory=list, max_length=500)
     secretary: Name | None = None
     established_on: date | None = None
-    online: bool = Field(False, description="云端支部: an online branch for members on the move")
+    online: StrictBool = Field(False, description="云端支部: an online branch for members on the move")
     star_rating: int | None = Field(None, ge=1, le=5)
 
 
@@ -193,7 +202,7 @@ class UpdateOrganization(Changes):
     kind: Annotated[OrganizationKind, Kept] = None
     parent_id: EntityId | None = None
     secretary: Name | None = None
-    online: Annotated[bool, Kept] = None
+    online: Annotated[StrictBool, Kept] = None
     star_rating: int | None = Field(None, ge=1, le=5)
 
 

@@ -11,7 +11,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from starlette.exceptions import HTTPException
 
 from platform_contracts.errors import DomainError, Field
-from platform_contracts.problems import from_domain
+from platform_contracts.problems import Problem, from_domain
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,111 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem(500, "the gateway failed to handle this request; it has been logged"))
 
 
+# What each error status means on an operation, for the OpenAPI document.
+ERROR_DESCRIPTIONS = {
+    400: "the request body is not valid JSON",
+    401: "no valid access token (missing, expired, revoked, or the account is inactive)",
+    403: "the caller's role or scope does not allow this",
+    404: "the addressed record does not exist (or is outside the caller's scope)",
+    409: "the record's state does not allow this change, or the request conflicts with another",
+    422: "a field is missing or invalid (each is named in `errors`), or the Idempotency-Key was used "
+         "for a different request",
+    429: "too many requests: wait before trying again",
+    503: "a database, the message broker or a service is unavailable: nothing was changed, try again",
+    504: "a service did not answer in time: the request may or may not have been applied",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}}
+_WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}}
+_WRITE_METHODS = {"post", "put", "patch", "delete"}
+
+
+def error_statuses(path: str, method: str, operation: dict, calls_services: bool) -> set[int]:
+    """The error statuses an operation can answer with, told by its shape: what it reads
+    (parameters, a body), whether it authenticates, writes, or calls a service."""
+    if not path.startswith("/api/"):
+        return {503} if path == "/readyz" else set()  # the other probes always answer
+    statuses = {503}  # every API request reads the gateway's database (accounts) or a service
+    if operation.get("parameters") or "requestBody" in operation:
+        statuses.add(422)
+    if "requestBody" in operation:
+        statuses.add(400)
+    if "security" in operation:
+        statuses |= {401, 403}
+    if any(p["in"] == "path" for p in operation.get("parameters", ())):
+        statuses.add(404)
+    if method in _WRITE_METHODS and "security" in operation:  # a change to a record
+        statuses.add(409)
+    if calls_services:
+        statuses.add(504)
+    if path.startswith("/api/v1/members") and method in _WRITE_METHODS:
+        statuses.add(429)  # the member service limits a caller's ID-number conflicts outside their scope a day
+    return statuses
+
+
+def document_errors(schema: dict, routes_calling_services: set[tuple[str, str]]) -> dict:
+    """Declare every operation's error responses as problem documents (the Problem schema):
+    those its shape implies, and those its route declared without a schema. FastAPI's own 422
+    (HTTPValidationError, application/json) is replaced: the gateway never answers with it."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(problem_schema.pop("$defs", {}))
+    components["Problem"] = problem_schema
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            for status in [s for s in responses if not isinstance(s, str)]:  # a route's own, as ints
+                responses[str(status)] = responses.pop(status)
+            declared = {int(status) for status in responses if status.isdigit() and int(status) >= 400}
+            calls_services = (path, method) in routes_calling_services
+            for status in sorted(declared | error_statuses(path, method, operation, calls_services)):
+                response = responses.get(str(status), {})
+                if status == 422 and PROBLEM_MEDIA_TYPE not in response.get("content", {}):
+                    response = {}  # FastAPI's HTTPValidationError
+                response.setdefault("description", ERROR_DESCRIPTIONS.get(status, TITLES.get(status, "Error")))
+                response["content"] = content
+                if status in (429, 503):
+                    response["headers"] = {**_RETRY_AFTER, **response.get("headers", {})}
+                if status == 401:
+                    response["headers"] = {**_WWW_AUTHENTICATE, **response.get("headers", {})}
+                responses[str(status)] = response
+    return schema
+
+
+def _calls_services(dependant, rpc_client) -> bool:
+    return any(d.call is rpc_client or _calls_services(d, rpc_client) for d in dependant.dependencies)
+
+
+def _api_routes(routes, prefix: str = ""):
+    """(path, route) of every endpoint, through included routers (FastAPI keeps them nested)."""
+    for route in routes:
+        if hasattr(route, "original_router"):
+            yield from _api_routes(route.original_router.routes, prefix + route.include_context.prefix)
+        elif hasattr(route, "dependant"):
+            yield prefix + route.path, route
+
+
+def install_openapi(app: FastAPI) -> None:
+    """The app's /openapi.json, with the error responses of every operation (see
+    document_errors), built once, at the first request for it: after all routers are included."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            from .deps import rpc_client  # deps imports this module (ApiProblem)
+
+            rpc_routes = {(path, method.lower()) for path, route in _api_routes(app.routes)
+                          if _calls_services(route.dependant, rpc_client) for method in route.methods}
+            app.openapi_schema = document_errors(build(), rpc_routes)
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 def install(app: FastAPI) -> None:
+    install_openapi(app)
     app.add_exception_handler(ApiProblem, _api_problem)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation)

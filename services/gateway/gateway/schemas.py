@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
 
 from platform_contracts.actors import Role
 from platform_contracts.organization import Changes, CoverageFigures, Kept
@@ -16,6 +16,16 @@ Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                             pattern=r"^[A-Za-z0-9_.@-]+$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Scope = str | list[str] | None
+
+
+def _true_or_false(value):
+    if isinstance(value, str) and value not in ("true", "false"):
+        raise ValueError("must be true or false")
+    return value
+
+
+# A query's boolean: `true` or `false`, as the document says (pydantic alone also takes 1, yes, on).
+QueryBool = Annotated[bool, BeforeValidator(_true_or_false)]
 
 
 class Page(BaseModel, Generic[T]):
@@ -48,7 +58,7 @@ class UpdateUser(Changes):
     """Only the fields sent change; `scope` may be null (an admin's is), the others not."""
     role: Annotated[Role, Kept] = None
     scope: Scope = None
-    active: Annotated[bool, Kept] = None
+    active: Annotated[StrictBool, Kept] = None
     password: Annotated[Password, Kept] = None
 
 

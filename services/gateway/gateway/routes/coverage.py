@@ -6,7 +6,7 @@ from platform_contracts.organization import CoverageFigures, DivisionPrefix, Ind
 
 from . import API, ORGANIZATION as SERVICE
 from ..deps import Admin, Caller, Cursor, Limit, Rpc
-from ..schemas import CoverageBreakdown, Page, Report
+from ..schemas import CoverageBreakdown, Page, QueryBool, Report
 
 router = APIRouter(prefix=f"{API}/coverage", tags=["coverage"])
 
@@ -40,6 +40,6 @@ async def coverage_alerts(caller: Caller, rpc: Rpc, division: Annotated[Division
 
 
 @router.post("/reconcile", response_model=Report, summary="Recount coverage from scratch and repair drift (admin)")
-async def reconcile_coverage(admin: Admin, rpc: Rpc, repair: Annotated[bool, Query(
+async def reconcile_coverage(admin: Admin, rpc: Rpc, repair: Annotated[QueryBool, Query(
         description="false: only report the drift")] = True):
     return await rpc.call(SERVICE, "reconcile_coverage", actor=admin.actor.to_wire(), repair=repair)

@@ -14,7 +14,7 @@ from platform_contracts.organization import DivisionPrefix, EntityId as EntityId
 
 from . import API, MEMBER as SERVICE
 from ..deps import Admin, CommandId, Cursor, EntityId, Limit, MemberCaller, Rpc
-from ..schemas import Page, changed_fields
+from ..schemas import Page, QueryBool, changed_fields
 
 # The prefix stops at the API root: the audit log of reveals lives under /admin.
 router = APIRouter(prefix=API, tags=["members"])
@@ -39,7 +39,7 @@ async def list_members(
     caller: MemberCaller, rpc: Rpc,
     organization_id: Annotated[EntityIdValue | None, Query()] = None,
     division: Annotated[DivisionPrefix | None, Query()] = None,
-    mobile: Annotated[bool | None, Query(description="流动党员 only (true) or none of them (false)")] = None,
+    mobile: Annotated[QueryBool | None, Query(description="流动党员 only (true) or none of them (false)")] = None,
     stage: Annotated[Stage | None, Query()] = None,
     limit: Limit = 50, cursor: Cursor = None,
 ):

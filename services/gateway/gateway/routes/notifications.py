@@ -9,7 +9,7 @@ from ..auth import Principal
 from ..deps import Cursor, EntityId, Limit, current_principal
 from ..notifications import NotificationStore
 from ..problems import ApiProblem
-from ..schemas import NotificationItem, Page
+from ..schemas import NotificationItem, Page, QueryBool
 
 router = APIRouter(prefix=f"{API}/notifications", tags=["notifications"])
 
@@ -26,7 +26,7 @@ Store = Annotated[NotificationStore, Depends(store)]
 @router.get("", response_model=Page[NotificationItem], summary="Your notifications, newest first")
 async def list_notifications(
     caller: Anyone, notifications: Store,
-    unread: Annotated[bool | None, Query(description="true: only unread; false: only read")] = None,
+    unread: Annotated[QueryBool | None, Query(description="true: only unread; false: only read")] = None,
     limit: Limit = 50, cursor: Cursor = None,
 ):
     if cursor is not None and not cursor.isdigit():
