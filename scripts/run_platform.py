@@ -263,6 +263,8 @@ def main() -> None:
             f"                 ws://127.0.0.1:{gateway_port}/api/v1/events/ws\n"
             f"  Metrics        {metrics}\n"
             f"  Sign in        admin / {admin_password}{kept}\n"
+            f"                 (the password the admin account was created with: a password changed through the API\n"
+            f"                 stays changed; `.venv/bin/python -m gateway reset-admin-password` sets it anew)\n"
             f"  Logs           {DATA / 'logs'}\n\n  Ctrl-C stops everything.\n",
             flush=True,
         )
