@@ -263,8 +263,9 @@ def main() -> None:
             f"                 ws://127.0.0.1:{gateway_port}/api/v1/events/ws\n"
             f"  Metrics        {metrics}\n"
             f"  Sign in        admin / {admin_password}{kept}\n"
-            f"                 (the password the admin account was created with: a password changed through the API\n"
-            f"                 stays changed; `.venv/bin/python -m gateway reset-admin-password` sets it anew)\n"
+            f"                 (the password the admin account was created with: one changed through the API stays\n"
+            f"                 changed; to set it anew: MONGODB_URI='{mongodb_uri}' ADMIN_PASSWORD=...\n"
+            f"                 .venv/bin/python -m gateway reset-admin-password)\n"
             f"  Logs           {DATA / 'logs'}\n\n  Ctrl-C stops everything.\n",
             flush=True,
         )
