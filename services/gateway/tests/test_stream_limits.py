@@ -4,7 +4,9 @@ match from the event log (through its indexes), not days of the log."""
 
 import asyncio
 import json
+import socket
 import uuid
+from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +16,7 @@ from pymongo import AsyncMongoClient
 
 from platform_contracts.envelope import CloudEvent
 from gateway.auth import Principal, issue_token
-from gateway.event_log import EventLog
+from gateway.event_log import EventLog, filter_keys
 from gateway.fanout import Broadcaster
 from gateway.routes.stream import SocketSession
 from gateway.settings import Settings
@@ -27,12 +29,14 @@ pytestmark = pytest.mark.timeout(60)
 STREAM = "/api/v1/events/stream"
 MAX_STREAMS = 2
 SUBSCRIBES_PER_MINUTE = 3
+SEND_TIMEOUT_SECONDS = 1
 
 
 @pytest.fixture(scope="module")
 def limited_gateway(mongodb_uri, amqp_uri, fake_organization, tmp_path_factory):
     gw = start_gateway(mongodb_uri, amqp_uri, tmp_path_factory.mktemp("limits"),
-                       STREAM_MAX_PER_USER=str(MAX_STREAMS), STREAM_SUBSCRIBES_PER_MINUTE=str(SUBSCRIBES_PER_MINUTE))
+                       STREAM_MAX_PER_USER=str(MAX_STREAMS), STREAM_SUBSCRIBES_PER_MINUTE=str(SUBSCRIBES_PER_MINUTE),
+                       STREAM_SEND_TIMEOUT_SECONDS=str(SEND_TIMEOUT_SECONDS))
     try:
         yield gw
     finally:
@@ -96,6 +100,35 @@ async def test_websocket_subscribe_uses_the_current_scope_not_the_one_at_connect
         assert narrowed.status_code == 200, narrowed.text
         await socket.send(json.dumps({"subscribe": {}}))
         assert json.loads(await asyncio.wait_for(socket.recv(), 5))["subscribed"]["division"] == "370102"
+
+
+async def test_sse_client_that_stops_reading_is_dropped_after_the_send_timeout(limited_gateway, limited_admin,
+                                                                              mongodb_uri):
+    division = community()
+    client = AsyncMongoClient(mongodb_uri, tz_aware=True)
+    event_log = client[limited_gateway.env["MONGODB_GATEWAY_DB"]]["event_log"]
+    try:  # far more than the socket buffers hold, for a replay to this client
+        last = await event_log.find_one({}, {"seq": 1}, sort=[("seq", -1)])
+        first = (last["seq"] if last else 0) + 1
+        big = [{**alert_event(division), "padding": "x" * 100_000} for _ in range(100)]
+        await event_log.insert_many([
+            {"seq": first + n, "event_id": e["id"], "type": e["type"], "division": division, **filter_keys(e),
+             "logged_at": datetime.now(timezone.utc), "envelope": e} for n, e in enumerate(big)])
+    finally:
+        await client.close()
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect(("127.0.0.1", int(limited_gateway.env["GATEWAY_PORT"])))
+    with reader:
+        reader.sendall((f"GET {STREAM}?division={division}&last_event_id={first - 1} HTTP/1.1\r\n"
+                        f"Host: gateway\r\nAuthorization: {limited_admin.headers['Authorization']}\r\n"
+                        "Accept: text/event-stream\r\n\r\n").encode())
+        await asyncio.sleep(SEND_TIMEOUT_SECONDS + 3)  # reading nothing meanwhile
+        reader.settimeout(10)
+        received = 0
+        while chunk := reader.recv(1 << 20):  # until the gateway's end: it gave up on this client
+            received += len(chunk)
+    assert 0 < received < sum(len(json.dumps(e)) for e in big)
 
 
 class SocketThatStopsReading:
