@@ -267,7 +267,9 @@ class Repository(DocumentRepository):
 
     def split_counters(self, division: str | None, by: str) -> list[tuple[CounterKey, dict, object]]:
         """One division's figures split by industry or by type."""
-        document = self._get("coverage_counters", division or ALL) or {}
+        document = self._get("coverage_counters", division or ALL)
+        if document is None:  # nothing counted there yet
+            return []
         return [(key, counts, document.get("updated_at"))
                 for key_id, counts in sorted(flatten_counters(document).items())
                 for key in [CounterKey.parse(key_id)]

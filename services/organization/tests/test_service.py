@@ -773,3 +773,9 @@ def test_a_reconciliation_places_counters_an_older_replica_left_out_of_the_tree(
     streets = rpc.coverage_breakdown({"by": "division", "division": "370104"}, actor=ADMIN)["items"]
     assert [(row["division"], row["units"]) for row in streets] == [("370104001", 1)]
     assert unit["division"] == "370104001001"
+
+
+@pytest.mark.parametrize("by", ["type", "industry"])
+def test_a_breakdown_of_a_division_with_nothing_counted_is_empty_not_a_server_error(rpc, by):
+    # Found by the OpenAPI fuzz test: a division with no counter document yet failed with a KeyError (502).
+    assert rpc.coverage_breakdown({"by": by, "division": "650102"}, actor=ADMIN)["items"] == []
