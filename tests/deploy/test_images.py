@@ -37,7 +37,7 @@ def pip_installs(text: str) -> list[list[str]]:
     return [line.split("&&")[0].split() for line in re.findall(r"pip install ([^\n]*)", text)]
 
 
-def testing_distribution() -> str | None:
+def the_test_kits_distribution() -> str | None:
     path = TESTING / "pyproject.toml"
     return tomllib.loads(path.read_text())["project"]["name"] if path.exists() else None
 
@@ -98,7 +98,7 @@ def test_images_never_install_the_test_tooling():
     for name in SERVICES:
         for args in pip_installs(dockerfile(name)):
             assert not [a for a in args if "testing" in a], f"{name}: installs the test tooling: {args}"
-    distribution = testing_distribution()
+    distribution = the_test_kits_distribution()
     if distribution:  # libs/testing exists: a separate distribution, never a dependency of a service
         assert normalized(distribution) != normalized("partybuilding-libs")
         for name in SERVICES:
