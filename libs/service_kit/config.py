@@ -15,6 +15,9 @@ COMMON_DEFAULTS = {
     "OUTBOX_POLL_SECONDS": "1.0",
     "MAX_WORKERS": "10",
     "COMMAND_LOG_RETENTION_HOURS": "168",
+    # How long a database call waits for a reachable server: short, so that a service whose
+    # database is away answers 503 (try again) before its caller's RPC timeout, not a 504 later.
+    "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "2000",
 }
 
 

@@ -137,8 +137,9 @@ class Store:
     """The service's database plus its transactional helpers; thread- and greenlet-safe."""
 
     def __init__(self, uri: str, database: str, source: str,
-                 after_commit: Callable[[list[dict]], None] = lambda records: None, serialize_writes: bool = False):
-        self.client = pymongo.MongoClient(uri, tz_aware=True)
+                 after_commit: Callable[[list[dict]], None] = lambda records: None, serialize_writes: bool = False,
+                 server_selection_timeout_ms: int = 30_000):
+        self.client = pymongo.MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=server_selection_timeout_ms)
         self.db = self.client[database]
         self.source = source
         self._after_commit = after_commit

@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 
 from service_kit.chassis import runner  # noqa: E402
 from service_kit.chassis.base import ChassisService  # noqa: E402
-from service_kit.chassis.entrypoints import rpc  # noqa: E402
+from service_kit.chassis.entrypoints import query, rpc  # noqa: E402
 from service_kit.config import env_config  # noqa: E402
 
 
@@ -26,6 +26,11 @@ class BusyService(ChassisService):
         Path(os.environ["BUSY_MARKER_DIR"], uuid.uuid4().hex).touch()
         eventlet.sleep(seconds)
         return "done"
+
+    @query(body=None)
+    def count_things(self, actor=None):
+        """A read of the service's database, through the chassis as every service reads."""
+        return self.store.db.things.count_documents({})
 
 
 if __name__ == "__main__":

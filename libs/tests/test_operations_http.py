@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from platform_contracts.problems import Rejected
 from platform_testing import ServiceProcess, free_port, mongo_ready, rabbit_vhost, start_secantus, wait_for
 
 MAX_WORKERS = 2
@@ -51,7 +52,7 @@ def busy(tmp_path):
             try:
                 with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=60) as proxy:
                     yield {"url": f"http://127.0.0.1:{port}", "rpc": proxy.busy, "markers": markers,
-                           "database": database, "service": service}
+                           "database": database, "service": service, "amqp_uri": amqp_uri}
             finally:
                 service.stop()
     finally:
@@ -103,4 +104,19 @@ def test_readyz_reports_an_unreachable_database_within_the_probe_timeout(busy):
     assert took < 3, f"/readyz took {took:.2f}s: the kubelet gives up after 3 s"
     # Liveness is not readiness: the process is fine, the database is not.
     assert get(busy["url"] + "/healthz")[0] == 200
+    busy["service"].kill()  # a graceful stop would wait for the database
+
+
+def test_a_service_whose_database_is_away_answers_503_before_its_callers_timeout(busy):
+    """A service's database calls wait MONGODB_SERVER_SELECTION_TIMEOUT_MS (2 s) for a server,
+    not pymongo's 30 s: the caller gets a 503 to try again while it still waits, not a timeout
+    (at the gateway a 504) followed by the call failing anyway."""
+    admin = {"username": "root", "role": "admin", "scope": None}
+    assert busy["rpc"].count_things(actor=admin) == 0
+    busy["database"].terminate()
+    busy["database"].wait(10)
+    with ClusterRpcProxy({"AMQP_URI": busy["amqp_uri"]}, timeout=10) as proxy:  # the gateway's RPC timeout
+        with pytest.raises(Rejected) as refused:
+            proxy.busy.count_things(actor=admin)
+    assert refused.value.status == 503
     busy["service"].kill()  # a graceful stop would wait for the database

@@ -26,6 +26,7 @@ class StoreProvider(DependencyProvider):
         self.store = Store(
             config["MONGODB_URI"], config["MONGODB_DATABASE"], service,
             after_commit=self.relay.committed, serialize_writes=self.serialize_writes,
+            server_selection_timeout_ms=int(config.get("MONGODB_SERVER_SELECTION_TIMEOUT_MS", 2000)),
         )
         self.relay.outbox = self.store.db.outbox
 
