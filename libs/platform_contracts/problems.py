@@ -102,9 +102,7 @@ def from_domain(error, locate) -> Rejected:
             return Rejected.make(422, f"{'.'.join(map(str, loc))}: {error.msg}", errors)
         return Rejected.make(404, error.detail)
     statuses = {InvalidValue: 422, Conflict: 409, Forbidden: 403, TooManyRequests: 429, Unavailable: 503}
-    status = statuses.get(type(error))
-    if status is None:  # a subclass: the nearest known ancestor decides
-        status = next(s for cls, s in statuses.items() if isinstance(error, cls))
+    status = next(s for cls, s in statuses.items() if isinstance(error, cls))  # subclasses too
     if isinstance(error, InvalidValue) and loc and len(error.fields) == 1:
         return Rejected.make(422, f"{'.'.join(map(str, loc))}: {error.msg}", errors)
     return Rejected.make(status, error.detail, errors)
