@@ -20,6 +20,8 @@ from kombu import Connection
 from kombu.exceptions import OperationalError
 
 from service_kit import registry
+from service_kit.actor_tokens import PUBLIC_KEYS_ENV, SIGNING_KEY_ENV, generate_keyring
+from service_kit.pii import KEY_ENV, PREVIOUS_KEYS_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("PLATFORM_DATA_DIR", ROOT / ".data"))
@@ -63,6 +65,44 @@ def secret_file(name: str, env: str, generate=lambda: secrets.token_urlsafe(18))
         path.write_text(generate())
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def field_key(value=None) -> str:
+    return base64.b64encode(value or os.urandom(32)).decode()
+
+
+# Before each service had a key of its own, one key sealed every service's personal data.
+LEGACY_FIELD_KEY = "field_encryption_key"
+
+
+def field_keys() -> dict[str, dict]:
+    """Each service that keeps personal data gets a key of its own (one service's key opens no
+    other's data): <SERVICE>_FIELD_ENCRYPTION_KEY, else generated once and kept in the data
+    directory. Data sealed under the key the services once shared stays readable: while that
+    key's file is there it is each service's previous key, and each service's migrate seals
+    what it sealed again under the new one (delete the file once every service has started)."""
+    legacy = DATA / LEGACY_FIELD_KEY
+    keys = {}
+    for name, entry in SERVICES.items():
+        if not entry.needs_field_key:
+            continue
+        keys[name] = {KEY_ENV: secret_file(f"field_encryption_key.{name}", f"{entry.env_prefix}_{KEY_ENV}", field_key)}
+        if legacy.exists():
+            keys[name][PREVIOUS_KEYS_ENV] = legacy.read_text().strip()
+    return keys
+
+
+def actor_keys() -> dict[str, dict]:
+    """Each process's key for signing the actors it passes, and every process's public key
+    (service_kit.actor_tokens): from ACTOR_PUBLIC_KEYS and <SERVICE>_ACTOR_SIGNING_KEY when
+    given (the tests give theirs), else made afresh for this run (a signed actor lives a
+    minute: nothing needs the keys longer than the processes do)."""
+    if os.environ.get(PUBLIC_KEYS_ENV):
+        signing = {name: os.environ.get(f"{entry.env_prefix}_{SIGNING_KEY_ENV}", "") for name, entry in SERVICES.items()}
+        public = os.environ[PUBLIC_KEYS_ENV]
+    else:
+        signing, public = generate_keyring(SERVICES)
+    return {name: {PUBLIC_KEYS_ENV: public, SIGNING_KEY_ENV: signing[name]} for name in SERVICES}
 
 
 class Platform:
@@ -230,13 +270,12 @@ def main() -> None:
         mongodb_uri = platform.mongodb_uri()
         admin_password = secret_file("admin_password", "ADMIN_PASSWORD")
         env = {
-            **os.environ,
+            # One process's keys are given to it alone (below), never to the others.
+            **{k: v for k, v in os.environ.items() if not k.endswith((SIGNING_KEY_ENV, KEY_ENV, PREVIOUS_KEYS_ENV))},
             "AMQP_URI": amqp_uri,
             "MONGODB_URI": mongodb_uri,
             "ADMIN_PASSWORD": admin_password,
             "JWT_SECRET": secret_file("jwt_secret", "JWT_SECRET", lambda: secrets.token_urlsafe(32)),
-            "FIELD_ENCRYPTION_KEY": secret_file("field_encryption_key", "FIELD_ENCRYPTION_KEY",
-                                                lambda: base64.b64encode(os.urandom(32)).decode()),
             "PYTHONUNBUFFERED": "1",
             "PYTHONWARNINGS": "ignore::DeprecationWarning",
         }
@@ -244,10 +283,12 @@ def main() -> None:
         for name, port in ports.items():
             if port_open("127.0.0.1", port):
                 raise SystemExit(f"[platform] port {port} for {name} is taken: see README, Configuration")
+        field = field_keys()
+        keys = {name: {**signing, **field.get(name, {})} for name, signing in actor_keys().items()}
         for name, entry in SERVICES.items():
             own = ({"GATEWAY_PORT": str(ports[name])} if entry.kind == "gateway"
                    else {"HTTP_PORT": str(ports[name]), "HTTP_HOST": "127.0.0.1"})
-            platform.start(name, [PYTHON, *entry.argv], {**env, **own})
+            platform.start(name, [PYTHON, *entry.argv], {**env, **keys[name], **own})
         for name, port in ports.items():
             wait_until(lambda: http_ready(port) or platform.stopping, 90, name)
         if platform.stopping:

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from platform_testing import free_port, wait_for
+from platform_testing.actors import platform_env
 from service_kit import registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +44,7 @@ class RunningPlatform:
             RECONCILE_INTERVAL_SECONDS="86400", JOINT_ORGANIZATION_MAX_UNITS="3",
         )
         env.update({entry.port_env: str(self.ports[name]) for name, entry in self.services.items()})
+        env.update(platform_env())  # the kit's RPC proxies sign with these keys
         env.update(extra_env or {})
         organization = self.services["organization"]
         self.organization_database = env.get(organization.database_env, organization.database)

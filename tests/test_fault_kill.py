@@ -18,10 +18,9 @@ import httpx
 import pytest
 from kombu import Connection, Exchange, Producer
 from nameko.exceptions import get_module_path, registry
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from platform_contracts.problems import Rejected
-from platform_testing import credit_code, wait_for
+from platform_testing import credit_code, rpc_cluster, wait_for
 
 pytestmark = pytest.mark.slow
 registry[get_module_path(Rejected)] = Rejected
@@ -113,7 +112,7 @@ def test_kill_organization_service_mid_flight(platform, sse):
     assert set(per_unit) == set(results.values())
     assert set(per_unit.values()) == {1}
 
-    with ClusterRpcProxy({"AMQP_URI": platform.amqp_uri}, timeout=60) as proxy:
+    with rpc_cluster(platform.amqp_uri, timeout=60) as proxy:
         report = proxy.organization.reconcile_coverage(
             actor={"username": "admin", "role": "admin", "scope": None}, repair=False)
     assert report["drifted_counters"] == 0 and report["drifted_units"] == 0, report

@@ -18,6 +18,11 @@ COMMON_DEFAULTS = {
     # How long a database call waits for a reachable server: short, so that a service whose
     # database is away answers 503 (try again) before its caller's RPC timeout, not a 504 later.
     "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "2000",
+    # Signed actors (service_kit.actor_tokens): every issuer's public key, and this process's
+    # own private key (needed by a service that calls another). No defaults: `make run` and
+    # the test kit generate a keyring; production takes them from its Secrets.
+    "ACTOR_PUBLIC_KEYS": "",
+    "ACTOR_SIGNING_KEY": "",
 }
 
 

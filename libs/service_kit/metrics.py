@@ -13,6 +13,10 @@ ENTRYPOINT_DURATION = Histogram(
     ["service", "entrypoint", "kind"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+ACTORS_REFUSED = Counter(
+    "rpc_actors_refused", "RPCs refused before they ran: the actor was unsigned, forged, expired or meant "
+    "for another service or method (service_kit.actor_tokens)", ["service", "reason"],
+)
 INBOX_DUPLICATES = Counter(
     "inbox_duplicates", "Redelivered events recognised by the inbox and skipped", ["service", "handler"]
 )

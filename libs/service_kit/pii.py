@@ -27,10 +27,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from platform_contracts.codes import mask_phone
 
 KEY_ENV = "FIELD_ENCRYPTION_KEY"
+# Earlier keys that still decrypt (a comma list), while a service's migrate re-encrypts what
+# they sealed under its current key: how a key is rotated (deploy/README.md).
+PREVIOUS_KEYS_ENV = "FIELD_ENCRYPTION_PREVIOUS_KEYS"
 VERSION = "v1"
 NONCE_BYTES = 12
 
-__all__ = ["KEY_ENV", "FieldCipher", "key_from_environment", "mask_id_number", "mask_phone", "parse_key", "redact", "redact_text"]
+__all__ = ["KEY_ENV", "PREVIOUS_KEYS_ENV", "FieldCipher", "cipher_from_config", "key_from_environment", "mask_id_number", "mask_phone", "parse_key", "redact", "redact_text"]
 
 
 def parse_key(value: str | None) -> bytes:
@@ -64,9 +67,20 @@ def _derive(master: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"partybuilding/" + purpose).derive(master)
 
 
+def cipher_from_config(config) -> "FieldCipher":
+    """The service's cipher: FIELD_ENCRYPTION_KEY, and FIELD_ENCRYPTION_PREVIOUS_KEYS if set."""
+    previous = [parse_key(key) for key in str(config.get(PREVIOUS_KEYS_ENV) or "").split(",") if key.strip()]
+    return FieldCipher(parse_key(config.get(KEY_ENV)), previous)
+
+
 class FieldCipher:
-    def __init__(self, master_key: bytes):
+    """Seals with the current key; opens with it or, during a rotation, with an earlier one.
+    (Blind indexes are the current key's only: rotating a key that indexes values means
+    recomputing them too.)"""
+
+    def __init__(self, master_key: bytes, previous_keys: list[bytes] | tuple = ()):
         self._aead = AESGCM(_derive(master_key, b"field-encryption/v1"))
+        self._previous = [AESGCM(_derive(key, b"field-encryption/v1")) for key in previous_keys]
         self._index_key = _derive(master_key, b"blind-index/v1")
 
     def encrypt(self, plaintext: str, context: str) -> str:
@@ -75,14 +89,26 @@ class FieldCipher:
         return f"{VERSION}:{base64.b64encode(nonce + sealed).decode()}"
 
     def decrypt(self, token: str, context: str) -> str:
+        return self._open(token, context)[0]
+
+    def reencrypted(self, token: str, context: str) -> str | None:
+        """`token` sealed again under the current key if an earlier key sealed it; else None."""
+        plaintext, current = self._open(token, context)
+        return None if current else self.encrypt(plaintext, context)
+
+    def _open(self, token: str, context: str) -> tuple[str, bool]:
+        """The plaintext, and whether the current key sealed it."""
         version, _, payload = token.partition(":")
         if version != VERSION:
             raise ValueError(f"unknown field encryption version {version!r}")
         raw = base64.b64decode(payload)
-        try:
-            return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode()).decode()
-        except InvalidTag:
-            raise ValueError(f"field {context} does not decrypt: wrong key, or moved from another record")
+        for aead in (self._aead, *self._previous):
+            try:
+                plaintext = aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode()).decode()
+                return plaintext, aead is self._aead
+            except InvalidTag:
+                continue
+        raise ValueError(f"field {context} does not decrypt: wrong key, or moved from another record")
 
     def blind_index(self, value: str, context: str) -> str:
         """The same value in the same context always gives the same index."""

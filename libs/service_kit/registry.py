@@ -85,3 +85,12 @@ def entry(name: str) -> ServiceEntry:
 
 def nameko_services() -> list[ServiceEntry]:
     return [e for e in load().values() if e.kind == "nameko"]
+
+
+def callers_of(name: str, services: dict[str, ServiceEntry] | None = None) -> list[str]:
+    """Whose signed actors service `name` takes (service_kit.actor_tokens): the gateway's, and
+    those of the services the registry says call it. A service outside the registry (a test's)
+    takes the gateway's only."""
+    services = load() if services is None else services
+    gateways = [e.name for e in services.values() if e.kind == "gateway"] or ["gateway"]
+    return gateways + [e.name for e in services.values() if name in e.calls and e.kind != "gateway"]

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from platform_contracts.actors import Actor, Role
 from platform_contracts.errors import Conflict, Forbidden, InvalidValue, NotFound
 from platform_contracts.problems import Rejected
+from platform_testing.actors import verifier, vouched
 from service_kit.chassis.entrypoints import command, operation, query
 
 ADMIN = {"username": "root", "role": "admin", "scope": None}
@@ -37,6 +38,9 @@ class FakeStore:
 
 
 class Service:
+    name = "organization"
+    callers = verifier("organization")
+
     def __init__(self):
         self.store = FakeStore()
         self.asked = []
@@ -71,34 +75,34 @@ def problem(excinfo) -> dict:
 
 def test_a_command_runs_once_per_command_id_with_the_parsed_body_and_actor():
     service = Service()
-    first = service.rename("u1", {"name": "Shunfeng"}, actor=ADMIN, command_id="k1")
+    first = service.rename("u1", {"name": "Shunfeng"}, actor=vouched(ADMIN, "rename"), command_id="k1")
     assert first == {"unit": "u1", "name": "Shunfeng", "by": "root", "uow": "uow"}
-    assert service.rename("u1", {"name": "other"}, actor=ADMIN, command_id="k1") == first
+    assert service.rename("u1", {"name": "other"}, actor=vouched(ADMIN, "rename"), command_id="k1") == first
     assert service.store.executed == 1
 
 
 def test_a_body_that_breaks_the_contract_is_a_422_naming_the_body_field():
     with pytest.raises(Rejected) as excinfo:
-        Service().rename("u1", {"name": 5}, actor=ADMIN, command_id="k")
+        Service().rename("u1", {"name": 5}, actor=vouched(ADMIN, "rename"), command_id="k")
     assert problem(excinfo)["status"] == 422
     assert problem(excinfo)["errors"][0]["loc"] == ["body", "name"]
 
 
 def test_domain_errors_are_located_in_the_path_or_the_body():
     with pytest.raises(Rejected) as excinfo:
-        Service().rename("u1", {"name": "taken"}, actor=ADMIN, command_id="k")
+        Service().rename("u1", {"name": "taken"}, actor=vouched(ADMIN, "rename"), command_id="k")
     assert problem(excinfo)["status"] == 409
     assert problem(excinfo)["errors"] == [{"loc": ["body", "name"], "msg": "the name is taken"}]
     with pytest.raises(Rejected) as excinfo:  # the addressed resource is missing: 404
-        Service().rename("gone", {"name": "x"}, actor=ADMIN, command_id="k")
+        Service().rename("gone", {"name": "x"}, actor=vouched(ADMIN, "rename"), command_id="k")
     assert problem(excinfo)["status"] == 404
     with pytest.raises(Rejected) as excinfo:  # a reference from the body is missing: 422
-        Service().attach("o1", "gone", actor=ADMIN)
+        Service().attach("o1", "gone", actor=vouched(ADMIN, "attach"))
     assert problem(excinfo)["status"] == 422
     assert problem(excinfo)["errors"][0]["loc"] == ["body", "unit_id"]
 
 
-def test_no_actor_or_an_unknown_role_is_forbidden():
+def test_no_actor_or_an_unsigned_one_is_forbidden():
     for actor in (None, {"username": "x"}, {"username": "x", "role": "king"}):
         with pytest.raises(Rejected) as excinfo:
             Service().rename("u1", {"name": "a"}, actor=actor, command_id="k")
@@ -107,23 +111,23 @@ def test_no_actor_or_an_unknown_role_is_forbidden():
 
 def test_a_repeated_command_that_asks_first_is_answered_from_the_log_without_asking():
     service = Service()
-    assert service.register({"name": "a"}, actor=ADMIN, command_id="k") == {"name": "a"}
-    assert service.register({"name": "a"}, actor=ADMIN, command_id="k") == {"name": "a"}
+    assert service.register({"name": "a"}, actor=vouched(ADMIN, "register"), command_id="k") == {"name": "a"}
+    assert service.register({"name": "a"}, actor=vouched(ADMIN, "register"), command_id="k") == {"name": "a"}
     assert service.asked == ["a"]
 
 
 def test_a_query_narrows_to_the_actors_scope_and_checks_the_page_size():
     operator = {"username": "op", "role": "operator", "scope": "370113"}
-    assert Service().children("u1", actor=operator) == {"division": "370113", "limit": 50}
-    assert Service().children("u1", {"division": "370113001"}, 10, actor=operator)["division"] == "370113001"
+    assert Service().children("u1", actor=vouched(operator, "children")) == {"division": "370113", "limit": 50}
+    assert Service().children("u1", {"division": "370113001"}, 10, actor=vouched(operator, "children"))["division"] == "370113001"
     with pytest.raises(Rejected) as excinfo:
-        Service().children("u1", {"division": "370112"}, actor=operator)
+        Service().children("u1", {"division": "370112"}, actor=vouched(operator, "children"))
     assert problem(excinfo)["status"] == 403 and problem(excinfo)["errors"][0]["loc"] == ["query", "division"]
     with pytest.raises(Rejected) as excinfo:
-        Service().children("other", actor=operator)
+        Service().children("other", actor=vouched(operator, "children"))
     assert problem(excinfo)["errors"][0]["loc"] == ["path", "unit_id"]
     with pytest.raises(Rejected) as excinfo:
-        Service().children("u1", limit=501, actor=operator)
+        Service().children("u1", limit=501, actor=vouched(operator, "children"))
     assert problem(excinfo)["errors"][0]["loc"] == ["query", "limit"]
 
 

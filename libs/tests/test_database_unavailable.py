@@ -5,6 +5,7 @@ import pytest
 from pymongo.errors import NetworkTimeout, OperationFailure, ServerSelectionTimeoutError
 
 from platform_contracts.problems import Rejected
+from platform_testing.actors import verifier, vouched
 from service_kit.chassis.entrypoints import command, query
 
 ADMIN = {"username": "root", "role": "admin", "scope": None}
@@ -17,6 +18,7 @@ class UnreachableStore:
 
 class Service:
     name = "organization"
+    callers = verifier("organization")
     store = UnreachableStore()
 
     @command(body=None)
@@ -33,8 +35,8 @@ class Service:
 
 
 def test_a_database_that_does_not_answer_is_a_503_without_its_address():
-    for call in (lambda: Service().close_unit("u1", actor=ADMIN, command_id="k1"),
-                 lambda: Service().unit("u1", actor=ADMIN)):
+    for call in (lambda: Service().close_unit("u1", actor=vouched(ADMIN, "close_unit"), command_id="k1"),
+                 lambda: Service().unit("u1", actor=vouched(ADMIN, "unit"))):
         with pytest.raises(Rejected) as rejected:
             call()
         assert rejected.value.status == 503
@@ -43,4 +45,4 @@ def test_a_database_that_does_not_answer_is_a_503_without_its_address():
 
 def test_other_database_errors_stay_faults():
     with pytest.raises(OperationFailure):
-        Service().broken(actor=ADMIN)
+        Service().broken(actor=vouched(ADMIN, "broken"))

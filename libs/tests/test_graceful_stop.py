@@ -15,10 +15,10 @@ from pathlib import Path
 import pymongo
 import pytest
 from kombu import Connection
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from platform_contracts.envelope import CloudEvent
-from platform_testing import EventTap, ServiceProcess, free_port, mongodb_server, rabbit_vhost, wait_for
+from platform_testing import EventTap, ServiceProcess, free_port, mongodb_server, rabbit_vhost, rpc_cluster, wait_for
+from platform_testing.actors import actor_env
 from service_kit.outbox import OutboxRelay
 from service_kit.store import Store
 
@@ -49,7 +49,7 @@ def platform(tmp_path, mongodb_uri):
             process = ServiceProcess(SERVICE, {
                 "MONGODB_URI": mongodb_uri, "MONGODB_STOPPER_DB": database, "AMQP_URI": amqp_uri,
                 "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port), "MAX_WORKERS": str(WORKERS),
-                "OUTBOX_POLL_SECONDS": "0.5",
+                "OUTBOX_POLL_SECONDS": "0.5", **actor_env(),
             }, port, str(tmp_path / f"replica{len(started) + 1}.log"),
                 script=str(Path(__file__).with_name("stop_service.py")))
             started.append(process)
@@ -103,7 +103,7 @@ def test_a_busy_service_stops_cleanly_in_time_and_loses_nothing(platform, signal
     first = platform["replica"]()
     keys = [f"call-{i:02d}" for i in range(CALLS)]
     try:
-        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=60) as proxy:
+        with rpc_cluster(amqp_uri, timeout=60) as proxy:
             calls = {key: proxy[SERVICE].write.call_async(key, WORK_SECONDS) for key in keys}
             # The first round committed; the second has been taken up and is in flight.
             wait_for(lambda: db.writes.count_documents({}) >= WORKERS and db.started.count_documents({}) > WORKERS,

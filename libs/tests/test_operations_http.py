@@ -11,10 +11,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from platform_contracts.problems import Rejected
-from platform_testing import ServiceProcess, free_port, mongo_ready, rabbit_vhost, start_secantus, wait_for
+from platform_testing import ServiceProcess, free_port, mongo_ready, rabbit_vhost, rpc_cluster, start_secantus, wait_for
+from platform_testing.actors import actor_env
 
 MAX_WORKERS = 2
 HOLD_SECONDS = 5
@@ -46,11 +46,11 @@ def busy(tmp_path):
             port = free_port()
             service = ServiceProcess("busy", {
                 "MONGODB_URI": mongodb_uri, "AMQP_URI": amqp_uri, "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port),
-                "MAX_WORKERS": str(MAX_WORKERS), "BUSY_MARKER_DIR": str(markers),
+                "MAX_WORKERS": str(MAX_WORKERS), "BUSY_MARKER_DIR": str(markers), **actor_env(),
             }, port, str(tmp_path / "busy.log"), script=str(Path(__file__).with_name("busy_service.py")))
             service.start()
             try:
-                with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=60) as proxy:
+                with rpc_cluster(amqp_uri, timeout=60) as proxy:
                     yield {"url": f"http://127.0.0.1:{port}", "rpc": proxy.busy, "markers": markers,
                            "database": database, "service": service, "amqp_uri": amqp_uri}
             finally:
@@ -115,7 +115,7 @@ def test_a_service_whose_database_is_away_answers_503_before_its_callers_timeout
     assert busy["rpc"].count_things(actor=admin) == 0
     busy["database"].terminate()
     busy["database"].wait(10)
-    with ClusterRpcProxy({"AMQP_URI": busy["amqp_uri"]}, timeout=10) as proxy:  # the gateway's RPC timeout
+    with rpc_cluster(busy["amqp_uri"], timeout=10) as proxy:  # the gateway's RPC timeout
         with pytest.raises(Rejected) as refused:
             proxy.busy.count_things(actor=admin)
     assert refused.value.status == 503

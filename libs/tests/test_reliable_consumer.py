@@ -9,10 +9,10 @@ import pymongo
 import pytest
 from kombu import Connection, Exchange, Producer
 from nameko.exceptions import get_module_path, registry
-from nameko.standalone.rpc import ClusterRpcProxy
 
 from platform_contracts.problems import Rejected
-from platform_testing import ServiceProcess, free_port, metric_value, mongodb_server, rabbit_vhost, wait_for
+from platform_testing import ServiceProcess, free_port, metric_value, mongodb_server, rabbit_vhost, rpc_cluster, wait_for
+from platform_testing.actors import actor_env
 
 registry[get_module_path(Rejected)] = Rejected
 ADMIN = {"username": "admin", "role": "admin", "scope": None}
@@ -27,12 +27,12 @@ def flaky(tmp_path_factory):
         service = ServiceProcess("flaky", {
             "MONGODB_URI": mongodb_uri, "MONGODB_FLAKY_DB": database, "AMQP_URI": amqp_uri,
             "HTTP_PORT": str(port), "EVENT_MAX_ATTEMPTS": "3",
-            "EVENT_RETRY_DELAYS_SECONDS": ",".join(map(str, RETRY_DELAYS)),
+            "EVENT_RETRY_DELAYS_SECONDS": ",".join(map(str, RETRY_DELAYS)), **actor_env(),
         }, port, str(tmp_path_factory.mktemp("logs") / "flaky.log"),
             script=str(Path(__file__).with_name("flaky_service.py")))
         service.start()
         client = pymongo.MongoClient(mongodb_uri, tz_aware=True)
-        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=30) as proxy:
+        with rpc_cluster(amqp_uri, timeout=30) as proxy:
             yield service, client[database], amqp_uri, proxy.flaky
         client.close()
         service.stop()

@@ -20,11 +20,11 @@ from .. import topology
 from .entrypoints import operation, query
 from .metrics import EntrypointMetrics
 from .operations import OperationsServer
-from .providers import FieldCipherProvider, StoreProvider
+from .providers import ActorSigning, ActorVerification, FieldCipherProvider, StoreProvider
 from .tracing import Tracing
 
 # What a service's class declares besides its entrypoints comes from here.
-__all__ = ["ChassisService", "FieldCipherProvider", "StoreProvider"]
+__all__ = ["ActorSigning", "ChassisService", "FieldCipherProvider", "StoreProvider"]
 
 
 class ChassisService:
@@ -32,6 +32,7 @@ class ChassisService:
     migrate: Callable[[object, dict], None] | None = None
 
     store = StoreProvider()
+    callers = ActorVerification()
     metrics = EntrypointMetrics()
     config = Config()
     operations_http = OperationsServer()

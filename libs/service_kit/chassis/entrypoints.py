@@ -4,8 +4,9 @@
     def update_unit(self, uow, unit_id, changes, actor):
         return self.use_cases.update_unit(uow, unit_id, changes, actor)
 
-is the RPC `update_unit(unit_id, changes, actor=None, command_id=None)`: it parses the actor
-(`platform_contracts.actors.Actor`), validates `changes` against the contract model, runs the
+is the RPC `update_unit(unit_id, changes, actor=None, command_id=None)`: it verifies the actor,
+a token its caller signed for this service and method (service_kit.actor_tokens; refused and
+counted otherwise, before anything runs), validates `changes` against the contract model, runs the
 method in one transaction with the command's stored result under its command id (a repeat
 returns the first result), and turns domain errors into problem documents located in the
 request (path, body or query), and the database being unreachable into a 503 to try again.
@@ -23,9 +24,10 @@ from nameko.rpc import Rpc
 from pydantic import ValidationError
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from platform_contracts.actors import Actor
 from platform_contracts.errors import DomainError, InvalidValue
 from platform_contracts.problems import Rejected, check_page_limit, from_domain, parse_or_reject
+from service_kit.actor_tokens import ActorRefused
+from service_kit.metrics import ACTORS_REFUSED
 from service_kit.store import IDEMPOTENCY_KEY
 
 # A Rejected is the caller's mistake, answered with a 4xx: nameko logs it as expected (a
@@ -45,6 +47,15 @@ def database_unavailable(service: str, error: PyMongoError) -> Rejected | None:
         return None
     log.warning("%s: the database is unavailable: %s", service, type(error).__name__)
     return Rejected.make(503, f"the {service} service's database is unavailable; try again shortly")
+
+
+def _verified_actor(service, token, method: str):
+    try:
+        return service.callers.verify(token, method)
+    except ActorRefused as refused:
+        ACTORS_REFUSED.labels(service.name, refused.reason).inc()
+        log.warning("%s.%s: refused a call: %s", service.name, method, refused.detail)
+        raise
 
 
 def locator(path: Sequence[str], where: str) -> Callable[[tuple], list]:
@@ -80,7 +91,7 @@ def _entrypoint(method, model, body: str | None, path: Sequence[str], where: str
         bound.apply_defaults()
         arguments = bound.arguments
         try:
-            arguments["actor"] = Actor.parse(arguments.get("actor"))
+            arguments["actor"] = _verified_actor(self, arguments.get("actor"), method.__name__)
             if model is not None:
                 arguments[body] = parse_or_reject(model, arguments[body] or {}, where)
             if "limit" in arguments:

@@ -1,13 +1,15 @@
 """The nameko dependencies a chassis service declares: its store (with the outbox relay beside
-it) and, where it holds personal data, its field cipher."""
+it), the check of its callers' signed actors, and, where it holds personal data, its field
+cipher; a service that calls another signs the actors it passes with `ActorSigning`."""
 
 from functools import partial
 
 from nameko.extensions import DependencyProvider
 
-from .. import topology
+from .. import registry, topology
+from ..actor_tokens import ActorSigner, ActorVerifier
 from ..outbox import OutboxRelay
-from ..pii import KEY_ENV, FieldCipher, parse_key
+from ..pii import cipher_from_config
 from ..store import Store
 
 
@@ -50,10 +52,35 @@ class StoreProvider(DependencyProvider):
 
 
 class FieldCipherProvider(DependencyProvider):
-    """Gives workers the service's FieldCipher, keyed from config[FIELD_ENCRYPTION_KEY]."""
+    """Gives workers the service's FieldCipher, keyed from config[FIELD_ENCRYPTION_KEY] (and
+    FIELD_ENCRYPTION_PREVIOUS_KEYS during a rotation)."""
 
     def setup(self):
-        self.cipher = FieldCipher(parse_key(self.container.config.get(KEY_ENV)))
+        self.cipher = cipher_from_config(self.container.config)
 
     def get_dependency(self, worker_ctx):
         return self.cipher
+
+
+class ActorVerification(DependencyProvider):
+    """Gives the entrypoints the service's ActorVerifier: it takes actors signed by the gateway
+    and by the services the registry says call it, from config[ACTOR_PUBLIC_KEYS]. No keys,
+    no start: a service that took unsigned actors would take anyone's word."""
+
+    def setup(self):
+        name = self.container.service_name
+        self.verifier = ActorVerifier.from_config(name, registry.callers_of(name), self.container.config)
+
+    def get_dependency(self, worker_ctx):
+        return self.verifier
+
+
+class ActorSigning(DependencyProvider):
+    """Gives workers the service's ActorSigner (config[ACTOR_SIGNING_KEY]), for the actors it
+    passes when it calls another service."""
+
+    def setup(self):
+        self.signer = ActorSigner.from_config(self.container.service_name, self.container.config)
+
+    def get_dependency(self, worker_ctx):
+        return self.signer

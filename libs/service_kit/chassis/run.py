@@ -6,6 +6,7 @@ import eventlet
 
 eventlet.monkey_patch()  # before anything else imports socket or threading
 
+import os  # noqa: E402
 import sys  # noqa: E402
 
 import pymongo  # noqa: E402
@@ -14,7 +15,7 @@ from service_kit import registry  # noqa: E402
 from service_kit.chassis import runner  # noqa: E402
 from service_kit.chassis.providers import FieldCipherProvider  # noqa: E402
 from service_kit.config import env_config  # noqa: E402
-from service_kit.pii import KEY_ENV, key_from_environment  # noqa: E402
+from service_kit.pii import KEY_ENV, PREVIOUS_KEYS_ENV, key_from_environment  # noqa: E402
 
 
 def config_for(entry: registry.ServiceEntry, service_cls) -> dict:
@@ -22,6 +23,7 @@ def config_for(entry: registry.ServiceEntry, service_cls) -> dict:
     if any(isinstance(value, FieldCipherProvider) for value in vars(service_cls).values()):
         # No key, no start: personal data is never stored in clear.
         config[KEY_ENV] = key_from_environment()
+        config[PREVIOUS_KEYS_ENV] = os.environ.get(PREVIOUS_KEYS_ENV, "")
     return config
 
 

@@ -53,9 +53,14 @@ def register_rejected() -> None:
 
 @contextlib.contextmanager
 def rpc_cluster(amqp_uri: str, timeout: float = 30):
-    """A nameko ClusterRpcProxy on `amqp_uri` (`cluster.<service>.<method>(...)`), raising Rejected."""
+    """A nameko ClusterRpcProxy on `amqp_uri` (`cluster.<service>.<method>(...)`), raising
+    Rejected, that signs the actors it is given as the gateway does (`.unsigned`: the bare proxy)."""
     from nameko.standalone.rpc import ClusterRpcProxy
+
+    from .actors import signing
 
     register_rejected()
     with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=timeout) as cluster:
-        yield cluster
+        signed = signing(cluster)
+        signed.unsigned = cluster
+        yield signed

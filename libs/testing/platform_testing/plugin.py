@@ -14,7 +14,8 @@ Services and clients:
                          registry service as a process (ready on /readyz), stopped when the session ends
   start_service          the same, stopped when the test ends (a second replica, a restart: it
                          finds the session service's database)
-  cluster_rpc            a ClusterRpcProxy on amqp_uri: cluster_rpc.<service>.<method>(...); raises Rejected
+  cluster_rpc            a ClusterRpcProxy on amqp_uri: cluster_rpc.<service>.<method>(...); raises Rejected;
+                         signs `actor=` as the gateway does (platform_testing.actors; .unsigned: bare)
 
 A test folder whose services live as long as the session keeps them apart from every other
 folder's (a service would answer another folder's calls; `make run` refuses a vhost where

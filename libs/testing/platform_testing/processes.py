@@ -110,7 +110,10 @@ class ServiceStarter:
         entry = registry.entry(name)
         port = free_port()
         port_env = {entry.port_env: str(port)} if entry.kind == "gateway" else {"HTTP_PORT": str(port)}
-        full_env = {**self.base_env, entry.database_env: self.database(name), **port_env, **(env or {})}
+        from .actors import actor_env
+
+        full_env = {**self.base_env, **actor_env(name), entry.database_env: self.database(name), **port_env,
+                    **(env or {})}
         log_path = self.log_dir / f"{log_name or name}-{port}.log"
         process = ServiceProcess.of(name, full_env, port, str(log_path))
         process.database = full_env[entry.database_env]

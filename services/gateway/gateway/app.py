@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
         await ensure_indexes(db)
         users_repo = UserRepository(db, settings.user_cache_seconds)
         await users_repo.bootstrap_admin(settings.admin_password)
-        rpc = RpcClient(settings.amqp_uri, settings.rpc_timeout_seconds)
+        rpc = RpcClient(settings.amqp_uri, settings.rpc_timeout_seconds, settings.actor_signer())
         await rpc.start()
         event_log = EventLog(db)
         broadcaster = Broadcaster(event_log)

@@ -27,6 +27,7 @@ from aiormq.exceptions import DeliveryError
 
 from platform_contracts.problems import Rejected
 from service_kit import tracing
+from service_kit.actor_tokens import ActorSigner
 
 from .metrics import RPC_DURATION
 from .problems import ApiProblem, problem
@@ -37,9 +38,10 @@ RPC_EXCHANGE = "nameko-rpc"
 
 
 class RpcClient:
-    def __init__(self, amqp_uri: str, timeout: float):
+    def __init__(self, amqp_uri: str, timeout: float, signer: ActorSigner):
         self.amqp_uri = amqp_uri
         self.timeout = timeout
+        self.signer = signer
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._reply_to = f"gateway-{uuid.uuid4().hex}"
@@ -76,7 +78,10 @@ class RpcClient:
             future.set_result(None)  # reported as a malformed reply by the caller
 
     async def call(self, service: str, method: str, **kwargs: Any) -> Any:
-        """Call `service.method(**kwargs)`; raise ApiProblem for anything but a result."""
+        """Call `service.method(**kwargs)`, its `actor` signed for that service and method;
+        raise ApiProblem for anything but a result."""
+        if kwargs.get("actor") is not None:
+            kwargs["actor"] = self.signer.sign(kwargs["actor"], service, method)
         started = time.perf_counter()
         outcome = "error"
         try:

@@ -5,6 +5,8 @@ import os
 import secrets
 from dataclasses import dataclass
 
+from service_kit.actor_tokens import GATEWAY, SIGNING_KEY_ENV, ActorSigner
+
 log = logging.getLogger(__name__)
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
@@ -18,6 +20,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     jwt_secret: str = ""
+    actor_signing_key: str = ""
     access_token_ttl_seconds: int = 3600
     admin_password: str | None = None
     rpc_timeout_seconds: float = 10.0
@@ -53,6 +56,7 @@ class Settings:
             host=env.get("GATEWAY_HOST", "127.0.0.1"),
             port=int(env.get("GATEWAY_PORT", "8080")),
             jwt_secret=jwt_secret,
+            actor_signing_key=env.get(SIGNING_KEY_ENV, ""),
             access_token_ttl_seconds=int(env.get("ACCESS_TOKEN_TTL_SECONDS", "3600")),
             admin_password=env.get("ADMIN_PASSWORD") or None,
             rpc_timeout_seconds=float(env.get("RPC_TIMEOUT_SECONDS", "10")),
@@ -70,3 +74,8 @@ class Settings:
             stream_send_timeout_seconds=float(env.get("STREAM_SEND_TIMEOUT_SECONDS", "10")),
             stream_subscribes_per_minute=int(env.get("STREAM_SUBSCRIBES_PER_MINUTE", "30")),
         )
+
+    def actor_signer(self) -> ActorSigner:
+        """Signs the actor of every RPC (service_kit.actor_tokens); no key, no start: the
+        services take no unsigned actor."""
+        return ActorSigner.from_config(GATEWAY, {SIGNING_KEY_ENV: self.actor_signing_key})

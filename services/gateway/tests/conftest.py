@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from platform_testing import queue_consumers, wait_for
+from platform_testing.actors import actor_env
 from platform_testing.plugin import own_vhost_and_services
 
 HERE = pathlib.Path(__file__).parent
@@ -31,7 +32,7 @@ def fake_organization(amqp_uri, tmp_path_factory):
         process = subprocess.Popen(
             [sys.executable, "-m", "nameko", "run", "fake_organization", "--broker", amqp_uri],
             cwd=HERE, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            env={**os.environ, "PYTHONWARNINGS": "ignore", **actor_env()},
         )
     try:
         wait_for(lambda: queue_consumers(amqp_uri, "rpc-organization") > 0, timeout=30,

@@ -1,13 +1,23 @@
 """A stand-in for the organization service, run with `nameko run` in the tests' own vhost: it
 answers the RPCs the gateway routes call, records what it was sent, and raises Rejected or a
-plain error on request, so the gateway's side of the protocol is tested on its own."""
+plain error on request, so the gateway's side of the protocol is tested on its own. It
+verifies the actors it is sent as a real service does, and records them verified."""
 
+import os
 import time
 from datetime import datetime, timezone
 
 from nameko.rpc import rpc
 
 from platform_contracts.problems import Rejected
+from service_kit.actor_tokens import ActorVerifier
+
+# ACTOR_PUBLIC_KEYS comes from the test process (platform_testing.actors.actor_env).
+VERIFIER = ActorVerifier.from_config("organization", ["gateway"], os.environ)
+
+
+def verified(token, method: str) -> dict:
+    return VERIFIER.verify(token, method).to_wire()
 
 CALLS: list[dict] = []
 RESULTS_BY_COMMAND: dict[str, dict] = {}
@@ -24,7 +34,8 @@ class FakeOrganization:
 
     @rpc
     def register_unit(self, command, actor, command_id):
-        CALLS.append({"method": "register_unit", "command": command, "actor": actor, "command_id": command_id})
+        CALLS.append({"method": "register_unit", "command": command, "actor": verified(actor, "register_unit"),
+                      "command_id": command_id})
         key = command_id["key"] if isinstance(command_id, dict) else command_id
         if key not in RESULTS_BY_COMMAND:  # the first result for a repeated command id
             RESULTS_BY_COMMAND[key] = unit_from(command, f"u{len(RESULTS_BY_COMMAND) + 1}")
@@ -32,7 +43,7 @@ class FakeOrganization:
 
     @rpc
     def get_unit(self, unit_id, actor):
-        CALLS.append({"method": "get_unit", "unit_id": unit_id, "actor": actor})
+        CALLS.append({"method": "get_unit", "unit_id": unit_id, "actor": verified(actor, "get_unit")})
         if unit_id == "missing":
             raise Rejected.not_found("unit", unit_id)
         if unit_id == "conflict":
@@ -46,7 +57,8 @@ class FakeOrganization:
 
     @rpc
     def list_units(self, filters, limit, cursor, actor):
-        CALLS.append({"method": "list_units", "filters": filters, "limit": limit, "cursor": cursor, "actor": actor})
+        CALLS.append({"method": "list_units", "filters": filters, "limit": limit, "cursor": cursor,
+                      "actor": verified(actor, "list_units")})
         return {"items": [], "next_cursor": None}
 
     @rpc

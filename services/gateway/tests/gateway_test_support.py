@@ -10,6 +10,7 @@ import httpx
 
 from platform_contracts.events import validate_event
 from platform_testing import ServiceProcess, free_port
+from platform_testing.actors import actor_env
 
 
 def community() -> str:
@@ -74,8 +75,14 @@ def new_transfer(from_division: str, to_division: str) -> dict:
 
 def station_event(division: str) -> dict:
     """An event from another source (another exchange) than the organization service."""
+    now = datetime.now(timezone.utc).isoformat()
+    station = {"id": "s1", "name": "暖新驿站", "kind": "warm_station", "division": division, "address": "经十路 1 号",
+               "location": {"lng": 117.0, "lat": 36.65}, "location_gcj02": {"lng": 117.006, "lat": 36.651},
+               "opening_hours": "24/7", "open_now": True, "amenities": ["water"], "manager": None, "capacity": 10,
+               "supplies": [], "status": "active", "version": 2, "registered_at": now, "updated_at": now,
+               "changed": ["capacity"]}
     return valid({"specversion": "1.0", "id": uuid.uuid4().hex, "source": "service-station", "type": "station.updated",
-                  "time": datetime.now(timezone.utc).isoformat(), "division": division, "data": {"station_id": "s1"}})
+                  "time": now, "division": division, "subject": "s1", "data": station})
 
 
 async def publish(amqp_uri: str, *events, exchange: str | None = None) -> None:
@@ -122,7 +129,7 @@ def start_gateway(mongodb_uri: str, amqp_uri: str, log_dir: pathlib.Path, **extr
     env = {
         "MONGODB_URI": mongodb_uri, "MONGODB_GATEWAY_DB": "gateway_tests", "AMQP_URI": amqp_uri,
         "GATEWAY_PORT": str(port), "JWT_SECRET": JWT_SECRET, "ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "RPC_TIMEOUT_SECONDS": "2", "LOG_LEVEL": "INFO", **extra_env,
+        "RPC_TIMEOUT_SECONDS": "2", "LOG_LEVEL": "INFO", **actor_env(), **extra_env,
     }
     process = ServiceProcess("gateway", env, port, str(log_dir / f"gateway-{port}.log")).start()
     return Gateway(process, amqp_uri, env)

@@ -12,6 +12,7 @@ import jwt
 import pytest
 
 from platform_testing import credit_code, metric_value
+from platform_testing.actors import signer
 
 from gateway_test_support import ADMIN_PASSWORD, JWT_SECRET  # noqa: E402
 from gateway.rpc import RpcClient
@@ -39,7 +40,7 @@ def assert_problem(response, status: int, *locs: list) -> dict:
 def last_call(gateway) -> dict:
     """What the fake organization service was last sent."""
     async def ask():
-        client = RpcClient(gateway.amqp_uri, timeout=5)
+        client = RpcClient(gateway.amqp_uri, timeout=5, signer=signer())
         await client.start()
         try:
             return await client.call("organization", "last_call")

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from platform_testing import queue_consumers, wait_for
+from platform_testing.actors import signer
 from gateway.problems import ApiProblem
 from gateway.rpc import RpcClient
 
@@ -37,7 +38,7 @@ def stop(process: subprocess.Popen) -> None:
 
 @asynccontextmanager
 async def rpc_client(amqp_uri: str, timeout: float):
-    client = RpcClient(amqp_uri, timeout=timeout)
+    client = RpcClient(amqp_uri, timeout=timeout, signer=signer())
     await client.start()
     try:
         yield client

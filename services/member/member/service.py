@@ -15,7 +15,8 @@ from platform_contracts.member import (
 )
 from platform_contracts.errors import NotFound
 from platform_contracts.problems import parse_or_reject
-from service_kit.chassis.base import ChassisService, FieldCipherProvider
+from service_kit.actor_tokens import SigningProxy
+from service_kit.chassis.base import ActorSigning, ChassisService, FieldCipherProvider
 from service_kit.chassis.entrypoints import command, operation, query
 from service_kit.store import utc_now
 
@@ -37,7 +38,12 @@ class MemberService(ChassisService):
     migrate = staticmethod(prepare)
 
     cipher = FieldCipherProvider()  # ID numbers and phones
-    organizations = RpcProxy("organization")
+    organization_rpc = RpcProxy("organization")
+    signer = ActorSigning()  # the organization service takes this service's actors, signed
+
+    @property
+    def organizations(self) -> SigningProxy:
+        return SigningProxy(self.organization_rpc, self.signer, audience="organization")
 
     @property
     def commands(self) -> Commands:

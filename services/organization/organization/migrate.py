@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timezone
 from importlib import resources
 
-from service_kit.pii import KEY_ENV, FieldCipher, parse_key
+from service_kit.pii import FieldCipher, cipher_from_config
 
 from . import repository
 from .application import protected_phone
@@ -72,6 +72,20 @@ def encrypt_instructor_phones(db, cipher: FieldCipher) -> int:
     return encrypted
 
 
+def reencrypt_instructor_phones(db, cipher: FieldCipher) -> int:
+    """Phones sealed under an earlier key (FIELD_ENCRYPTION_PREVIOUS_KEYS) sealed again under the
+    current one: a key rotation, and the move off the key this service once shared with the
+    member service. Conditional on the old token, so replicas starting together agree."""
+    moved = 0
+    for instructor in db.instructors.find({"phone_encrypted": {"$exists": True}}, {"phone_encrypted": 1}):
+        token = instructor["phone_encrypted"]
+        fresh = cipher.reencrypted(token, f"instructor:{instructor['_id']}:phone")
+        if fresh is not None:
+            moved += db.instructors.update_one({"_id": instructor["_id"], "phone_encrypted": token},
+                                               {"$set": {"phone_encrypted": fresh}}).modified_count
+    return moved
+
+
 def clear_dissolved_unit_ids(db) -> int:
     """Organizations dissolved before unit_ids were cleared on dissolution: their units no
     longer point to them, so they keep the list as former_unit_ids only."""
@@ -101,11 +115,13 @@ def place_counters_in_tree(db) -> int:
 def prepare(db, config: dict) -> None:
     """What `python -m service_kit.chassis.run organization migrate` (and every start) does."""
     repository.ensure_indexes(db)
+    cipher = cipher_from_config(config)
     for what, count in (
         ("bundled district(s) registered", seed_divisions(db)),
         ("bundled industry(ies) registered", seed_industries(db)),
         ("industry(ies) in use by stored units registered", register_industries_in_use(db)),
-        ("instructor phone(s) encrypted", encrypt_instructor_phones(db, FieldCipher(parse_key(config[KEY_ENV])))),
+        ("instructor phone(s) encrypted", encrypt_instructor_phones(db, cipher)),
+        ("instructor phone(s) re-encrypted under the current key", reencrypt_instructor_phones(db, cipher)),
         ("dissolved organization(s) cleared of unit_ids", clear_dissolved_unit_ids(db)),
         ("coverage counter(s) placed in coverage_tree", place_counters_in_tree(db)),
     ):

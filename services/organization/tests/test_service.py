@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from platform_contracts.problems import Rejected
-from platform_testing import credit_code, metric_value, wait_for
+from platform_testing import credit_code, metric_value, rpc_cluster, wait_for
 from platform_testing.problems import fields_named, rejected
 from service_kit import registry
 
@@ -628,8 +628,6 @@ def test_drift_is_repaired_exactly_while_commands_keep_coming(rpc, database, amq
     added, not set, so what those commands moved stays, and a recount afterwards agrees."""
     import threading
 
-    from nameko.standalone.rpc import ClusterRpcProxy
-
     division = "370113019001"
     for _ in range(20):
         new_unit(rpc, division)
@@ -637,7 +635,7 @@ def test_drift_is_repaired_exactly_while_commands_keep_coming(rpc, database, amq
     stop, registered = threading.Event(), []
 
     def keep_registering():
-        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=30) as proxy:
+        with rpc_cluster(amqp_uri) as proxy:
             while not stop.is_set():
                 registered.append(new_unit(proxy.organization, division)["id"])
 
