@@ -2,7 +2,7 @@
 
 A service subclasses it, names itself (as in services/registry.toml) and declares its
 entrypoints; it gets the store (transactions with outbox, inbox and command log, and the
-outbox relay), RED metrics and a trace span for every entrypoint, its configuration, /metrics, /healthz and
+outbox relay), the check of every caller's signed actor (`callers`, service_kit.actor_tokens), RED metrics and a trace span for every entrypoint, its configuration, /metrics, /healthz and
 /readyz outside the worker pool, and the admin's dead-letter list and replay. A service whose
 records hold personal data adds `cipher = FieldCipherProvider()`; one whose writes all move the
 same few documents sets `store = StoreProvider(serialize_writes=True)`; one with data to
