@@ -42,6 +42,8 @@ class RunningPlatform:
             PLATFORM_DATA_DIR=str(data_dir), AMQP_URI=amqp_uri, ADMIN_PASSWORD=self.admin_password,
             SECANTUS_PORT=str(self.secantus_port), RPC_TIMEOUT_SECONDS="5",
             RECONCILE_INTERVAL_SECONDS="86400", JOINT_ORGANIZATION_MAX_UNITS="3",
+            # The fuzz run and the load of the fault tests come from one account and one address.
+            RATE_LIMIT_PER_USER="1000000/minute", RATE_LIMIT_PER_ADDRESS="1000000/minute",
         )
         env.update({entry.port_env: str(self.ports[name]) for name, entry in self.services.items()})
         env.update(platform_env())  # the kit's RPC proxies sign with these keys

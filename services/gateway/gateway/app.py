@@ -22,6 +22,7 @@ from .notifications import NOTIFICATION_SOURCE, NotificationStore
 from .problems import install as install_problem_handlers
 from .routes import (admin, coverage, industries, instructors, members, notifications, ops, organizations, stream,
                      transfers, units, users)
+from .rate_limit import RateLimitMiddleware
 from .rpc import RpcClient
 from .settings import Settings
 from .tracing import TELEMETRY
@@ -91,6 +92,9 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry=TELEMETRY,
     )
     install_problem_handlers(app)
+    # Added before RequestMiddleware, which wraps it: a 429 is counted and has a request id.
+    app.add_middleware(RateLimitMiddleware, jwt_secret=settings.jwt_secret, per_user=settings.rate_limit_per_user,
+                       per_address=settings.rate_limit_per_address)
     app.add_middleware(RequestMiddleware)
     for module in (users, units, organizations, instructors, coverage, members, transfers, notifications, admin,
                    industries, stream, ops):

@@ -82,6 +82,8 @@ class RequestMiddleware:
 
 
 # Login abuse (login_guard.py).
+RATE_LIMITED = Counter("gateway_rate_limited", "Requests refused with 429 by the per-caller rate limit, by "
+                       "whom it counts (user: an account; address: a client address)", ["kind"])
 LOGIN_LOCKOUTS = Counter("gateway_login_lockouts", "Usernames or client addresses locked out after too many failed "
                          "logins", ["kind"])
 LOGIN_REFUSED = Counter("gateway_login_refused", "Login attempts refused before the password was checked (locked: "

@@ -183,8 +183,7 @@ def error_statuses(path: str, method: str, operation: dict, calls_services: bool
         statuses.add(409)
     if calls_services:
         statuses.add(504)
-    if path.startswith("/api/v1/members") and method in _WRITE_METHODS:
-        statuses.add(429)  # the member service limits a caller's ID-number conflicts outside their scope a day
+    statuses.add(429)  # every REST operation is rate-limited per caller (rate_limit.py)
     return statuses
 
 

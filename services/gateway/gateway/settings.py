@@ -37,6 +37,8 @@ class Settings:
     stream_max_per_user: int = 5
     stream_send_timeout_seconds: float = 10.0
     stream_subscribes_per_minute: int = 30
+    rate_limit_per_user: str = "600/minute"
+    rate_limit_per_address: str = "120/minute"
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -73,6 +75,8 @@ class Settings:
             stream_max_per_user=int(env.get("STREAM_MAX_PER_USER", "5")),
             stream_send_timeout_seconds=float(env.get("STREAM_SEND_TIMEOUT_SECONDS", "10")),
             stream_subscribes_per_minute=int(env.get("STREAM_SUBSCRIBES_PER_MINUTE", "30")),
+            rate_limit_per_user=env.get("RATE_LIMIT_PER_USER", "600/minute"),
+            rate_limit_per_address=env.get("RATE_LIMIT_PER_ADDRESS", "120/minute"),
         )
 
     def actor_signer(self) -> ActorSigner:

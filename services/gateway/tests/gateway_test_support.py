@@ -100,6 +100,7 @@ async def publish(amqp_uri: str, *events, exchange: str | None = None) -> None:
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 JWT_SECRET = "gateway-tests-jwt-secret-of-at-least-32-bytes"
+UNLIMITED = "1000000/minute"
 
 
 class Gateway:
@@ -129,7 +130,9 @@ def start_gateway(mongodb_uri: str, amqp_uri: str, log_dir: pathlib.Path, **extr
     env = {
         "MONGODB_URI": mongodb_uri, "MONGODB_GATEWAY_DB": "gateway_tests", "AMQP_URI": amqp_uri,
         "GATEWAY_PORT": str(port), "JWT_SECRET": JWT_SECRET, "ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "RPC_TIMEOUT_SECONDS": "2", "LOG_LEVEL": "INFO", **actor_env(), **extra_env,
+        "RPC_TIMEOUT_SECONDS": "2", "LOG_LEVEL": "INFO", **actor_env(),
+        # Tests send bursts from one address and one account; test_rate_limits.py sets its own.
+        "RATE_LIMIT_PER_USER": UNLIMITED, "RATE_LIMIT_PER_ADDRESS": UNLIMITED, **extra_env,
     }
     process = ServiceProcess("gateway", env, port, str(log_dir / f"gateway-{port}.log")).start()
     return Gateway(process, amqp_uri, env)
