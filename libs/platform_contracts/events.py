@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .envelope import CloudEvent
 from .member import Location, MaskedIdNumber, MaskedPhone
 from .organization import CoverageFigures, Instructor, Organization, Unit
+from .station import Season, Station, Visitor
 
 
 class EventData(BaseModel):
@@ -147,6 +148,61 @@ class TransferCompleted(TransferEventData):
     stage: str | None = None
 
 
+class StationEvent(Station):
+    """station.registered, station.updated (with the fields that `changed`), station.closed: the
+    station as GET /stations/{id} gives it. `version` orders them: a consumer keeping a copy
+    applies an event only over an older version."""
+    model_config = ConfigDict(extra="allow")
+
+    changed: list[str] = []
+
+
+class SupplyCrossed(EventData):
+    """station.supply_low (the quantity fell below low_threshold) and station.supply_restocked
+    (back at or above it): once per crossing, with whom to tell (the manager, the division)."""
+    station_id: str
+    item: str
+    quantity: int
+    low_threshold: int
+    unit: str | None = None
+    division: str
+    manager: str | None = None
+
+
+class StationVisited(EventData):
+    visit_id: str
+    station_id: str
+    visitor: Visitor
+    member_id: str | None = None
+    at: datetime
+    division: str
+
+
+class ActivityEventData(EventData):
+    """An activity at a station; `starts_at` is what a reminder before it is timed by."""
+    activity_id: str
+    station_id: str
+    division: str
+    title: str
+    season: Season | None = None
+    starts_at: datetime
+    ends_at: datetime
+    capacity: int
+    manager: str | None = None
+
+
+class CancelledSignUp(EventData):
+    sign_up_id: str
+    member_id: str | None = None
+    by: str
+
+
+class ActivityCancelled(ActivityEventData):
+    """station.activity_cancelled: every sign-up that was open, so each can be told."""
+    reason: str
+    sign_ups: list[CancelledSignUp] = []
+
+
 class NotificationAudience(EventData):
     """Whom a notification is for: a user, or the people in a scope (operators over `division`,
     secretaries of one of `organization_ids`, the worker whose member id is `member_id`),
@@ -198,12 +254,14 @@ CATALOGUE: dict[str, tuple[str, type[BaseModel]]] = {
     "transfer.rejected": ("member", TransferEventData),
     "transfer.cancelled": ("member", TransferEventData),
     "transfer.expired": ("member", TransferEventData),
-    "station.registered": ("service-station", EventData),
-    "station.updated": ("service-station", EventData),
-    "station.closed": ("service-station", EventData),
-    "station.supply_low": ("service-station", EventData),
-    "station.visited": ("service-station", EventData),
-    "station.activity_scheduled": ("service-station", EventData),
+    "station.registered": ("service-station", StationEvent),
+    "station.updated": ("service-station", StationEvent),
+    "station.closed": ("service-station", StationEvent),
+    "station.supply_low": ("service-station", SupplyCrossed),
+    "station.supply_restocked": ("service-station", SupplyCrossed),
+    "station.visited": ("service-station", StationVisited),
+    "station.activity_scheduled": ("service-station", ActivityEventData),
+    "station.activity_cancelled": ("service-station", ActivityCancelled),
     "appeal.submitted": ("appeal", EventData),
     "appeal.accepted": ("appeal", EventData),
     "appeal.assigned": ("appeal", EventData),
