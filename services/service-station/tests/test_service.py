@@ -1,7 +1,7 @@
-"""The service-station skeleton on the chassis, run as production runs it
+"""The service-station service on the chassis, run as production runs it
 (`python -m service_kit.chassis.run service-station`, on a real broker and database): it
 migrates, serves health and metrics, answers its admin RPCs only to an admin, and stops
-cleanly on SIGTERM. Its rules and their tests come with issue 13."""
+cleanly on SIGTERM. Its rules: test_stations.py (through RPC), test_use_cases.py, test_domain.py."""
 
 import signal
 import subprocess
@@ -16,11 +16,6 @@ from platform_testing.waiting import wait_for
 
 ADMIN = {"username": "root", "role": "admin", "scope": None}
 OPERATOR = {"username": "op", "role": "operator", "scope": "370113"}
-
-
-@pytest.fixture(scope="module")
-def station(start_session_service):
-    return start_session_service("service-station")
 
 
 def test_its_dead_letters_are_for_admins_only_and_every_call_is_counted(station, cluster_rpc):
