@@ -20,8 +20,8 @@ from .login_guard import LoginGuard
 from .metrics import RequestMiddleware
 from .notifications import NOTIFICATION_SOURCE, NotificationStore
 from .problems import install as install_problem_handlers
-from .routes import (admin, coverage, industries, instructors, members, notifications, ops, organizations, stream,
-                     transfers, units, users)
+from .routes import (admin, coverage, industries, instructors, members, notifications, ops, organizations, stations,
+                     stream, transfers, units, users)
 from .rate_limit import RateLimitMiddleware
 from .rpc import RpcClient
 from .settings import Settings
@@ -96,7 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RateLimitMiddleware, jwt_secret=settings.jwt_secret, per_user=settings.rate_limit_per_user,
                        per_address=settings.rate_limit_per_address)
     app.add_middleware(RequestMiddleware)
-    for module in (users, units, organizations, instructors, coverage, members, transfers, notifications, admin,
-                   industries, stream, ops):
+    for module in (users, units, organizations, instructors, coverage, members, transfers, stations, notifications,
+                   admin, industries, stream, ops):
         app.include_router(module.router)
     return app

@@ -23,7 +23,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from platform_contracts.actors import Role
 from platform_contracts.envelope import CloudEvent
-from platform_contracts.events import CoverageAlert, TransferEventData, data_of, validate_event
+from platform_contracts.events import (ActivityCancelled, CoverageAlert, SupplyCrossed, TransferEventData, data_of,
+                                       validate_event)
 from service_kit.outbox import OUTBOX_INDEX, outbox_record
 
 from .auth import Principal
@@ -102,11 +103,42 @@ def _coverage_rules(event: CloudEvent) -> list[Notification]:
         alert.unit_id, {"role": Role.operator, "division": alert.division})]
 
 
+def _supply_rules(event: CloudEvent) -> list[Notification]:
+    """A supply running low: the station's manager and the operators over its division."""
+    s: SupplyCrossed = data_of(event, SupplyCrossed)
+    audience = {"role": Role.operator, "division": s.division, **({"username": s.manager} if s.manager else {})}
+    return [Notification(
+        "manager_and_operators", "station.supply_low", "物资不足 / Supply running low",
+        f"站点 {s.station_id} 的 {s.item} 剩余 {s.quantity}，低于 {s.low_threshold}。"
+        f"/ Station {s.station_id}: {s.item} down to {s.quantity}, below {s.low_threshold}.",
+        s.station_id, audience)]
+
+
+def _activity_rules(event: CloudEvent) -> list[Notification]:
+    """An activity cancelled (or its station closed): everyone who had signed up, the member or,
+    for a walk-in, whoever signed them up."""
+    a: ActivityCancelled = data_of(event, ActivityCancelled)
+    notes = []
+    for sign_up in a.sign_ups:
+        audience = ({"role": Role.worker, "member_id": sign_up.member_id} if sign_up.member_id
+                    else {"username": sign_up.by})
+        notes.append(Notification(
+            f"sign_up:{sign_up.sign_up_id}", "station.activity_cancelled", "活动已取消 / Activity cancelled",
+            f"站点 {a.station_id} 的活动 {a.activity_id}（{a.starts_at.isoformat()}）已取消。"
+            f"/ Activity {a.activity_id} at station {a.station_id} ({a.starts_at.isoformat()}) is cancelled.",
+            a.activity_id, audience))
+    return notes
+
+
 def rules_for(event: CloudEvent) -> list[Notification]:
     if event.type.startswith("transfer."):
         return _transfer_rules(event)
     if event.type == "coverage.alert_raised":
         return _coverage_rules(event)
+    if event.type == "station.supply_low":
+        return _supply_rules(event)
+    if event.type == "station.activity_cancelled":
+        return _activity_rules(event)
     return []
 
 

@@ -4,3 +4,4 @@
 API = "/api/v1"
 ORGANIZATION = "organization"  # the nameko service that owns units, organizations and coverage
 MEMBER = "member"  # the nameko service that owns members, the pipeline, transfers and check-ins
+STATION = "service-station"  # stations, their supplies, visits, activities, and the holiday calendar
