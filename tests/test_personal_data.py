@@ -106,7 +106,13 @@ def test_no_plaintext_id_number_or_phone_leaves_the_member_service(platform, sse
         changed = ok(admin.patch(f"/members/{members[1]['id']}", json={"id_number": replaced}))
         assert changed["id_number"].endswith(replaced[-4:])
         assert admin.post("/members/lookup", json={"id_number": id_numbers[1]}).status_code == 404
-        assert created(admin.post(f"/members/{members[2]['id']}/check-ins", json={"station_id": "station-0301"}))
+        station = created(admin.post("/stations", json={
+            "kind": "check_in_point", "name": "党员报到点", "division": "370113301", "address": "长清区",
+            "location": {"lng": 116.75, "lat": 36.55}, "opening_hours": "24/7"}))
+        # The member service learns of the station from its station.registered event.
+        wait_for(lambda: admin.post(f"/members/{members[2]['id']}/check-ins",
+                                    json={"station_id": station["id"]}).status_code == 201,
+                 what="a check-in at the new station")
 
         operator = f"op{uuid.uuid4().hex[:6]}"
         created(admin.post("/users", json={"username": operator, "password": PASSWORD, "role": "operator",

@@ -14,10 +14,11 @@ from datetime import timedelta
 
 from platform_contracts.actors import Actor
 from platform_contracts.errors import DomainError, Forbidden, InvalidValue, TooManyRequests
+from platform_contracts.events import StationEvent
 from service_kit.documents import new_id
 from service_kit.pii import FieldCipher, mask_id_number, mask_phone, redact_text
 
-from . import access, domain, transfers
+from . import access, domain, stations, transfers
 from .metrics import ID_NUMBER_CONFLICTS_OUTSIDE_SCOPE
 from .presenter import as_resource
 from .repository import Repository, duplicate_id_number
@@ -214,6 +215,7 @@ class Commands:
         repo = self._repo(uow)
         member = repo.member(member_id)
         access.ensure_may_read(actor, member)
+        stations.ensure_active(repo.station(command.station_id), command.station_id)
         record = {"_id": new_id(), "member_id": member_id, "station_id": command.station_id,
                   "organization_id": member["organization_id"], "checked_in_at": uow.now,
                   "by": actor.username}
@@ -225,6 +227,11 @@ class Commands:
             "check_in_id": record["_id"], **{k: resource[k] for k in (
                 "member_id", "station_id", "organization_id", "checked_in_at")}, **_mobility(member)})
         return resource
+
+    @classmethod
+    def keep_station(cls, uow, station: StationEvent) -> None:
+        """The service-station service's station.* events, as the stations check-ins may name."""
+        cls._repo(uow).keep_station(stations.read_model(station, uow.now))
 
     # ---- transfers ---------------------------------------------------------------------------
 

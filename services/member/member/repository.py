@@ -139,6 +139,21 @@ class Repository(DocumentRepository):
         query = {"status": {"$in": sorted(s.value for s in OPEN)}, "letter_expires_on": {"$lt": day}}
         return [d["_id"] for d in self.db.transfers.find(query, {"_id": 1}, session=self.session).limit(limit)]
 
+    # ---- stations (a read model of the service-station service's events) ---------------
+
+    def station(self, station_id: str) -> dict | None:
+        return self._get("stations", station_id)
+
+    def keep_station(self, station: dict) -> bool:
+        """Keep a station's newer version; an older one (an event redelivered late) changes
+        nothing. Reading first keeps the write a plain one: a refused conditional upsert would
+        fail the whole transaction with a duplicate key."""
+        kept = self.station(station["_id"])
+        if kept is not None and kept["version"] >= station["version"]:
+            return False
+        self.db.stations.replace_one({"_id": station["_id"]}, station, upsert=True, session=self.session)
+        return True
+
     # ---- check-ins and the audit log -----------------------------------------------------
 
     def insert_check_in(self, check_in: dict) -> None:

@@ -14,10 +14,12 @@ from platform_contracts.member import (
     RejectTransfer, RequestTransfer, RevealIdNumber, TransferFilter, UpdateMember,
 )
 from platform_contracts.errors import NotFound
+from platform_contracts.events import StationEvent
 from platform_contracts.problems import parse_or_reject
 from service_kit.actor_tokens import SigningProxy
 from service_kit.chassis.base import ActorSigning, ChassisService, FieldCipherProvider
 from service_kit.chassis.entrypoints import command, operation, query
+from service_kit.chassis.events import consumes
 from service_kit.store import utc_now
 
 from . import access, domain
@@ -135,8 +137,22 @@ class MemberService(ChassisService):
 
     @command(body=None, path="member_id")
     def check_in(self, uow, member_id, station_id, actor):
-        # The station is recorded as given until the service-station service can vouch for it.
+        # The station must be an active one of the stations read model (stations.py).
         return self.commands.check_in(uow, member_id, parse_or_reject(CheckIn, {"station_id": station_id}), actor)
+
+    # ---- stations (the service-station service's events) ----------------------------------
+
+    @consumes("service-station", "station.registered", StationEvent)
+    def on_station_registered(self, uow, station):
+        self.commands.keep_station(uow, station)
+
+    @consumes("service-station", "station.updated", StationEvent)
+    def on_station_updated(self, uow, station):
+        self.commands.keep_station(uow, station)
+
+    @consumes("service-station", "station.closed", StationEvent)
+    def on_station_closed(self, uow, station):
+        self.commands.keep_station(uow, station)
 
     # ---- transfers -----------------------------------------------------------------------
 

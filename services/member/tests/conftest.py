@@ -12,7 +12,7 @@ import pymongo
 import pytest
 
 from platform_contracts.member import id_number_check_character
-from platform_testing import EventTap, credit_code
+from platform_testing import EventTap, credit_code, wait_for
 from platform_testing.plugin import own_vhost_and_services
 
 # Services of this folder's own, on a vhost and databases no other test folder's services share.
@@ -26,9 +26,11 @@ def services(start_session_service, member_events):
     organization = start_session_service("organization", {"RECONCILE_INTERVAL_SECONDS": "86400"}, wait=False)
     member = start_session_service("member", {"TRANSFER_EXPIRY_CHECK_SECONDS": "1", "LOG_LEVEL": "DEBUG"},
                                    wait=False)
-    for service in (organization, member):
+    # Check-ins name stations the member service knows from the service-station service's events.
+    station = start_session_service("service-station", wait=False)
+    for service in (organization, member, station):
         service.wait_ready()
-    return {"organization": organization, "member": member}
+    return {"organization": organization, "member": member, "service-station": station}
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +48,29 @@ def rpc(services, cluster_rpc):
 @pytest.fixture(scope="session")
 def organizations(services, cluster_rpc):
     return cluster_rpc.organization
+
+
+@pytest.fixture(scope="session")
+def new_station(services, cluster_rpc, database):
+    """new_station(close=False) -> a station registered with the service-station service, once
+    the member service's read model holds it (closed, if asked, and known closed)."""
+    stations = cluster_rpc["service-station"]
+
+    def make(close: bool = False) -> dict:
+        station = stations.register_station(
+            {"kind": "check_in_point", "name": "党员报到点", "division": "370113001", "address": "长清区",
+             "location": {"lng": 116.75, "lat": 36.55}, "opening_hours": "24/7"}, actor=ADMIN, command_id=uuid.uuid4().hex)
+        if close:
+            station = stations.close_station(station["id"], actor=ADMIN, command_id=uuid.uuid4().hex)
+        wait_for(lambda: (database.stations.find_one({"_id": station["id"]}) or {}).get("status") == station["status"],
+                 what=f"the member service knowing station {station['id']} as {station['status']}")
+        return station
+    return make
+
+
+@pytest.fixture(scope="session")
+def active_station(new_station):
+    return new_station()
 
 
 @pytest.fixture(scope="session")

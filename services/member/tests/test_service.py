@@ -259,7 +259,8 @@ def test_a_repeated_command_id_registers_once(rpc, database, two_districts, new_
     assert database.members.count_documents({"name": "重复", "_id": first["id"]}) == 1
 
 
-def test_mobile_members_have_a_location_and_an_online_branch(rpc, two_districts, online_branch, new_id_number, tap):
+def test_mobile_members_have_a_location_and_an_online_branch(rpc, two_districts, online_branch, new_id_number, tap,
+                                                             active_station):
     a = two_districts["a"]
     where = {"division": "370112001", "description": "历城区华山街道"}
     member = register(rpc, new_id_number, a["organization"], mobile=True, online_branch_id=online_branch["id"],
@@ -278,7 +279,7 @@ def test_mobile_members_have_a_location_and_an_online_branch(rpc, two_districts,
     assert event["data"]["changed"] == ["mobile_location", "phone"] and event["data"]["phone"] == "139****1111"
     assert (event["data"]["mobile_location"], event["data"]["online_branch_id"]) == \
            ({"division": "370113001"}, online_branch["id"])
-    checked_in = rpc.check_in(member["id"], "station-0001", actor=worker(member), command_id=cid())
+    checked_in = rpc.check_in(member["id"], active_station["id"], actor=worker(member), command_id=cid())
     event = tap.wait_for(lambda e: e["type"] == "member.checked_in" and e["data"]["check_in_id"] == checked_in["id"])
     assert event[0]["data"]["online_branch_id"] == online_branch["id"]
 
@@ -469,16 +470,31 @@ def test_letters_expire(rpc, database, two_districts, new_id_number, tap):
 
 # ---- check-ins and the reveal --------------------------------------------------------------
 
-def test_check_in_at_a_station(rpc, database, two_districts, new_id_number, tap):
+def test_check_in_at_a_station(rpc, database, two_districts, new_id_number, tap, active_station):
+    station_id = active_station["id"]
     member = register(rpc, new_id_number, two_districts["a"]["organization"], mobile=True)
-    check_in = rpc.check_in(member["id"], "station-0007", actor=worker(member), command_id=cid())
-    assert (check_in["member_id"], check_in["station_id"]) == (member["id"], "station-0007")
-    assert rpc.get_member(member["id"], actor=ADMIN)["last_check_in"]["station_id"] == "station-0007"
+    check_in = rpc.check_in(member["id"], station_id, actor=worker(member), command_id=cid())
+    assert (check_in["member_id"], check_in["station_id"]) == (member["id"], station_id)
+    assert rpc.get_member(member["id"], actor=ADMIN)["last_check_in"]["station_id"] == station_id
     event = tap.wait_for(lambda e: e["type"] == "member.checked_in" and e["subject"] == member["id"])[0]
     assert event["data"]["check_in_id"] == check_in["id"] and event["division"] == "370113001"
     other = register(rpc, new_id_number, two_districts["a"]["organization"])
-    assert rejected(rpc.check_in, member["id"], "station-0007", actor=worker(other), command_id=cid())["status"] == 403
+    assert rejected(rpc.check_in, member["id"], station_id, actor=worker(other), command_id=cid())["status"] == 403
     assert rejected(rpc.check_in, member["id"], "", actor=ADMIN, command_id=cid())["status"] == 422
+
+
+def test_a_check_in_names_an_existing_active_station(rpc, database, two_districts, new_id_number, new_station):
+    """The member service knows the stations from station.* events (no call per check-in): an
+    unknown or closed station is a 422 naming station_id, and nothing is written."""
+    member = register(rpc, new_id_number, two_districts["a"]["organization"], mobile=True)
+    closed = new_station(close=True)
+    before = database.check_ins.count_documents({"member_id": member["id"]})
+    for station_id, said in (("TO0jl", "does not exist"), (closed["id"], "is closed")):
+        problem = rejected(rpc.check_in, member["id"], station_id, actor=worker(member), command_id=cid())
+        assert problem["status"] == 422 and fields_named(problem) == {("body", "station_id")}, problem
+        assert said in problem["detail"]
+    assert database.check_ins.count_documents({"member_id": member["id"]}) == before
+    assert database.stations.find_one({"_id": closed["id"]})["version"] == closed["version"]
 
 
 def test_revealing_an_id_number_is_audited(rpc, database, two_districts, new_id_number, issued):
