@@ -25,6 +25,8 @@ EVENTS_INVALID = Counter("gateway_events_invalid", "Consumed messages that are n
 EVENTS_DUPLICATE = Counter("gateway_events_duplicate", "Redelivered events already in the event log")
 EVENTS_SKIPPED = Counter("gateway_event_log_gaps", "Event log positions skipped after waiting for them")
 NOTIFICATIONS_CREATED = Counter("gateway_notifications_created", "Notifications created from consumed events")
+RPC_RESENT = Counter("gateway_rpc_resent", "RPC calls sent again after the broker connection was lost while "
+                     "they waited (same correlation id and command id)", ["service", "method"])
 RPC_DURATION = Histogram(
     "gateway_rpc_duration_seconds", "nameko RPC round trips by outcome (success, rejected, error, timeout, "
     "unavailable)", ["service", "method", "outcome"],

@@ -10,12 +10,19 @@ One connection, one channel and one reply queue per process; callers wait on fut
 correlation id. Publishing is mandatory with publisher confirms, so a call to a service that
 has no queue is returned by the broker at once instead of waiting for the timeout.
 
+A dropped broker connection (a broker restart, a connection closed by an operator) is noticed
+at once: the robust connection reconnects, and every call in flight is sent again under the
+same correlation id and arguments — a command carries its command id, which the service's
+command log answers with the first result, so a re-sent command runs at most once; a query
+only reads. A call whose deadline passes before the broker is back gets 503 with Retry-After.
+
 A request expires with its caller's timeout (the AMQP per-message TTL, `expiration`): RabbitMQ
 drops it when it reaches the head of a queue nobody took it from in time, so a service that was
 stopped or stalled does not run, minutes later, a command whose client was told 504 (and may
 have sent it again)."""
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -23,18 +30,19 @@ import uuid
 from typing import Any
 
 import aio_pika
-from aiormq.exceptions import DeliveryError
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 
 from platform_contracts.problems import Rejected
 from service_kit import tracing
 from service_kit.actor_tokens import ActorSigner
 
-from .metrics import RPC_DURATION
+from .metrics import RPC_DURATION, RPC_RESENT
 from .problems import ApiProblem, problem
 
 log = logging.getLogger(__name__)
 
 RPC_EXCHANGE = "nameko-rpc"
+RECONNECT_SECONDS = 1
 
 
 class RpcClient:
@@ -46,16 +54,35 @@ class RpcClient:
         self._exchange: aio_pika.abc.AbstractExchange | None = None
         self._reply_to = f"gateway-{uuid.uuid4().hex}"
         self._pending: dict[str, asyncio.Future] = {}
+        # Set while the connection, its channel and the reply queue are up; a loss sets `_lost`
+        # (waking the calls in flight) and replaces it for the calls after.
+        self._ready = asyncio.Event()
+        self._lost = asyncio.Event()
+
+    def _connection_lost(self, *_args) -> None:
+        if self._ready.is_set():
+            log.warning("the broker connection was lost: calls in flight are sent again once it is back")
+        self._ready.clear()
+        self._lost.set()
+        self._lost = asyncio.Event()
+
+    def _reconnected(self, *_args) -> None:
+        log.info("the broker connection is back")
+        self._ready.set()
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(self.amqp_uri, client_properties={
-            "connection_name": "gateway rpc"})
+        # Reconnect within a second (aio-pika's default waits 5 s): calls in flight wait for it.
+        self._connection = await aio_pika.connect_robust(self.amqp_uri, reconnect_interval=RECONNECT_SECONDS,
+                                                         client_properties={"connection_name": "gateway rpc"})
+        self._connection.close_callbacks.add(self._connection_lost)
+        self._connection.reconnect_callbacks.add(self._reconnected)
         channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
         self._exchange = await channel.declare_exchange(RPC_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
         # A fixed name lets the robust connection redeclare and rebind it after a reconnect.
         queue = await channel.declare_queue(f"rpc.reply-{self._reply_to}", exclusive=True, auto_delete=True)
         await queue.bind(self._exchange, routing_key=self._reply_to)
         await queue.consume(self._on_reply, no_ack=True)
+        self._ready.set()
 
     async def close(self) -> None:
         for future in self._pending.values():
@@ -97,24 +124,46 @@ class RpcClient:
     async def _call(self, service: str, method: str, kwargs: dict) -> Any:
         if not self.connected:
             raise ApiProblem.of(503, "the message broker is unreachable; try again shortly")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         correlation_id = uuid.uuid4().hex
-        future = asyncio.get_running_loop().create_future()
+        future = loop.create_future()
         self._pending[correlation_id] = future
+        body = json.dumps({"args": [], "kwargs": kwargs}).encode()
+        # nameko hands `nameko.*` headers to the worker as context data, and on to the calls it makes.
+        traceparent = tracing.current_traceparent()
+        headers = {f"nameko.{tracing.TRACEPARENT}": traceparent} if traceparent else None
         try:
-            # nameko hands `nameko.*` headers to the worker as context data, and on to the calls it makes.
-            traceparent = tracing.current_traceparent()
-            message = aio_pika.Message(
-                json.dumps({"args": [], "kwargs": kwargs}).encode(),
-                content_type="application/json", correlation_id=correlation_id, reply_to=self._reply_to,
-                headers={f"nameko.{tracing.TRACEPARENT}": traceparent} if traceparent else None,
-                expiration=self.timeout,
-            )
-            async with asyncio.timeout(self.timeout):
+            for attempt in itertools.count():
+                if attempt:
+                    RPC_RESENT.labels(service, method).inc()
+                await self._wait_ready(deadline, service)
+                lost = self._lost
+                message = aio_pika.Message(body, content_type="application/json", correlation_id=correlation_id,
+                                           reply_to=self._reply_to, headers=headers,
+                                           expiration=max(0.001, deadline - loop.time()))
                 try:
-                    await self._exchange.publish(message, routing_key=f"{service}.{method}", mandatory=True)
+                    await asyncio.wait_for(self._exchange.publish(message, routing_key=f"{service}.{method}",
+                                                                  mandatory=True),
+                                           max(0.001, deadline - loop.time()))
                 except DeliveryError:
                     raise ApiProblem.of(503, f"service {service} is not running") from None
-                reply = await future
+                except (AMQPError, ChannelInvalidStateError, ConnectionError):
+                    # The channel closed under us: a lost connection has cleared `_ready` (so the
+                    # next turn waits for it); a channel alone is reopened by the robust connection.
+                    await asyncio.sleep(0.1)
+                    continue
+                reply_or_loss = asyncio.ensure_future(lost.wait())
+                try:
+                    await asyncio.wait({future, reply_or_loss}, timeout=max(0.0, deadline - loop.time()),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    reply_or_loss.cancel()
+                if future.done():
+                    reply = future.result()
+                    break
+                if not lost.is_set():
+                    raise TimeoutError
         except TimeoutError:
             raise timeout_problem(service) from None
         finally:
@@ -125,6 +174,19 @@ class RpcClient:
         if reply.get("error"):
             raise error_problem(service, method, reply["error"])
         return reply.get("result")
+
+
+    async def _wait_ready(self, deadline: float, service: str) -> None:
+        """Until the connection is up (again); 503 with Retry-After if it is not by the deadline."""
+        if self._ready.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._ready.wait(), max(0.0, deadline - asyncio.get_running_loop().time()))
+        except TimeoutError:
+            raise ApiProblem({**problem(503, f"the connection to the message broker was lost and is not back: the "
+                                             f"request to {service} may or may not have been carried out. Retry "
+                                             "it, a write with the same Idempotency-Key"),
+                              "retry_with_same_idempotency_key": True}) from None
 
 
 def timeout_problem(service: str) -> ApiProblem:
