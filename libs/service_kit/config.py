@@ -42,6 +42,8 @@ def env_config(service_name: str, default_http_port: int, database: str | None =
     config["WEB_SERVER_ADDRESS"] = f"{os.environ.get('HTTP_HOST', '0.0.0.0')}:{http_port}"
     config["max_workers"] = int(config.pop("MAX_WORKERS"))
     config["serializer"] = "json"
+    # Events arrive as CloudEvents in structured mode (registered by service_kit.outbox); RPC stays JSON.
+    config["ACCEPT"] = ["json", "cloudevents"]
     return config
 
 

@@ -15,6 +15,7 @@ The relay runs in a thread of its own: a green thread in the nameko services (ev
 `threading` and `time` there), an OS thread beside the gateway's event loop. So nothing here
 imports nameko or eventlet, which the gateway's image does not install."""
 
+import json
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 
+import kombu.serialization
 from kombu import Connection, Exchange, Producer
 from prometheus_client import Counter, Gauge
 from pymongo import ASCENDING
@@ -38,6 +40,19 @@ OUTBOX_OLDEST_AGE = Gauge(
 )
 OUTBOX_PUBLISHED = Counter("outbox_published", "Outbox events published with a broker confirm", ["service"])
 OUTBOX_PUBLISH_FAILURES = Counter("outbox_publish_failures", "Failed relay publish attempts", ["service"])
+
+# The CloudEvents AMQP binding's structured content mode: the whole envelope is the body, and
+# the content type says so (as application/json, the official SDK read it as binary mode and
+# refused it). Registered with kombu here, so that every consumer in a process that imports
+# the kit decodes it (nameko's accept it: service_kit.config, ACCEPT).
+CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
+kombu.serialization.register("cloudevents", json.dumps, json.loads, content_type=CLOUDEVENTS_CONTENT_TYPE,
+                             content_encoding="utf-8")
+
+
+def encode_envelope(envelope: dict) -> bytes:
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+
 
 # What the relay's queries walk: the unpublished records, in outbox order.
 OUTBOX_INDEX = [("published_at", ASCENDING), ("_id", ASCENDING)]
@@ -89,7 +104,8 @@ class ConfirmedPublisher:
             producer = self._usable_producer()
             for record in records:
                 envelope = record["envelope"]
-                producer.publish(envelope, routing_key=record["type"], serializer="json",
+                producer.publish(encode_envelope(envelope), routing_key=record["type"],
+                                 content_type=CLOUDEVENTS_CONTENT_TYPE, content_encoding="utf-8",
                                  delivery_mode="persistent", message_id=envelope["id"], type=record["type"])
                 self._unconfirmed.add(self._next_tag)
                 self._next_tag += 1
