@@ -8,7 +8,9 @@ import uuid
 import pytest
 
 from platform_testing import wait_for
-from tests.test_e2e_transfers import account, created, full_member, joint_branch, ok, unit_body
+from tests.test_e2e_transfers import (
+    account, created, full_member, joint_branch, new_id_number, new_phone, ok, unit_body,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +37,10 @@ def test_the_side_that_must_act_and_the_member_are_notified(platform, sse):
         receiving_unit = created(admin.post("/units", json=unit_body(receiving_division)))
         sending = joint_branch(admin, sending_division, sending_unit["id"])
         receiving = joint_branch(admin, receiving_division, receiving_unit["id"])
-        member = full_member(admin, sending, sending_unit)
+        # The plaintext the member was registered with: the response holds only masked values.
+        id_number, phone = new_id_number(sending_division[:6]), new_phone()
+        member = full_member(admin, sending, sending_unit, id_number=id_number, phone=phone)
+        assert id_number not in str(member) and phone not in str(member)
         sending_operator = account(platform, admin, "operator", "370113")
         receiving_operator = account(platform, admin, "operator", "370112")
         worker = account(platform, admin, "worker", member["id"])
@@ -89,6 +94,6 @@ def test_the_side_that_must_act_and_the_member_are_notified(platform, sse):
     assert [n["type"] for n in inbox(platform, worker, tid)] == steps[::-1]  # newest first
     for n in mine:  # ids, never personal data
         text = n["data"]["title"] + n["data"]["body"]
-        assert member["name"] not in text and member["id_number"] not in text
+        assert member["name"] not in text and id_number not in text and phone not in text
     assert not [e for e in sending_stream.events
                 if notice_of("transfer.awaiting_receipt", tid)(e["data"])]  # the receiving side's alone
