@@ -22,6 +22,7 @@ run: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure_rabbitmq.sh
 	bash scripts/ensure_deploy_tools.sh
+	bash scripts/ensure_node_tools.sh
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
