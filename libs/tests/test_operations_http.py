@@ -19,6 +19,7 @@ from platform_testing.actors import actor_env
 MAX_WORKERS = 2
 HOLD_SECONDS = 5
 PROBE_TIMEOUT = 2  # well under a hold: an answer that had to wait for a worker times out
+READINESS_PROBE_TIMEOUT = 3  # the Deployments' readinessProbe timeoutSeconds
 
 
 def get(url: str, timeout: float = PROBE_TIMEOUT) -> tuple[int, str, str, float]:
@@ -72,13 +73,12 @@ def test_health_answers_while_every_worker_is_busy(busy):
     time.sleep(0.5)
     assert workers_in_use(busy["markers"]) == MAX_WORKERS, "the pool is full: the other calls wait in the queue"
 
-    status, content_type, body, took = get(busy["url"] + "/healthz")
+    status, content_type, body, _ = get(busy["url"] + "/healthz")  # with the probe's own timeout
     assert (status, json.loads(body)) == (200, {"status": "alive"}) and content_type == "application/json"
     status, _, body, _ = get(busy["url"] + "/readyz")
     assert (status, json.loads(body)) == (200, {"status": "ready"})
     status, content_type, body, _ = get(busy["url"] + "/metrics")
     assert status == 200 and content_type.startswith("text/plain") and "service_entrypoint_requests_total" in body
-    assert took < 1.0, f"/healthz took {took:.2f}s with the pool full"
     # Still answered from outside the pool: no held call had finished meanwhile.
     assert workers_in_use(busy["markers"]) == MAX_WORKERS
 
@@ -97,11 +97,11 @@ def test_only_the_operations_paths_are_served(busy):
 def test_readyz_reports_an_unreachable_database_within_the_probe_timeout(busy):
     busy["database"].terminate()
     busy["database"].wait(10)
-    time.sleep(2.5)  # past the readiness cache
-
-    status, _, body, took = get(busy["url"] + "/readyz", timeout=5)
+    # Asked as the kubelet asks, with its timeout (3 s): a slower answer fails the request itself.
+    wait_for(lambda: get(busy["url"] + "/readyz", timeout=READINESS_PROBE_TIMEOUT)[0] == 503, timeout=15,
+             what="/readyz to report the database (past its cache)")
+    status, _, body, _ = get(busy["url"] + "/readyz", timeout=READINESS_PROBE_TIMEOUT)
     assert (status, json.loads(body)) == (503, {"status": "not ready", "detail": "database unreachable"})
-    assert took < 3, f"/readyz took {took:.2f}s: the kubelet gives up after 3 s"
     # Liveness is not readiness: the process is fine, the database is not.
     assert get(busy["url"] + "/healthz")[0] == 200
     busy["service"].kill()  # a graceful stop would wait for the database

@@ -227,10 +227,10 @@ def test_slow_service_is_504(admin):
 
 
 def test_absent_service_is_503(admin):
-    started = time.monotonic()  # a registered service that is not running here (an unknown name is a 422)
+    # A registered service that is not running here (an unknown name is a 422): returned by the
+    # broker at once as 503, where a call that waited out its timeout would be a 504.
     body = assert_problem(admin.get("/api/v1/admin/dead-letters", params={"service": "member"}), 503)
-    assert "member" in body["detail"]
-    assert time.monotonic() - started < 1.5  # returned by the broker, not timed out
+    assert "member" in body["detail"] and "not running" in body["detail"]
 
 
 # ---- bad input ------------------------------------------------------------------------------
