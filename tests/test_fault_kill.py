@@ -103,8 +103,14 @@ def test_kill_organization_service_mid_flight(platform, sse):
         wait_for(lambda: counts() == {uid: sent.get(uid, 0) for uid in results.values()},
                  timeout=60, interval=0.5, what="member counts to match the events sent")
         assert sum(counts().values()) == MEMBER_EVENTS
+        # Coverage recomputed here from what the clients were told (CONTRACT.md's definitions):
+        # no organization covers these units; those sent 3 or more full members should have one.
         coverage = api.get("/coverage", params={"division": DIVISION}).json()
-        assert coverage["units"] == UNITS
+        should_establish = sum(1 for uid in results.values() if sent.get(uid, 0) >= 3)
+        assert {k: coverage[k] for k in ("units", "organization_covered", "work_covered", "uncovered",
+                                         "standalone_units", "should_establish")} == \
+            {"units": UNITS, "organization_covered": 0, "work_covered": 0, "uncovered": UNITS,
+             "standalone_units": 0, "should_establish": should_establish}, coverage
 
     # Every registration reached the stream exactly once.
     stream.wait_for(lambda e: len({x["data"]["subject"] for x in stream.events}) >= UNITS, timeout=30)

@@ -112,6 +112,17 @@ def unit_updates_per_completion(stream, ids: set[str]) -> Counter:
                    if e["data"]["type"] == "unit.updated" and e["data"].get("causationid") in completions)
 
 
+def assert_coverage_as_told(admin, division: str, full_members: int) -> None:
+    """The coverage of a street the test made — one unit, covered by a joint branch, holding
+    `full_members` full members by what the clients were told — recomputed here from
+    CONTRACT.md's definitions, not by the recount the platform does with its own code."""
+    expected = {"units": 1, "organization_covered": 1, "work_covered": 0, "uncovered": 0, "standalone_units": 0,
+                "should_establish": int(full_members >= 3), "organization_rate": 1.0, "work_rate": 0.0,
+                "standalone_rate": 0.0}
+    coverage = ok(admin.get("/coverage", params={"division": division}))
+    assert {key: coverage[key] for key in expected} == expected, (division, coverage)
+
+
 def assert_no_drift(admin) -> None:
     """The coverage counters and units agree with a full recount (report only)."""
     report = ok(admin.post("/coverage/reconcile", params={"repair": "false"}))
@@ -195,7 +206,9 @@ def test_kill_member_service_between_approval_and_receipt(platform, sse):
                  what="a unit.updated per unit for each completion")
         updates = unit_updates_per_completion(stream, ids)
         assert set(updates.values()) == {1}, updates
-        # The coverage counters agree with a full recount.
+        # The coverage is what the clients were told, and the counters agree with a full recount.
+        assert_coverage_as_told(admin, sending_unit["division"], 0)
+        assert_coverage_as_told(admin, receiving_unit["division"], receiving_before + TRANSFERS)
         assert_no_drift(admin)
 
 
@@ -254,5 +267,7 @@ def test_kill_organization_service_between_completion_and_coverage(platform, sse
         # Every completion was applied once: one unit.updated per unit for each of them.
         updates = unit_updates_per_completion(stream, ids)
         assert set(updates.values()) == {1} and len(updates) == 2 * TRANSFERS, updates
-        # The coverage counters agree with a full recount.
+        # The coverage is what the clients were told, and the counters agree with a full recount.
+        assert_coverage_as_told(admin, sending_unit["division"], 0)
+        assert_coverage_as_told(admin, receiving_unit["division"], TRANSFERS)
         assert_no_drift(admin)
