@@ -50,6 +50,8 @@ class RunningPlatform:
         env.update(extra_env or {})
         organization = self.services["organization"]
         self.organization_database = env.get(organization.database_env, organization.database)
+        self.databases = {name: env.get(entry.database_env, entry.database) for name, entry in self.services.items()}
+        self.mongodb_uri = env.get("MONGODB_URI") or f"mongodb://127.0.0.1:{self.secantus_port}/?directConnection=true"
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "run_platform.py")], env=env, cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -94,6 +96,27 @@ class RunningPlatform:
 
     def pid(self, name: str) -> int:
         return int((self.data_dir / "pids" / name).read_text())
+
+    def in_flight(self) -> dict:
+        """What the platform holds unfinished right now: outbox rows not yet published, per
+        service, and deliveries taken but not acknowledged, per queue. Fault tests take it at
+        the moment of a kill, to show the kill did not land on an idle platform."""
+        import pymongo
+
+        client = pymongo.MongoClient(self.mongodb_uri, serverSelectionTimeoutMS=2000)
+        try:
+            outbox = {name: client[database].outbox.count_documents({"published_at": None})
+                      for name, database in self.databases.items()}
+        except pymongo.errors.PyMongoError:
+            outbox = {"unknown: the database does not answer": -1}
+        finally:
+            client.close()
+        vhost = self.amqp_uri.rsplit("/", 1)[1] or "/"
+        rows = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages_unacknowledged"],
+                              capture_output=True, text=True, timeout=30).stdout.splitlines()
+        unacked = {name: int(count) for name, count in (row.split("\t") for row in rows if "\t" in row)
+                   if count.isdigit() and int(count)}
+        return {"outbox_unpublished": {k: v for k, v in outbox.items() if v}, "unacknowledged": unacked}
 
     def kill(self, name: str) -> None:
         """SIGKILL one process; the launcher restarts it, as a process supervisor would."""

@@ -50,8 +50,11 @@ def test_a_killed_database_is_restarted_and_no_acknowledged_write_is_lost_or_dou
     load.start()
     wait_for(lambda: len(results) >= 5, timeout=60, interval=0.05, what="some units registered")
     database_pid = platform.pid("secantus")
+    in_flight = platform.in_flight()
     killed_at, answered_before = time.monotonic(), len(results)
     platform.kill("secantus")  # returns once the launcher has started a new one
+    print(f"\nin flight at the kill: {in_flight}")
+    assert in_flight["outbox_unpublished"] or in_flight["unacknowledged"], in_flight
     load.join(240)
     assert not load.is_alive() and not failures, failures
     assert answered_before < UNITS, "the kill landed after every command was answered"

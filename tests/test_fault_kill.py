@@ -30,17 +30,22 @@ MEMBER_EVENTS = 60
 DIVISION = "370114201"
 
 
-def register_until_done(platform, results: dict, failures: list):
+def register_until_done(platform, results: dict, failures: list, outstanding: list | None = None):
+    """`outstanding` holds one entry while a request waits for its answer."""
+    outstanding = [] if outstanding is None else outstanding
     with platform.client() as api:
         for index in range(UNITS):
             body = {"credit_code": credit_code(DIVISION), "name": f"单位{index}", "type": "enterprise",
                     "industry": "logistics", "division": f"{DIVISION}{index % 3 + 1:03d}"}
             key = uuid.uuid4().hex
             for _ in range(60):  # retry the same command until it is answered
+                outstanding.append(key)
                 try:
                     response = api.post("/units", json=body, headers={"Idempotency-Key": key})
                 except httpx.HTTPError:
                     response = None
+                finally:
+                    outstanding.remove(key)
                 if response is not None and response.status_code in (200, 201):
                     results[key] = response.json()["id"]
                     break
@@ -74,16 +79,19 @@ def publish_member_events(amqp_uri: str, unit_ids: dict, sent: Counter, publishe
 
 def test_kill_organization_service_mid_flight(platform, sse):
     stream = sse({"types": "unit.registered", "division": DIVISION})
-    results, failures, sent, published_at = {}, [], Counter(), []
-    commands = threading.Thread(target=register_until_done, args=(platform, results, failures))
+    results, failures, sent, published_at, outstanding = {}, [], Counter(), [], []
+    commands = threading.Thread(target=register_until_done, args=(platform, results, failures, outstanding))
     events = threading.Thread(target=publish_member_events, args=(platform.amqp_uri, results, sent, published_at))
     commands.start()
     events.start()
     wait_for(lambda: len(results) >= UNITS // 4 and len(published_at) >= 5, timeout=60, interval=0.01,
              what="some units registered and member events published")
+    in_flight = {"requests": len(outstanding), **platform.in_flight()}
     killed_at = time.monotonic()
     answered_at_kill = len(results)
     platform.kill("organization")
+    print(f"\nin flight at the kill: {in_flight}")
+    assert in_flight["requests"] or in_flight["outbox_unpublished"] or in_flight["unacknowledged"], in_flight
     commands.join(180)
     events.join(180)
     assert not failures, failures

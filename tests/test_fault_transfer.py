@@ -39,14 +39,21 @@ DEADLINE_SECONDS = 120
 
 # ---- helpers -------------------------------------------------------------------------------
 
+# Requests sent and not yet answered, across the clients' threads: shown at each kill.
+OUTSTANDING: list[str] = []
+
+
 def send(api: httpx.Client, path: str, key: str, failures: list, json: dict | None = None) -> dict | None:
     """POST `path` until it is answered below 500, always with the same Idempotency-Key."""
     deadline = time.monotonic() + DEADLINE_SECONDS
     while time.monotonic() < deadline:
+        OUTSTANDING.append(key)
         try:
             response = api.post(path, json=json, headers={"Idempotency-Key": key})
         except httpx.HTTPError:
             response = None
+        finally:
+            OUTSTANDING.remove(key)
         if response is not None and response.status_code < 500:
             if response.status_code != 200:
                 failures.append(f"{path}: {response.status_code} {response.text[:300]}")
@@ -167,7 +174,10 @@ def test_kill_member_service_between_approval_and_receipt(platform, sse):
     # Some receipts are through, most are still to come or in flight: kill -9 the member service.
     wait_for(lambda: len(answered) >= 3, timeout=60, interval=0.02, what="first receipts answered")
     answered_at_kill = len(answered)
+    in_flight = {"requests": len(OUTSTANDING), **platform.in_flight()}
     platform.kill("member")
+    print(f"\nin flight at the kill: {in_flight}")
+    assert in_flight["requests"] or in_flight["outbox_unpublished"] or in_flight["unacknowledged"], in_flight
     for client in clients:
         client.join(DEADLINE_SECONDS * 2 + 10)
     assert not failures, failures
@@ -246,7 +256,10 @@ def test_kill_organization_service_between_completion_and_coverage(platform, sse
     wait_for(lambda: per_transfer(stream, ids, "transfer.completed"), timeout=60, interval=0.01,
              what="the first transfer.completed")
     completed_at_kill = sum(per_transfer(stream, ids, "transfer.completed").values())
+    in_flight = {"requests": len(OUTSTANDING), **platform.in_flight()}
     platform.kill("organization")
+    print(f"\nin flight at the kill: {in_flight}")
+    assert in_flight["requests"] or in_flight["outbox_unpublished"] or in_flight["unacknowledged"], in_flight
     for client in clients:
         client.join(DEADLINE_SECONDS * 2 + 10)
     assert not failures, failures
