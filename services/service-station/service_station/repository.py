@@ -50,17 +50,22 @@ def open_at_filter(at: datetime) -> dict:
 
 
 def station_query(filters: dict, open_at: datetime | None) -> dict:
-    """The list and search filters (StationFilter) as one MongoDB filter."""
-    clauses: list[dict] = [{"status": filters.get("status") or StationStatus.active.value}]
+    """The list and search filters (StationFilter) as one MongoDB filter, flat and its most
+    selective indexed condition first: SecantusDB looks a filter up through the index of its
+    first condition only, and not at all under a top-level `$and` (a near search over 20,000
+    stations, measured here: 2 ms with the grid cells first, 550-600 ms with the status first
+    or under `$and`). The near search puts its cells in front (Repository.near)."""
+    query: dict = {}
     if filters.get("division"):
-        clauses.append({"division": prefix_query(filters["division"])})
-    if filters.get("kind"):
-        clauses.append({"kind": filters["kind"]})
-    if filters.get("amenity"):
-        clauses.append({"amenities": {"$all": list(filters["amenity"])}})
+        query["division"] = prefix_query(filters["division"])
     if open_at is not None:
-        clauses.append(open_at_filter(open_at))
-    return {"$and": clauses}
+        query.update(open_at_filter(open_at))
+    if filters.get("kind"):
+        query["kind"] = filters["kind"]
+    if filters.get("amenity"):
+        query["amenities"] = {"$all": list(filters["amenity"])}
+    query["status"] = filters.get("status") or StationStatus.active.value
+    return query
 
 
 class Repository(DocumentRepository):
@@ -85,8 +90,7 @@ class Repository(DocumentRepository):
     def near(self, query: dict, lng: float, lat: float, radius_m: float, limit: int) -> list[tuple[dict, float]]:
         """Stations matching `query` within radius_m of (lng, lat), nearest first: the grid
         cells around the point through their index, then exact distances (service_kit.nearby)."""
-        candidates = self.db.stations.find({"$and": [nearby.near_filter(lng, lat, radius_m), query]},
-                                           session=self.session)
+        candidates = self.db.stations.find({**nearby.near_filter(lng, lat, radius_m), **query}, session=self.session)
         return nearby.rank(candidates, lng, lat, radius_m, limit)
 
     def set_intervals(self, station_id: str, version: int, intervals: list[dict], intervals_from: str) -> bool:

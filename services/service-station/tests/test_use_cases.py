@@ -392,3 +392,25 @@ def test_cancelling_an_activity_tells_its_sign_ups(commands, run):
     with pytest.raises(Conflict):
         run(commands.cancel_activity, station["id"], activity["id"], "again", ADMIN)
     CancelActivity(reason="x")  # the body's model
+
+
+def test_the_near_search_asks_by_its_grid_cells_first_in_a_flat_filter():
+    """SecantusDB uses the index of a filter's first condition only, and none under a top-level
+    $and: measured over 20,000 stations, 2 ms this way against 550-600 ms otherwise."""
+    from service_station.repository import Repository, station_query
+
+    asked = {}
+
+    class Stations:
+        def find(self, query, session=None):
+            asked["query"] = query
+            return []
+
+    class Database:
+        stations = Stations()
+
+    filters = {"amenity": ["water"], "division": "370113", "kind": "warm_station"}
+    Repository(Database()).near(station_query(filters, MONDAY), *SQUARE, 1000, 10)
+    query = asked["query"]
+    assert next(iter(query)).startswith("cells.g") and not any(key.startswith("$") for key in query)
+    assert {"division", "open_intervals", "kind", "amenities", "status"} <= set(query)
