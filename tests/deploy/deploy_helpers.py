@@ -70,6 +70,19 @@ def find(objects: list[dict], kind: str, name: str) -> dict:
     return matches[0]
 
 
+def broker_hosts(objects: list[dict]) -> set[str]:
+    """Fully qualified names of the Services that reach RabbitMQ: the dev StatefulSet's
+    Service (AMQP port), or the client Service the Cluster Operator names after the
+    RabbitmqCluster."""
+    namespace = by_kind(objects, "Namespace")[0]["metadata"]["name"]
+    names = {c["metadata"]["name"] for c in by_kind(objects, "RabbitmqCluster")}
+    for service in by_kind(objects, "Service"):
+        if service["spec"].get("selector", {}).get("app.kubernetes.io/name") == "rabbitmq" \
+                and {5672, 5671} & {p["port"] for p in service["spec"]["ports"]}:
+            names.add(service["metadata"]["name"])
+    return {f"{name}.{namespace}.svc.cluster.local" for name in names}
+
+
 def config_values(objects: list[dict], container: dict) -> dict:
     """What a container reads from its ConfigMaps (envFrom), merged."""
     values = {}

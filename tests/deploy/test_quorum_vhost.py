@@ -131,7 +131,10 @@ def test_a_quorum_retry_queue_returns_the_message_to_its_handler_queue(quorum_vh
 def vhost_job_policies(rendered: dict) -> dict[str, dict]:
     """The policies prod's rabbitmq-vhost Job puts, as name -> body (from its script)."""
     [job] = [o for o in rendered["prod"] if o["kind"] == "Job" and o["metadata"]["name"] == "rabbitmq-vhost"]
-    script = job["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    [volume] = [v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "script"]
+    [configmap] = [o for o in rendered["prod"] if o["kind"] == "ConfigMap"
+                   and o["metadata"]["name"] == volume["configMap"]["name"]]
+    script = "\n".join(configmap["data"].values())
     return {name: json.loads(body) for name, body in re.findall(r"put policies/partybuilding/(\S+) '(.+)'", script)}
 
 

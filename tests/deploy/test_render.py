@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from deploy_helpers import OVERLAYS, README, REGISTRY, SERVICES, by_kind, find
+from deploy_helpers import OVERLAYS, README, REGISTRY, SERVICES, broker_hosts, by_kind, find
 
 
 def test_kustomize_runs_generators_before_components(kubectl):
@@ -52,43 +52,39 @@ def test_dev_is_single_replica_with_plain_data_stores(rendered):
         assert obj["apiVersion"].startswith(builtin_groups), f"dev needs no CRD, found {obj['kind']}"
 
 
+def _secret_values(secret: dict) -> dict:
+    return {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+
+
 def test_dev_secrets_are_generated_and_marked_dev_only(rendered):
+    """One Secret per service as in prod, with the keys its pods read; field keys and actor
+    keys of each service its own, the actor keys' public halves in partybuilding-actor-keys."""
+    from service_kit.actor_tokens import private_key, public_keys
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     secrets = {s["metadata"]["name"]: s for s in by_kind(rendered["dev"], "Secret")}
-    assert {"partybuilding-secrets", "rabbitmq-credentials", "mongodb-credentials"} <= set(secrets)
-    keys = set(secrets["partybuilding-secrets"]["data"])
-    assert keys == {"AMQP_URI", "MONGODB_URI", "JWT_SECRET", "FIELD_ENCRYPTION_KEY", "ADMIN_PASSWORD"}
-    # The member service accepts only standard base64 of exactly 32 bytes.
-    field_key = base64.b64decode(secrets["partybuilding-secrets"]["data"]["FIELD_ENCRYPTION_KEY"]).decode()
-    assert len(base64.b64decode(field_key, validate=True)) == 32
-
-
-def _readme_secret_command(name: str) -> str:
-    text = README.read_text()
-    match = re.search(rf"kubectl -n \$NS create secret generic {name} \\\n((?:.*\\\n)*.*)", text)
-    assert match, f"deploy/README.md: no `create secret generic {name}` command"
-    return match.group(0)
-
-
-def test_readme_secret_command_has_every_key_prod_reads(rendered):
-    """The operator creates partybuilding-secrets from deploy/README.md: every key a prod
-    workload or KEDA reads must be in that command."""
-    command = _readme_secret_command("partybuilding-secrets")
-    documented = set(re.findall(r"--from-literal=([A-Z_]+)=", command))
-    used = set()
-    for obj in rendered["prod"]:
-        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
-        for container in spec.get("containers", []) + spec.get("initContainers", []):
-            for env in container.get("env", []):
-                ref = env.get("valueFrom", {}).get("secretKeyRef")
-                if ref and ref["name"] == "partybuilding-secrets":
-                    used.add(ref["key"])
-        for ref in obj.get("spec", {}).get("secretTargetRef", []):
-            if ref["name"] == "partybuilding-secrets":
-                used.add(ref["key"])
-    assert used <= documented, f"missing from the README command: {sorted(used - documented)}"
-    # FIELD_ENCRYPTION_KEY: standard base64 of 32 bytes (the service rejects URL-safe base64).
-    assert "head -c 32 /dev/urandom | base64" in command
-    assert "tr '+/'" not in command
+    assert {f"partybuilding-{name}" for name in SERVICES} | {"rabbitmq-credentials", "mongodb-credentials"} \
+        == set(secrets)
+    [actor_keys] = [c for c in by_kind(rendered["dev"], "ConfigMap")
+                    if c["metadata"]["name"].startswith("partybuilding-actor-keys")]
+    published = public_keys(actor_keys["data"]["ACTOR_PUBLIC_KEYS"])
+    assert set(published) == set(SERVICES), "a public key for the gateway and every nameko service"
+    field_keys = {}
+    for name, entry in REGISTRY.items():
+        values = _secret_values(secrets[f"partybuilding-{name}"])
+        expected = {"AMQP_URI", "MONGODB_URI", "ACTOR_SIGNING_KEY"}
+        if entry.kind == "gateway":
+            expected |= {"JWT_SECRET", "ADMIN_PASSWORD"}
+        if entry.needs_field_key:
+            expected |= {"FIELD_ENCRYPTION_KEY"}
+            # The service accepts only standard base64 of exactly 32 bytes.
+            assert len(base64.b64decode(values["FIELD_ENCRYPTION_KEY"], validate=True)) == 32
+            field_keys[name] = values["FIELD_ENCRYPTION_KEY"]
+        assert expected <= set(values) <= expected | {"FIELD_ENCRYPTION_PREVIOUS_KEYS"}, name
+        own = private_key(values["ACTOR_SIGNING_KEY"]).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        assert own == published[name].public_bytes(Encoding.Raw, PublicFormat.Raw), f"{name}: its public key"
+        assert "dev-only" in base64.b64decode(values["ACTOR_SIGNING_KEY"]).decode(), name
+    assert len(set(field_keys.values())) == len(field_keys) >= 2, "a field key per service"
 
 
 def test_readme_builds_every_dev_image(rendered):
@@ -126,9 +122,11 @@ def test_prod_is_scaled_out_on_operators(rendered):
         assert "replicas" not in deployment["spec"], f"{name}: spec.replicas fights KEDA"
         assert scaled[name]["spec"]["minReplicaCount"] >= 3, f"{name}: scaled out"
         assert scaled[name]["spec"]["maxReplicaCount"] > scaled[name]["spec"]["minReplicaCount"]
-    # Quorum queues: the vhost is created with default queue type quorum.
-    job = find(objects, "Job", "rabbitmq-vhost")
-    script = "\n".join(job["spec"]["template"]["spec"]["containers"][0]["command"])
+    # Quorum queues: the vhost is created with default queue type quorum (the Job's script,
+    # test_secrets_and_tls.py).
+    job = find(objects, "Job", "rabbitmq-vhost")["spec"]["template"]["spec"]
+    [script_volume] = [v for v in job["volumes"] if v["name"] == "script"]
+    script = "\n".join(find(objects, "ConfigMap", script_volume["configMap"]["name"])["data"].values())
     assert '"default_queue_type":"quorum"' in script
     # Monitoring comes with prod.
     assert by_kind(objects, "ServiceMonitor") and by_kind(objects, "PrometheusRule")
@@ -177,48 +175,23 @@ def test_dev_references_only_existing_secrets(rendered):
         for container in spec.get("containers", []) + spec.get("initContainers", []):
             for env in container.get("env", []):
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
-                if ref:
+                if ref and not ref.get("optional"):
                     assert ref["key"] in secrets.get(ref["name"], set()), f"{obj['metadata']['name']}: {ref}"
+                elif ref:  # an optional key (FIELD_ENCRYPTION_PREVIOUS_KEYS): its Secret exists
+                    assert ref["name"] in secrets, f"{obj['metadata']['name']}: {ref}"
             for source in container.get("envFrom", []):
                 if "secretRef" in source:
                     assert source["secretRef"]["name"] in secrets
 
 
-def _readme_literal(command: str, key: str) -> str:
-    """The value of --from-literal=KEY=... in a README command, with $NS filled in."""
-    match = re.search(rf'--from-literal={key}=("[^"]*"|\S+)', command)
-    assert match, f"deploy/README.md: no {key} in the command"
-    namespace = re.search(r"^NS=(\S+)$", README.read_text(), re.M)
-    assert namespace, "deploy/README.md: no NS=... before the Secret commands"
-    return match.group(1).strip('"').replace("${NS}", namespace.group(1)).replace("$NS", namespace.group(1))
-
-
-def _broker_services(objects) -> set[str]:
-    """Names of the Services that reach RabbitMQ's AMQP port: the dev StatefulSet's Service,
-    or the client Service the Cluster Operator names after the RabbitmqCluster."""
-    names = {c["metadata"]["name"] for c in by_kind(objects, "RabbitmqCluster")}
-    for service in by_kind(objects, "Service"):
-        if service["spec"].get("selector", {}).get("app.kubernetes.io/name") == "rabbitmq" \
-                and 5672 in {p["port"] for p in service["spec"]["ports"]}:
-            names.add(service["metadata"]["name"])
-    return names
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_amqp_uri_names_the_broker_fully_qualified(rendered, overlay):
+def test_amqp_uri_names_the_broker_fully_qualified(rendered):
     """KEDA's operator runs in namespace keda and gets AMQP_URI through the
-    TriggerAuthentication: a short name like "rabbitmq" does not resolve there."""
-    objects = rendered[overlay]
-    if overlay == "prod":
-        auth = find(rendered["prod"], "TriggerAuthentication", "rabbitmq-amqp")
-        [ref] = [r for r in auth["spec"]["secretTargetRef"] if r["parameter"] == "host"]
-        namespace = auth["metadata"]["namespace"]
-        uri = _readme_literal(_readme_secret_command(ref["name"]), ref["key"])  # prod: the operator's Secret
-    else:  # dev removes KEDA, but generates the same key the same way
-        secret = find(objects, "Secret", "partybuilding-secrets")
-        namespace = secret["metadata"]["namespace"]
-        uri = base64.b64decode(secret["data"]["AMQP_URI"]).decode()
-    host = urlsplit(uri).hostname
-    expected = {f"{name}.{namespace}.svc.cluster.local" for name in _broker_services(objects)}
-    assert expected, f"{overlay}: no RabbitMQ Service found"
-    assert host in expected, f"{overlay}: AMQP_URI host {host!r}, KEDA needs one of {sorted(expected)}"
+    TriggerAuthentication: a short name like "rabbitmq" does not resolve there. dev removes
+    KEDA, but names the broker the same way in every service's Secret; prod's Secrets are
+    the README's (test_secrets_and_tls.py)."""
+    objects = rendered["dev"]
+    hosts = {urlsplit(base64.b64decode(find(objects, "Secret", f"partybuilding-{name}")["data"]["AMQP_URI"]).decode())
+             .hostname for name in SERVICES}
+    expected = broker_hosts(objects)
+    assert expected, "dev: no RabbitMQ Service found"
+    assert hosts <= expected, f"dev: AMQP_URI hosts {sorted(hosts)}, KEDA needs one of {sorted(expected)}"

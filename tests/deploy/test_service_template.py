@@ -1,9 +1,9 @@
 """Every nameko service renders from the one template (deploy/k8s/components/nameko-service)
 to the objects pinned in golden/nameko-service.<overlay>.yaml, once its own parts are set
-aside: its name (written <service>), its ConfigMap's data, the resource amounts an
-overlay sizes, the event-queue triggers of its ScaledObject (test_workload_policy derives
-them from the code) and FIELD_ENCRYPTION_KEY (test_deployed_services checks it against
-the registry). A template that drops or changes anything else (security, probes,
+aside: its name (written <service>, its Secret partybuilding-<service>), its ConfigMap's
+data, the resource amounts an overlay sizes, the event-queue triggers of its ScaledObject
+(test_workload_policy derives them from the code) and FIELD_ENCRYPTION_KEY with
+FIELD_ENCRYPTION_PREVIOUS_KEYS (test_deployed_services checks them against the registry). A template that drops or changes anything else (security, probes,
 strategy, drain budget, PDB, NetworkPolicy, scaling policy, migrate Job) fails here for
 every service.
 
@@ -52,7 +52,8 @@ def normalized(obj: dict, name: str) -> dict:
     if obj["kind"] == "ScaledObject":
         obj["spec"]["triggers"] = [t for t in obj["spec"]["triggers"] if t["name"] == "rpc"]
     for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
-        container["env"] = [e for e in container.get("env", []) if e["name"] != "FIELD_ENCRYPTION_KEY"]
+        container["env"] = [e for e in container.get("env", [])
+                            if e["name"] not in ("FIELD_ENCRYPTION_KEY", "FIELD_ENCRYPTION_PREVIOUS_KEYS")]
         container["resources"] = {kind: {resource: "<sized>" for resource in amounts}
                                   for kind, amounts in container["resources"].items()}
     patterns = [
@@ -61,6 +62,8 @@ def normalized(obj: dict, name: str) -> dict:
         (rf"rpc-{re.escape(name)}", "rpc-<service>"),
         (rf"{re.escape(name)}-config-[a-z0-9]+", "<service>-config-<hash>"),
         (r"platform-config-[a-z0-9]+", "platform-config-<hash>"),
+        (rf"partybuilding-{re.escape(name)}", "partybuilding-<service>"),  # its own Secret
+        (r"partybuilding-actor-keys-[a-z0-9]+", "partybuilding-actor-keys-<hash>"),
         (rf"partybuilding/{re.escape(name)}(:.+)", r"partybuilding/<service>\1"),
     ]
 

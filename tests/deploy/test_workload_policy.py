@@ -104,8 +104,8 @@ def test_deployments_are_hardened_probed_and_drain(rendered, overlay):
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             assert container[probe]["httpGet"]["port"] in ("http", ports["http"]), f"{name}: {probe} port"
         env = {e["name"]: e for e in container.get("env", [])}
-        for secret in ("AMQP_URI", "MONGODB_URI"):
-            assert env[secret]["valueFrom"]["secretKeyRef"]["name"] == "partybuilding-secrets", f"{name}: {secret}"
+        for secret in ("AMQP_URI", "MONGODB_URI", "ACTOR_SIGNING_KEY"):
+            assert env[secret]["valueFrom"]["secretKeyRef"]["name"] == f"partybuilding-{name}", f"{name}: {secret}"
         assert any("configMapRef" in s for s in container.get("envFrom", [])), f"{name}: ConfigMap config"
 
 
@@ -145,7 +145,8 @@ def test_each_service_has_pdb_service_networkpolicy_and_migrate_job(rendered, ov
         policy = policies[0]
         assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
         egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])}
-        assert egress_ports == {5672, 27017, 53}, f"{name}: egress only to RabbitMQ, MongoDB and DNS"
+        amqp = 5671 if overlay == "prod" else 5672  # prod: TLS only
+        assert egress_ports == {amqp, 27017, 53}, f"{name}: egress only to RabbitMQ, MongoDB and DNS"
         job = find(objects, "Job", f"{name}-migrate")
         job_pod = job["spec"]["template"]["spec"]
         assert_hardened(job_pod, f"{name}-migrate")
@@ -192,8 +193,9 @@ def test_keda_scales_each_service_on_its_queues(rendered):
     objects = rendered["prod"]
     auth = by_kind(objects, "TriggerAuthentication")
     assert len(auth) == 1
-    assert auth[0]["spec"]["secretTargetRef"] == [
-        {"parameter": "host", "name": "partybuilding-secrets", "key": "AMQP_URI"}
+    # KEDA's own broker user (it may only count), from its own Secret.
+    assert [r for r in auth[0]["spec"]["secretTargetRef"] if r["parameter"] == "host"] == [
+        {"parameter": "host", "name": "partybuilding-keda", "key": "AMQP_URI"}
     ]
     scaled = {s["spec"]["scaleTargetRef"]["name"]: s for s in by_kind(objects, "ScaledObject")}
     for deployment in platform_deployments(objects):
@@ -222,8 +224,8 @@ def test_keda_scales_each_service_on_its_queues(rendered):
 
 # Services that keep personal data encrypted at rest (registry: needs_field_key; member:
 # ID numbers and phones; organization: instructors' phones). They refuse to start,
-# migrate included, without FIELD_ENCRYPTION_KEY; all read the same key from the same
-# Secret (components/field-encryption-key).
+# migrate included, without FIELD_ENCRYPTION_KEY; each reads a key of its own from its own
+# Secret (components/field-encryption-key), with earlier keys during a rotation.
 ENCRYPTING_SERVICES = tuple(name for name, entry in REGISTRY.items() if entry.needs_field_key)
 
 
@@ -235,14 +237,67 @@ def test_encrypting_services_get_the_field_key_and_no_one_else(rendered, overlay
             container = find(objects, kind, obj_name)["spec"]["template"]["spec"]["containers"][0]
             env = {e["name"]: e for e in container.get("env", [])}
             assert env["FIELD_ENCRYPTION_KEY"]["valueFrom"]["secretKeyRef"] == {
-                "name": "partybuilding-secrets", "key": "FIELD_ENCRYPTION_KEY"}, obj_name
+                "name": f"partybuilding-{name}", "key": "FIELD_ENCRYPTION_KEY"}, obj_name
+            # Earlier keys only during a rotation: optional, from the same Secret.
+            assert env["FIELD_ENCRYPTION_PREVIOUS_KEYS"]["valueFrom"]["secretKeyRef"] == {
+                "name": f"partybuilding-{name}", "key": "FIELD_ENCRYPTION_PREVIOUS_KEYS", "optional": True}, obj_name
     for kind in ("Deployment", "Job"):
         for obj in by_kind(objects, kind):
             if obj["metadata"]["labels"].get("app.kubernetes.io/name") in ENCRYPTING_SERVICES:
                 continue
             for container in obj["spec"]["template"]["spec"]["containers"]:
                 names = {e["name"] for e in container.get("env", [])}
-                assert "FIELD_ENCRYPTION_KEY" not in names, obj["metadata"]["name"]
+                assert not {"FIELD_ENCRYPTION_KEY", "FIELD_ENCRYPTION_PREVIOUS_KEYS"} & names, obj["metadata"]["name"]
+
+
+def secret_references(pod_spec: dict) -> set[tuple[str, str]]:
+    """(Secret, key) of everything a pod reads from Secrets: env, envFrom, volumes."""
+    found = set()
+    for container in pod_spec.get("containers", []) + pod_spec.get("initContainers", []):
+        for env in container.get("env", []):
+            ref = env.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                found.add((ref["name"], ref["key"]))
+        for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                found.add((source["secretRef"]["name"], "*"))
+    for volume in pod_spec.get("volumes", []):
+        if "secret" in volume:
+            found.add((volume["secret"]["secretName"], "*"))
+        for projected in volume.get("projected", {}).get("sources", []):
+            if "secret" in projected:
+                found.add((projected["secret"]["name"], "*"))
+    return found
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_services_pods_read_only_their_own_secret(rendered, overlay):
+    """A service's Deployment and migrate Job read partybuilding-<service> and no other Secret:
+    its own broker user, its own keys. The nameko services take every issuer's public key from
+    the partybuilding-actor-keys ConfigMap; the gateway and each nameko service sign with a key
+    of their own."""
+    objects = rendered[overlay]
+    for name in SERVICES:
+        for kind, obj_name in (("Deployment", name), ("Job", f"{name}-migrate")):
+            pod = find(objects, kind, obj_name)["spec"]["template"]["spec"]
+            secrets = {secret for secret, _ in secret_references(pod)}
+            assert secrets == {f"partybuilding-{name}"}, f"{obj_name} reads {sorted(secrets)}"
+            assert not any("envFrom" in c and any("secretRef" in s for s in c["envFrom"]) for c in pod["containers"])
+        container = find(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("valueFrom", {}) for e in container.get("env", [])}
+        assert env["ACTOR_SIGNING_KEY"]["secretKeyRef"] == {"name": f"partybuilding-{name}",
+                                                             "key": "ACTOR_SIGNING_KEY"}, name
+        if name in NAMEKO_SERVICES:
+            ref = env["ACTOR_PUBLIC_KEYS"]["configMapKeyRef"]
+            assert ref["key"] == "ACTOR_PUBLIC_KEYS" and ref["name"].startswith("partybuilding-actor-keys"), name
+            find(objects, "ConfigMap", ref["name"])
+    # Nothing else in the platform reads a service's Secret but the broker-user Job (prod).
+    for obj in objects:
+        pod = obj.get("spec", {}).get("template", {}).get("spec")
+        if not pod or obj["metadata"]["name"] in {*SERVICES, *(f"{n}-migrate" for n in SERVICES), "rabbitmq-vhost"}:
+            continue
+        read = {secret for secret, _ in secret_references(pod)}
+        assert not {s for s in read if s.startswith("partybuilding-")}, f"{obj['kind']}/{obj['metadata']['name']}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
