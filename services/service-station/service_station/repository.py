@@ -51,10 +51,8 @@ def open_at_filter(at: datetime) -> dict:
 
 def station_query(filters: dict, open_at: datetime | None) -> dict:
     """The list and search filters (StationFilter) as one MongoDB filter, flat and its most
-    selective indexed condition first: SecantusDB looks a filter up through the index of its
-    first condition only, and not at all under a top-level `$and` (a near search over 20,000
-    stations, measured here: 2 ms with the grid cells first, 550-600 ms with the status first
-    or under `$and`). The near search puts its cells in front (Repository.near)."""
+    selective condition first (SecantusDB plans no index under a top-level `$and`). The near
+    search applies it to the candidates its grid cells give (Repository.near)."""
     query: dict = {}
     if filters.get("division"):
         query["division"] = prefix_query(filters["division"])
@@ -89,9 +87,11 @@ class Repository(DocumentRepository):
 
     def near(self, query: dict, lng: float, lat: float, radius_m: float, limit: int) -> list[tuple[dict, float]]:
         """Stations matching `query` within radius_m of (lng, lat), nearest first: the grid
-        cells around the point through their index, then exact distances (service_kit.nearby)."""
-        candidates = self.db.stations.find({**nearby.near_filter(lng, lat, radius_m), **query}, session=self.session)
-        return nearby.rank(candidates, lng, lat, radius_m, limit)
+        cells around the point through their index, `query` applied to those candidates in a
+        second stage, then exact distances (service_kit.nearby.find_near). Measured here over
+        20,000 stations with open_now and two amenities: p50 1.3 ms (the bare cell lookup
+        1.1 ms; the cells `$and` the query in one find: 550 ms, a scan)."""
+        return nearby.find_near(self.db.stations, lng, lat, radius_m, limit, query, session=self.session)
 
     def set_intervals(self, station_id: str, version: int, intervals: list[dict], intervals_from: str) -> bool:
         """Store freshly computed open intervals, unless the station changed meanwhile."""

@@ -394,16 +394,17 @@ def test_cancelling_an_activity_tells_its_sign_ups(commands, run):
     CancelActivity(reason="x")  # the body's model
 
 
-def test_the_near_search_asks_by_its_grid_cells_first_in_a_flat_filter():
-    """SecantusDB uses the index of a filter's first condition only, and none under a top-level
-    $and: measured over 20,000 stations, 2 ms this way against 550-600 ms otherwise."""
+def test_the_near_search_asks_by_its_grid_cells_alone_then_filters_the_candidates():
+    """SecantusDB uses an index only for a filter that is the indexed field alone: the cells are
+    looked up in a first stage, the search's conditions applied in a second (measured over
+    20,000 stations: 1.3 ms this way, 550-600 ms with both in one filter)."""
     from service_station.repository import Repository, station_query
 
     asked = {}
 
     class Stations:
-        def find(self, query, session=None):
-            asked["query"] = query
+        def aggregate(self, pipeline, session=None):
+            asked["pipeline"] = pipeline
             return []
 
     class Database:
@@ -411,6 +412,6 @@ def test_the_near_search_asks_by_its_grid_cells_first_in_a_flat_filter():
 
     filters = {"amenity": ["water"], "division": "370113", "kind": "warm_station"}
     Repository(Database()).near(station_query(filters, MONDAY), *SQUARE, 1000, 10)
-    query = asked["query"]
-    assert next(iter(query)).startswith("cells.g") and not any(key.startswith("$") for key in query)
-    assert {"division", "open_intervals", "kind", "amenities", "status"} <= set(query)
+    first, second = asked["pipeline"][:2]
+    assert list(first["$match"]) == [next(iter(first["$match"]))] and next(iter(first["$match"])).startswith("cells.g")
+    assert {"division", "open_intervals", "kind", "amenities", "status"} <= set(second["$match"])
