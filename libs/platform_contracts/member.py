@@ -44,7 +44,8 @@ def normalize_id_number(value: str) -> str:
 
 
 IdNumber = Annotated[str, AfterValidator(normalize_id_number), WithJsonSchema({
-    "type": "string", "pattern": r"^[0-9]{17}[0-9X]$", "minLength": 18, "maxLength": 18,
+    "type": "string", "format": "gb11643-id-number", "pattern": r"^[0-9]{17}[0-9X]$",
+    "minLength": 18, "maxLength": 18,
     "description": "resident identity number (GB 11643-1999): 17 digits and a check character (a digit or X)"})]
 # What resources and events may carry: the last four characters only.
 MaskedIdNumber = Annotated[str, StringConstraints(pattern=r"^\*{14}[0-9]{3}[0-9X]$")]

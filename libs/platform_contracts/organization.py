@@ -12,11 +12,15 @@ from .codes import normalize_credit_code, normalize_division_code, normalize_div
 
 # The JSON schemas state the form of each code, so generated clients refuse what the validators
 # would; the check characters and the GB/T 2260 province codes are the validators' alone.
+# Each code also names its standard as a `format`, which generated clients and the fuzz run
+# (tests/test_openapi_fuzz.py) can fill with valid values.
 CreditCode = Annotated[str, AfterValidator(normalize_credit_code), WithJsonSchema({
-    "type": "string", "pattern": r"^[0-9A-HJ-NPQRTUWXY]{18}$", "minLength": 18, "maxLength": 18,
+    "type": "string", "format": "gb32100-credit-code", "pattern": r"^[0-9A-HJ-NPQRTUWXY]{18}$",
+    "minLength": 18, "maxLength": 18,
     "description": "unified social credit code (GB 32100-2015): 18 characters, the last a check character"})]
 DivisionCode = Annotated[str, AfterValidator(normalize_division_code), WithJsonSchema({
-    "type": "string", "pattern": r"^[0-9]{6}([0-9]{3}){0,2}$", "minLength": 6, "maxLength": 12,
+    "type": "string", "format": "gb2260-division", "pattern": r"^[0-9]{6}([0-9]{3}){0,2}$",
+    "minLength": 6, "maxLength": 12,
     "description": "division code (GB/T 2260): 6 digits (district), 9 (street) or 12 (community)"})]
 DivisionPrefix = Annotated[str, AfterValidator(normalize_division_prefix), WithJsonSchema({
     "type": "string", "pattern": r"^([0-9]{2}|[0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12})$", "minLength": 2,
@@ -27,7 +31,9 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 # industry in each division level's document) stay bounded.
 # "|" and "*" are reserved by the coverage counter keys; "." and "$" cannot name a stored field.
 Industry = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^|*.$]+$")
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^|*.$]+$"),
+    WithJsonSchema({"type": "string", "format": "registered-industry", "pattern": r"^[^|*.$]+$",
+                    "minLength": 1, "maxLength": 64}),
 ]
 INDUSTRY_DESCRIPTION = "the code of a registered industry (GET /industries); another is a 422 naming it"
 # A GB/T 4754-2017 category at any depth: a section letter (A..T), or a division, group or class number.

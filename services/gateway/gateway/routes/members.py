@@ -49,7 +49,8 @@ async def list_members(
 
 
 @router.post("/members/lookup", response_model=Member,
-             summary="Find a member by ID number (in the body, never a URL); 404 outside your scope")
+             summary="Find a member by ID number (in the body, never a URL); 404 outside your scope",
+             responses={404: {"description": "no member with this ID number within the caller's scope"}})
 async def find_member(body: FindMember, caller: MemberCaller, rpc: Rpc):
     return await rpc.call(SERVICE, "find_member_by_id_number", id_number=body.id_number, actor=caller.actor.to_wire())
 
