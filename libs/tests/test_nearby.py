@@ -209,3 +209,16 @@ def test_the_indexes(points):
     for precision in nearby.PRECISIONS:
         assert {f"cells.g{precision}": 1} in keys
     assert {"location": "2dsphere"} in keys
+
+
+def test_indexes_can_be_made_again_as_every_start_and_migrate_does(mongodb_uri):
+    """A second ensure_indexes (a restart, a migrate after a start) on SecantusDB once failed:
+    it refuses to create again the 2dsphere index it holds (code 86)."""
+    client = pymongo.MongoClient(mongodb_uri)
+    try:
+        collection = client[f"nearby_again_{uuid.uuid4().hex[:8]}"].stations
+        nearby.ensure_indexes(collection)
+        nearby.ensure_indexes(collection)
+        assert f"{nearby.LOCATION_FIELD}_2dsphere" in collection.index_information()
+    finally:
+        client.close()

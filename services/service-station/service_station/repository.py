@@ -13,7 +13,6 @@ indexes and queries. Every method runs in the session it was given (a transactio
 from datetime import datetime
 
 from pymongo import ASCENDING, ReturnDocument
-from pymongo.errors import OperationFailure
 
 from platform_contracts.errors import NotFound
 from platform_contracts.station import ActivityStatus, SignUpStatus, StationStatus
@@ -21,18 +20,8 @@ from service_kit import nearby
 from service_kit.documents import DocumentRepository, page, prefix_query
 
 
-INDEX_KEY_SPECS_CONFLICT = 86
-
-
 def ensure_indexes(db) -> None:
-    try:
-        nearby.ensure_indexes(db.stations)
-    except OperationFailure as exc:
-        # SecantusDB refuses to create again the 2dsphere index it holds (it records the
-        # index's 2dsphereIndexVersion, which the request leaves out): it is there, all is well.
-        if exc.code != INDEX_KEY_SPECS_CONFLICT or f"{nearby.LOCATION_FIELD}_2dsphere" not in \
-                db.stations.index_information():
-            raise
+    nearby.ensure_indexes(db.stations)
     db.stations.create_index([("division", ASCENDING), ("_id", ASCENDING)])
     db.stations.create_index([("status", ASCENDING), ("_id", ASCENDING)])
     db.stations.create_index([("open_intervals.start", ASCENDING), ("open_intervals.end", ASCENDING)])
