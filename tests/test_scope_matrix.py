@@ -48,9 +48,6 @@ _ONLINE_BRANCH = ("issue 16 item 7: PATCH /members/{id} checks online_branch_id 
                   "before whether the caller may change the member (member service update_member, ask_first): a "
                   "caller outside the member's scope gets 422 telling whether the organization named exists and is "
                   "an online branch, instead of 403")
-_SIGN_UP = ("issue 16 item 7 (minor, nothing leaks: a station's status is public): POST .../sign-ups checks that the "
-            "station is not closed before who may sign up there (service-station sign_up: ensure_not_closed before "
-            "access.sign_up_member): a caller who may not sign up gets 409, not 403")
 KNOWN_BUGS: dict[tuple[str, str, str], str] = {
     **{("stale", "register_member_api_v1_members_post", caller): _REGISTER
        for caller in ("operator_out", "secretary_out", "worker_in", "worker_out")},
@@ -58,9 +55,6 @@ KNOWN_BUGS: dict[tuple[str, str, str], str] = {
        for caller in ("operator_out", "secretary_out", "worker_in", "worker_out")},
     **{("stale", "report_in_api_v1_transfers__transfer_id__report_in_post#receiver_dissolved", caller): _REPORT_IN
        for caller in ("operator_out", "secretary_in", "secretary_out", "worker_out")},
-    **{("stale", "sign_up_api_v1_stations__station_id__activities__activity_id__sign_ups_post#station_closed",
-        caller): _SIGN_UP
-       for caller in ("operator_out", "secretary_in", "secretary_out", "station_manager_out", "handler")},
 }
 
 

@@ -317,8 +317,10 @@ class Commands:
         repo = self._repo(uow)
         station = repo.station(station_id)
         activity = repo.activity(station_id, activity_id)
-        domain.ensure_not_closed(station)
+        # Who may sign up here is decided first: a caller who may not is refused (403) whatever
+        # the state of the station or the activity, and only those who may are told it (409).
         member_id = access.sign_up_member(actor, station, command.member_id)
+        domain.ensure_not_closed(station)
         domain.ensure_open_for_sign_ups(activity, uow.now)
         # The place first: every sign-up writes the activity, so concurrent ones conflict there
         # and are retried one after another, each seeing the others' places and sign-ups.

@@ -394,6 +394,24 @@ def test_cancelling_an_activity_tells_its_sign_ups(commands, run):
     CancelActivity(reason="x")  # the body's model
 
 
+def test_sign_up_at_a_closed_station_refuses_a_caller_who_may_not_sign_up_before_the_stations_state(commands, run):
+    """Scope matrix, issue 16 item 7: a caller who may not sign up at a station is refused as
+    such (403), closed or not; only those who may are told it is closed (409)."""
+    station, _ = register(commands, run)
+    elsewhere, _ = register(commands, run, division="370112001")
+    activity, _ = schedule(commands, run, station)
+    run(commands.close_station, station["id"], OPERATOR)
+    secretary = Actor.parse({"username": "sec", "role": "secretary", "scope": ["organization-1"]})
+    handler = Actor.parse({"username": "dept", "role": "handler", "scope": ["department-1"]})
+    for stranger, member_id in ((OTHER_OPERATOR, None), (secretary, None), (handler, None),
+                                (manager_of(elsewhere), None), (WORKER, "member-9")):
+        with pytest.raises(Forbidden):
+            run(commands.sign_up, station["id"], activity["id"], SignUp(member_id=member_id), stranger)
+    for allowed in (WORKER, OPERATOR, manager_of(station)):
+        with pytest.raises(Conflict):
+            run(commands.sign_up, station["id"], activity["id"], SignUp(), allowed)
+
+
 def test_the_near_search_asks_by_its_grid_cells_alone_then_filters_the_candidates():
     """SecantusDB uses an index only for a filter that is the indexed field alone: the cells are
     looked up in a first stage, the search's conditions applied in a second (measured over
