@@ -203,6 +203,12 @@ class ActivityCancelled(ActivityEventData):
     sign_ups: list[CancelledSignUp] = []
 
 
+class ActivityReminder(ActivityEventData):
+    """station.activity_reminder: an activity starts within the reminder's lead time; the open
+    sign-ups not reminded before, so each is told once."""
+    sign_ups: list[CancelledSignUp] = []
+
+
 class NotificationAudience(EventData):
     """Whom a notification is for: a user, or the people in a scope (operators over `division`,
     secretaries of one of `organization_ids`, the worker whose member id is `member_id`),
@@ -262,6 +268,7 @@ CATALOGUE: dict[str, tuple[str, type[BaseModel]]] = {
     "station.visited": ("service-station", StationVisited),
     "station.activity_scheduled": ("service-station", ActivityEventData),
     "station.activity_cancelled": ("service-station", ActivityCancelled),
+    "station.activity_reminder": ("service-station", ActivityReminder),
     "appeal.submitted": ("appeal", EventData),
     "appeal.accepted": ("appeal", EventData),
     "appeal.assigned": ("appeal", EventData),

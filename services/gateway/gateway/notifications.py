@@ -23,8 +23,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from platform_contracts.actors import Role
 from platform_contracts.envelope import CloudEvent
-from platform_contracts.events import (ActivityCancelled, CoverageAlert, SupplyCrossed, TransferEventData, data_of,
-                                       validate_event)
+from platform_contracts.events import (ActivityCancelled, ActivityReminder, CoverageAlert, SupplyCrossed,
+                                       TransferEventData, data_of, validate_event)
 from service_kit.outbox import OUTBOX_INDEX, outbox_record
 
 from .auth import Principal
@@ -115,17 +115,20 @@ def _supply_rules(event: CloudEvent) -> list[Notification]:
 
 
 def _activity_rules(event: CloudEvent) -> list[Notification]:
-    """An activity cancelled (or its station closed): everyone who had signed up, the member or,
-    for a walk-in, whoever signed them up."""
-    a: ActivityCancelled = data_of(event, ActivityCancelled)
+    """An activity cancelled (or its station closed), or starting soon: everyone signed up, the
+    member or, for a walk-in, whoever signed them up."""
+    cancelled = event.type == "station.activity_cancelled"
+    a = data_of(event, ActivityCancelled if cancelled else ActivityReminder)
+    title, told = (("活动已取消 / Activity cancelled", ("已取消", "is cancelled")) if cancelled
+                   else ("活动即将开始 / Activity starting soon", ("即将开始", "starts soon")))
     notes = []
     for sign_up in a.sign_ups:
         audience = ({"role": Role.worker, "member_id": sign_up.member_id} if sign_up.member_id
                     else {"username": sign_up.by})
         notes.append(Notification(
-            f"sign_up:{sign_up.sign_up_id}", "station.activity_cancelled", "活动已取消 / Activity cancelled",
-            f"站点 {a.station_id} 的活动 {a.activity_id}（{a.starts_at.isoformat()}）已取消。"
-            f"/ Activity {a.activity_id} at station {a.station_id} ({a.starts_at.isoformat()}) is cancelled.",
+            f"sign_up:{sign_up.sign_up_id}", event.type, title,
+            f"站点 {a.station_id} 的活动 {a.activity_id}（{a.starts_at.isoformat()}）{told[0]}。"
+            f"/ Activity {a.activity_id} at station {a.station_id} ({a.starts_at.isoformat()}) {told[1]}.",
             a.activity_id, audience))
     return notes
 
@@ -137,7 +140,7 @@ def rules_for(event: CloudEvent) -> list[Notification]:
         return _coverage_rules(event)
     if event.type == "station.supply_low":
         return _supply_rules(event)
-    if event.type == "station.activity_cancelled":
+    if event.type in ("station.activity_cancelled", "station.activity_reminder"):
         return _activity_rules(event)
     return []
 

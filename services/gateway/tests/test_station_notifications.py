@@ -55,3 +55,14 @@ def test_a_cancelled_activity_tells_each_sign_up():
     assert addressed_to(notes[1].data["audience"], principal("operator", "370112", username="op113"))
     assert "夏送清凉" not in notes[0].data["body"]  # ids only in texts
     assert len({n.id for n in notes}) == 2 and [n.id for n in notification_events(cancelled)] == [n.id for n in notes]
+
+
+def test_an_activity_starting_soon_reminds_each_sign_up():
+    reminder = station_event("station.activity_reminder", {
+        "activity_id": "a2", "station_id": "s1", "division": DIVISION, "title": "冬季送温暖",
+        "starts_at": "2026-12-20T10:00:00+08:00", "ends_at": "2026-12-20T12:00:00+08:00", "capacity": 10,
+        "sign_ups": [{"sign_up_id": "u3", "member_id": "m1", "by": "w-m1"}]})
+    notes = notification_events(reminder)
+    assert [(n.data["type"], n.data["audience"]) for n in notes] == \
+        [("station.activity_reminder", {"role": "worker", "member_id": "m1"})]
+    assert "starts soon" in notes[0].data["body"] and "冬季送温暖" not in notes[0].data["body"]

@@ -293,6 +293,24 @@ class Commands:
                 "manager": station.get("manager"),
                 **{k: activity[k] for k in ("title", "season", "starts_at", "ends_at", "capacity")}}
 
+    def remind(self, uow, activity_id: str) -> bool:
+        """Tell the people signed up for an activity that starts soon: `station.activity_reminder`
+        with the sign-ups not yet reminded, each marked in the same transaction, so that each is
+        reminded once (a later pass, another replica) and one who signs up late still is."""
+        repo = self._repo(uow)
+        activity = repo.find_activity(activity_id)
+        if activity is None or not domain.still_open(activity, uow.now):
+            return False
+        sign_ups = repo.sign_ups_to_remind(activity_id)
+        if not sign_ups:
+            return False
+        repo.mark_reminded([s["_id"] for s in sign_ups], uow.now)
+        station = repo.station(activity["station_id"])
+        uow.emit("station.activity_reminder", subject=station["_id"], division=station["division"], data={
+            **self._activity_data(station, activity),
+            "sign_ups": [{"sign_up_id": s["_id"], "member_id": s.get("member_id"), "by": s["by"]} for s in sign_ups]})
+        return True
+
     def _cancel_activity(self, uow, repo: Repository, station: dict, activity: dict, reason: str) -> None:
         sign_ups = repo.active_sign_ups(activity["_id"])
         repo.cancel_sign_ups(activity["_id"], uow.now)

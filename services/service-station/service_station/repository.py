@@ -30,6 +30,8 @@ def ensure_indexes(db) -> None:
     db.visits.create_index([("station_id", ASCENDING), ("at", ASCENDING)])
     db.utilisation.create_index([("station_id", ASCENDING), ("day", ASCENDING)])
     db.activities.create_index([("station_id", ASCENDING), ("starts_at", ASCENDING)])
+    db.activities.create_index([("starts_at", ASCENDING)])  # the reminders' timer
+    db.sign_ups.create_index([("activity_id", ASCENDING), ("reminded_at", ASCENDING)])
     db.sign_ups.create_index([("activity_id", ASCENDING), ("status", ASCENDING)])
     db.sign_ups.create_index([("activity_id", ASCENDING), ("member_id", ASCENDING)])
 
@@ -146,6 +148,9 @@ class Repository(DocumentRepository):
             raise NotFound("activity", activity_id)
         return activity
 
+    def find_activity(self, activity_id: str) -> dict | None:
+        return self._get("activities", activity_id)
+
     def insert_activity(self, activity: dict) -> None:
         self.db.activities.insert_one(activity, session=self.session)
 
@@ -180,6 +185,23 @@ class Repository(DocumentRepository):
     def active_sign_up_of(self, activity_id: str, member_id: str) -> dict | None:
         return self.db.sign_ups.find_one({"activity_id": activity_id, "member_id": member_id,
                                           "status": SignUpStatus.active.value}, session=self.session)
+
+    def activities_to_remind(self, now: datetime, until: datetime, limit: int) -> list[str]:
+        """Scheduled activities starting between now and `until` with a sign-up not yet reminded."""
+        query = {"status": ActivityStatus.scheduled.value, "starts_at": {"$gt": now, "$lte": until}}
+        starting = [a["_id"] for a in self.db.activities.find(query, {"_id": 1}, session=self.session)]
+        waiting = self.db.sign_ups.distinct("activity_id", {
+            "activity_id": {"$in": starting}, "status": SignUpStatus.active.value, "reminded_at": None},
+            session=self.session)
+        return sorted(waiting)[:limit]
+
+    def sign_ups_to_remind(self, activity_id: str) -> list[dict]:
+        query = {"activity_id": activity_id, "status": SignUpStatus.active.value, "reminded_at": None}
+        return list(self.db.sign_ups.find(query, session=self.session).sort("_id", ASCENDING))
+
+    def mark_reminded(self, sign_up_ids: list[str], now: datetime) -> int:
+        return self.db.sign_ups.update_many({"_id": {"$in": sign_up_ids}, "reminded_at": None},
+                                            {"$set": {"reminded_at": now}}, session=self.session).modified_count
 
     def active_sign_ups(self, activity_id: str) -> list[dict]:
         query = {"activity_id": activity_id, "status": SignUpStatus.active.value}

@@ -8,6 +8,7 @@ Timers keep every station's open intervals current and the gauges fresh; members
 
 import logging
 import os
+from datetime import timedelta
 
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
@@ -35,6 +36,10 @@ log = logging.getLogger(__name__)
 INTERVALS_REFRESH_SECONDS = float(os.environ.get("STATION_INTERVALS_REFRESH_SECONDS", 300))
 INTERVALS_BATCH = 500
 GAUGE_REFRESH_SECONDS = float(os.environ.get("STATION_GAUGE_REFRESH_SECONDS", 30))
+# People signed up for an activity are reminded this long before it starts (once).
+REMINDER_LEAD_HOURS = float(os.environ.get("ACTIVITY_REMINDER_LEAD_HOURS", 24))
+REMINDER_CHECK_SECONDS = float(os.environ.get("ACTIVITY_REMINDER_CHECK_SECONDS", 60))
+REMINDER_BATCH = 200
 
 
 class ServiceStationService(ChassisService):
@@ -151,6 +156,18 @@ class ServiceStationService(ChassisService):
                 pass
         except Exception:  # the next pass tries again
             log.exception("could not refresh the stations' open intervals")
+
+    @timer(interval=REMINDER_CHECK_SECONDS, eager=True)
+    def remind_of_activities(self):
+        """Activities starting within ACTIVITY_REMINDER_LEAD_HOURS: each one's sign-ups reminded
+        in a transaction of its own, each once (replicas and later passes find them reminded)."""
+        now = utc_now()
+        for activity_id in self.repo.activities_to_remind(now, now + timedelta(hours=REMINDER_LEAD_HOURS),
+                                                          REMINDER_BATCH):
+            try:
+                self.store.transaction(lambda uow: self.commands.remind(uow, activity_id), correlationid=activity_id)
+            except Exception:  # the next pass tries again
+                log.exception("could not send the reminder for activity %s", activity_id)
 
     @timer(interval=GAUGE_REFRESH_SECONDS, eager=True)
     def refresh_gauges(self):

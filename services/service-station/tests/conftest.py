@@ -22,7 +22,8 @@ def station_events(amqp_uri):
 @pytest.fixture(scope="session")
 def services(start_session_service, station_events):
     organization = start_session_service("organization", {"RECONCILE_INTERVAL_SECONDS": "86400"}, wait=False)
-    station = start_session_service("service-station", {"LOG_LEVEL": "DEBUG"}, wait=False)
+    station = start_session_service("service-station", {"LOG_LEVEL": "DEBUG", "ACTIVITY_REMINDER_CHECK_SECONDS": "1"},
+                                    wait=False)
     for service in (organization, station):
         service.wait_ready()
     return {"organization": organization, "service-station": station}
