@@ -274,6 +274,11 @@ STALE = {
     "report_in_api_v1_transfers__transfer_id__report_in_post": {"target": "cancelled_transfer"},
     "report_in_api_v1_transfers__transfer_id__report_in_post#receiver_dissolved":
         {"target": "received_transfer_to_a_dissolved_organization"},
+    "report_in_api_v1_transfers__transfer_id__report_in_post#unit_deregistered":
+        {"target": "received_transfer_to_a_deregistered_unit"},
+    # The data's member (with a transfer open already), to an organization dissolved since.
+    "request_transfer_api_v1_transfers_post#destination_dissolved":
+        {"target": "dissolved_organization", "body": {"to_organization_id": "{organization}"}},
     "reject_transfer_api_v1_transfers__transfer_id__reject_post": {"target": "cancelled_transfer"},
     "cancel_transfer_api_v1_transfers__transfer_id__cancel_post": {"target": "cancelled_transfer"},
     "update_station_api_v1_stations__station_id__patch": {"target": "closed_station"},

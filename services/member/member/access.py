@@ -9,6 +9,7 @@ actor's predicates (platform_contracts.actors):
 A transfer has two sides: the sending side (the member's organization now) approves, the
 receiving side receives; either side may reject; the member or the receiving side reports in."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from platform_contracts.actors import Actor, Role
@@ -25,6 +26,41 @@ def _ensure(allowed: bool, detail: str) -> None:
 def ensure_may_manage(actor: Actor, organization_id: str, division: str) -> None:
     _ensure(actor.acts_for(organization_id, division),
             f"organization {organization_id} (division {division}) is outside your scope")
+
+
+def organization_to_manage(actor: Actor, organization_id: str, field: str,
+                           find: Callable[[], dict | None]) -> dict | None:
+    """The organization a command names in its body (a registration's), once it is known that
+    the caller may manage its members; `find()` asks the organization service for it (any
+    status; None: there is none), and is asked only when the answer decides the caller's right.
+
+    The caller's right comes first, decided on what the caller may know, so that a refusal tells
+    nothing of the organization (whether it exists, whether it is dissolved):
+    - a worker, a station manager or a handler never manages members: refused without asking;
+    - a secretary manages the organizations of their list: another is refused without asking,
+      and one of theirs is theirs to know about, even that it does not exist;
+    - an admin may know of every organization;
+    - an operator's right depends on the organization's division, known only once it is found:
+      an unknown organization and one outside their division are refused alike, 403 naming the
+      field, as a reference outside the caller's scope is refused everywhere in the API (list
+      filters, the organization service's parent_id and unit_id) and as the scope matrix expects
+      of every refusal; a 422 for an unknown one would tell the two apart.
+    Returns the organization found, or None when the caller may be told there is none."""
+    if not (actor.is_admin or actor.role == Role.operator or actor.is_secretary_of(organization_id)):
+        raise _not_yours(organization_id, field)
+    organization = find()
+    if organization is None:
+        if actor.role == Role.operator:
+            raise _not_yours(organization_id, field)
+        return None
+    if not actor.acts_for(organization_id, organization["division"]):
+        raise _not_yours(organization_id, field)
+    return organization
+
+
+def _not_yours(organization_id: str, field: str) -> Forbidden:
+    return Forbidden(f"organization {organization_id} does not exist or is outside your scope", field,
+                     "does not exist or is outside your scope")
 
 
 def may_read(actor: Actor, member: dict) -> bool:

@@ -1,6 +1,8 @@
 """The organization service, as the member service asks it: does an organization or a unit
 exist, and is it active? Asked over RPC before a transaction opens (a transaction must not
-wait on another service); the organization service owns the answer."""
+wait on another service); the organization service owns the answer. It is asked only once the
+caller's right is decided as far as it can be without the answer (service.py), and what it says
+is passed on only to a caller who may know it."""
 
 import os
 
@@ -33,33 +35,45 @@ def _ask(method, *args):
         raise Unavailable("the organization service is not running; nothing was changed, try again shortly") from None
 
 
-def _active(fetch, kind: str, ident: str, field: str, active: str, ended: str) -> dict:
-    """The record `fetch` returns for request field `field`; invalid, naming it, if missing or ended."""
+def _find(fetch, ident: str) -> dict | None:
+    """The record `fetch` returns, whatever its status; None if there is none."""
     try:
-        record = _ask(fetch, ident)
+        return _ask(fetch, ident)
     except Rejected as exc:
         if exc.status == 404:
-            raise InvalidValue(field, f"{kind} {ident} does not exist")
+            return None
         raise
+
+
+def _active(record: dict | None, kind: str, ident: str, field: str, active: str, ended: str) -> dict:
+    """`record`, named by request field `field`; invalid, naming it, if missing or ended."""
+    if record is None:
+        raise InvalidValue(field, f"{kind} {ident} does not exist")
     if record["status"] != active:
         raise InvalidValue(field, f"{kind} {ident} is {ended}")
     return record
 
 
+def find_organization(proxy, organization_id: str) -> dict | None:
+    """The organization, dissolved or not; None if there is no such organization."""
+    return _find(proxy.get_organization, organization_id)
+
+
+def ensure_active_organization(organization: dict | None, organization_id: str, field: str) -> dict:
+    """An organization found (find_organization) for request field `field`; invalid, naming it,
+    if missing or dissolved. Only for a caller who may be told so (see access.organization_to_manage)."""
+    return _active(organization, "organization", organization_id, field, OrganizationStatus.active, "dissolved")
+
+
 def active_organization(proxy, organization_id: str, field: str) -> dict:
     """The organization named by request field `field`; invalid, naming it, if missing or dissolved."""
-    return _active(proxy.get_organization, "organization", organization_id, field,
-                   OrganizationStatus.active, "dissolved")
+    return ensure_active_organization(find_organization(proxy, organization_id), organization_id, field)
 
 
 def division_of(proxy, organization_id: str) -> str | None:
     """Where an organization is, dissolved or not; None if there is no such organization."""
-    try:
-        return _ask(proxy.get_organization, organization_id)["division"]
-    except Rejected as exc:
-        if exc.status == 404:
-            return None
-        raise
+    organization = find_organization(proxy, organization_id)
+    return organization["division"] if organization is not None else None
 
 
 def online_branch(proxy, organization_id: str) -> dict:
@@ -72,4 +86,4 @@ def online_branch(proxy, organization_id: str) -> dict:
 def active_unit(proxy, unit_id: str, field: str) -> dict:
     """The unit named by request field `field`; invalid, naming it, if missing or deregistered. Any
     active unit will do, wherever it is (see the README: where a member may work)."""
-    return _active(proxy.get_unit, "unit", unit_id, field, UnitStatus.active, "deregistered")
+    return _active(_find(proxy.get_unit, unit_id), "unit", unit_id, field, UnitStatus.active, "deregistered")

@@ -1,7 +1,9 @@
 """The nameko service: entrypoints only, on the chassis (service_kit.chassis), one line of
 intent each. A command that names an organization or unit asks the organization service
 about it first (`ask_first`: a repeat is answered from the command log before asking), then
-runs its use case (application.py) in one transaction with its events and stored result."""
+runs its use case (application.py) in one transaction with its events and stored result. Who
+is asking is decided before that question, as far as it can be without its answer, so that a
+refusal tells nothing of what the command names (its existence, its state)."""
 
 import logging
 import os
@@ -25,7 +27,8 @@ from service_kit.store import utc_now
 from . import access, domain
 from .application import DEFAULT_CONFLICTS_OUTSIDE_SCOPE_PER_DAY, Commands
 from .migrate import prepare
-from .organizations import active_organization, active_unit, division_of, online_branch
+from .organizations import (active_organization, active_unit, division_of, ensure_active_organization,
+                            find_organization, online_branch)
 from .presenter import as_resource
 from .repository import Repository
 
@@ -79,7 +82,12 @@ class MemberService(ChassisService):
 
     @command(RegisterMember, ask_first=True)
     def register_member(self, command, actor):
-        organization = active_organization(self.organizations, command.organization_id, "organization_id")
+        # Who may register members there is decided first, on what the caller may know; only
+        # then is the caller told the state of the organization, the unit, the online branch
+        # and the ID number (access.organization_to_manage).
+        found = access.organization_to_manage(actor, command.organization_id, "organization_id",
+                                              lambda: find_organization(self.organizations, command.organization_id))
+        organization = ensure_active_organization(found, command.organization_id, "organization_id")
         if command.unit_id:
             active_unit(self.organizations, command.unit_id, "unit_id")
         if command.online_branch_id:
@@ -89,6 +97,10 @@ class MemberService(ChassisService):
 
     @command(UpdateMember, body="changes", path="member_id", ask_first=True)
     def update_member(self, member_id, changes, actor):
+        # Whether the caller may change the member is decided before anything the changes name
+        # is looked up, so that a refusal tells nothing of it (an online branch's state).
+        member = self.repo.member(member_id)
+        access.ensure_may_manage(actor, member["organization_id"], member["division"])
         if changes.online_branch_id:
             online_branch(self.organizations, changes.online_branch_id)
         if changes.id_number:
@@ -158,6 +170,8 @@ class MemberService(ChassisService):
 
     @command(RequestTransfer, ask_first=True)
     def request_transfer(self, command, actor):
+        # Who may move the member first: the destination's state is told only to them.
+        access.ensure_may_request(actor, self.repo.member(command.member_id, "member_id"))
         to_organization = active_organization(self.organizations, command.to_organization_id, "to_organization_id")
         if command.to_unit_id:
             active_unit(self.organizations, command.to_unit_id, "to_unit_id")
@@ -188,8 +202,11 @@ class MemberService(ChassisService):
     @command(body=None, path="transfer_id", ask_first=True)
     def report_in(self, transfer_id, actor):
         # The member is about to belong to the receiving organization and work in the unit
-        # named: both must still be active, or the member would drop out of every count.
+        # named: both must still be active, or the member would drop out of every count. Who
+        # may report in is decided first, on the transfer: the state of its destination is
+        # told only to the member and the receiving side.
         transfer = self.repo.transfer(transfer_id)
+        access.ensure_may_report_in(actor, transfer)
         active_organization(self.organizations, transfer["to_organization_id"], "to_organization_id")
         if transfer["to_unit_id"]:
             active_unit(self.organizations, transfer["to_unit_id"], "to_unit_id")

@@ -370,6 +370,36 @@ def test_who_may_see_and_reveal_a_member():
     assert problem_of(access.ensure_may_override, SEC_FROM)["status"] == 403
 
 
+def test_who_may_register_in_a_named_organization_is_decided_before_its_state_and_an_unknown_one_is_outside():
+    """access.organization_to_manage: roles that never manage members, and a secretary naming an
+    organization not theirs, are refused without the organization service being asked; an
+    operator is refused alike for an unknown organization and one outside their division."""
+    o1 = {"id": "o1", "division": "370113001", "status": "dissolved"}
+    o2 = {"id": "o2", "division": "370112001", "status": "active"}
+    known = {"o1": o1, "o2": o2}
+    asked = []
+
+    def decide(actor, organization_id):
+        def find():
+            asked.append(organization_id)
+            return known.get(organization_id)
+        return access.organization_to_manage(actor, organization_id, "organization_id", find)
+
+    for actor, organization_id in ((STRANGER, "o1"), (SEC_TO, "o1"), (SEC_TO, "o9"),
+                                   (Actor.parse({"role": "station_manager", "scope": ["s1"]}), "o1"),
+                                   (Actor.parse({"role": "handler", "scope": ["d1"]}), "o9")):
+        problem = problem_of(decide, actor, organization_id)
+        assert problem["status"] == 403 and fields_named(problem) == {("body", "organization_id")}
+    assert asked == []
+    details = {problem_of(decide, OP_TO, organization_id)["detail"].replace(organization_id, "X")
+               for organization_id in ("o1", "o9")}  # dissolved outside the scope; unknown
+    assert details == {"organization X does not exist or is outside your scope"}
+    assert decide(OP_FROM, "o1") is o1 and decide(SEC_FROM, "o1") is o1 and decide(ADMIN, "o2") is o2
+    assert decide(ADMIN, "o9") is None  # theirs to be told it does not exist
+    assert decide(Actor.parse({"username": "s", "role": "secretary", "scope": ["o9"]}), "o9") is None
+    assert problem_of(decide, OP_FROM, "o9")["status"] == 403
+
+
 def test_list_visibility_by_role():
     assert access.visibility(ADMIN) == access.Visibility()
     assert access.visibility(OP_FROM).division == "370113"
