@@ -11,6 +11,7 @@ from .event_log import NO_DIVISION, LogEntry
 from .notifications import NOTIFICATION_CREATED, addressed_to
 
 MAX_TYPE_PATTERNS = 32
+STATION_EVENTS = "station."  # the type key of every station.* event (event_log.filter_keys)
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,8 @@ class EventFilter:
     """Which events a client receives: `types` are glob patterns (any may match; none = all),
     `division` a prefix of the event's `division` extension. With a `reader`, notifications are
     only those addressed to them (and pass the division filter when they carry no division),
-    and other events only reach the roles that see division-scoped records."""
+    and other events only reach the roles that see division-scoped records — and a station
+    manager, the events of the stations they manage."""
 
     types: tuple[str, ...] = ()
     division: str | None = None
@@ -33,7 +35,7 @@ class EventFilter:
                 return False
             return entry.division is None or self._in_division(entry)
         if self.reader is not None and self.reader.actor.role not in DIVISION_ROLES:
-            return False
+            return self._of_managed_station(entry) and self._in_division(entry)
         return self._in_division(entry)
 
     def log_query(self) -> dict:
@@ -41,13 +43,19 @@ class EventFilter:
         this filter matches also matches, so that a resume reads little more than it sends:
         plain equality and `$in`, which SecantusDB answers from the index."""
         query = {}
-        if self.reader is not None and self.reader.actor.role not in DIVISION_ROLES:
+        if self.reader is not None and self.reader.actor.role == Role.station_manager:
+            query["type_keys"] = {"$in": [NOTIFICATION_CREATED, STATION_EVENTS]}
+        elif self.reader is not None and self.reader.actor.role not in DIVISION_ROLES:
             query["type_keys"] = NOTIFICATION_CREATED
         elif self.types and None not in (keys := [_type_key(p) for p in self.types]):
             query["type_keys"] = {"$in": keys}
         if self.division is not None:  # notifications without a division pass a division filter
             query["division_keys"] = {"$in": [self.division, NO_DIVISION]}
         return query
+
+    def _of_managed_station(self, entry: LogEntry) -> bool:
+        return (entry.type.startswith(STATION_EVENTS) and self.reader.actor.role == Role.station_manager
+                and self.reader.actor.manages_station(str(entry.envelope.get("subject") or "")))
 
     def _in_division(self, entry: LogEntry) -> bool:
         if self.division is None:

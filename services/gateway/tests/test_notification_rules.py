@@ -132,3 +132,20 @@ def test_stream_filter_with_a_reader():
     admin = EventFilter(division="370113", reader=principal("admin"))
     assert admin.matches(alert) and admin.matches(for_operators) and admin.matches(for_member)
     assert not EventFilter(types=("coverage.*",), reader=principal("admin")).matches(for_member)
+
+
+def test_a_station_manager_streams_the_events_of_their_own_stations_only():
+    """Issue 13: a station's manager sees `station.supply_low` (and the rest of station.*) of
+    the stations they manage on the live stream, beside their notifications; nothing of other
+    stations, and no other kind of event."""
+    def station_entry(event_type: str, station_id: str) -> LogEntry:
+        return LogEntry(seq=3, type=event_type, division="370113001",
+                        envelope={"type": event_type, "subject": station_id, "division": "370113001"})
+
+    keeper = EventFilter(reader=principal("station_manager", ["s1"], username="keeper"))
+    assert keeper.matches(station_entry("station.supply_low", "s1"))
+    assert not keeper.matches(station_entry("station.supply_low", "s2"))
+    assert not keeper.matches(LogEntry(seq=4, type="unit.registered", division="370113001",
+                                       envelope={"type": "unit.registered", "subject": "s1"}))
+    assert keeper.log_query() == {"type_keys": {"$in": [NOTIFICATION_CREATED, "station."]}}
+    assert not EventFilter(reader=principal("worker", "m-1")).matches(station_entry("station.supply_low", "s1"))
