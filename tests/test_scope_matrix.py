@@ -215,11 +215,10 @@ class World:
         self.tokens: dict[str, str] = {M.ADMIN: platform.admin_token()}
         self._shared: dict[str, tuple[dict, dict, dict]] = {}  # operation -> a target the refused share
         self._stale: dict[str, tuple[dict, dict, dict]] = {}  # STALE key -> its stopped target
-        # Usernames first: a station names its manager.
         for caller in M.NARROWED_CALLERS:
             self.usernames[caller] = f"{caller.replace('_', '')}{uuid.uuid4().hex[:6]}"
-        self.data = self.district(DATA_DISTRICT, M.MANAGER_IN)
-        self.other = self.district(OTHER_DISTRICT, M.MANAGER_OUT)
+        self.data = self.district(DATA_DISTRICT)
+        self.other = self.district(OTHER_DISTRICT)
         self.data.update({f"other_{k}": v for k, v in self.other.items()})
         for caller, role, scope in (
                 (M.OPERATOR_IN, "operator", DATA_DISTRICT), (M.OPERATOR_OUT, "operator", OTHER_DISTRICT),
@@ -231,6 +230,10 @@ class World:
                 (M.HANDLER, "handler", ["department-of-nothing-here"])):
             self.tokens[caller] = self.account(role, scope, self.usernames[caller])
             self.scopes[caller] = (role, scope)
+        # A station names an existing account as its manager: the managers' accounts are scoped
+        # to the stations, so the stations come first and name them now.
+        for data, caller in ((self.data, M.MANAGER_IN), (self.other, M.MANAGER_OUT)):
+            ok(self.admin.patch(f"/stations/{data['station']}", json={"manager": self.usernames[caller]}))
         self.data["user"] = created(self.admin.post("/users", json={  # an account for /users/{user_id}
             "username": fresh_name("spare"), "password": PASSWORD, "role": "worker",
             "scope": self.data["member"]}))["id"]
@@ -298,7 +301,7 @@ class World:
             "title": "矩阵活动", "description": "范围矩阵", "starts_at": start.isoformat(),
             "ends_at": (start + timedelta(hours=2)).isoformat(), "capacity": 100}))["id"]
 
-    def district(self, district: str, manager_caller: str) -> dict:
+    def district(self, district: str) -> dict:
         street = district + STREET
         unit = self.unit(street)
         organization = self.organization(street, [unit])
@@ -309,7 +312,7 @@ class World:
         transfer = self.transfer(member, to_organization)
         for _ in range(3):  # the unit should establish an organization of its own: an alert
             self.member(organization, unit, district, stage="full", joined_on="2015-07-01", stage_on="2016-07-01")
-        station = self.station(street, self.usernames[manager_caller])
+        station = self.station(street, None)  # its manager is named once the account exists (below)
         ok(self.admin.put(f"/stations/{station}/supplies/water", json={"quantity": 50, "low_threshold": 10}))
         activity = self.activity(station)
         sign_up = created(self.admin.post(f"/stations/{station}/activities/{activity}/sign-ups", json={}))["id"]

@@ -73,7 +73,7 @@ def locs(document: dict) -> list:
     return [e["loc"] for e in document.get("errors", [])]
 
 
-def test_register_find_change_and_close_over_http(admin):
+def test_register_find_change_and_close_over_http(admin, make_user):
     lng, lat = spot()
     key = uuid.uuid4().hex
     body = {"kind": "service_center", "name": "党群服务中心", "division": "370113001", "address": "长清区",
@@ -86,8 +86,9 @@ def test_register_find_change_and_close_over_http(admin):
                                                  "amenity": "water,wifi"}).json()
     assert [s["id"] for s in found["items"]] == [station["id"]] and found["items"][0]["distance_m"] == 0
     assert admin.get(f"{API}/stations/{station['id']}").json()["location_gcj02"]
-    changed = admin.patch(f"{API}/stations/{station['id']}", json={"capacity": 12, "manager": "keeper"}).json()
-    assert (changed["capacity"], changed["manager"], changed["version"]) == (12, "keeper", 2)
+    keeper, _ = make_user("station_manager", [station["id"]])
+    changed = admin.patch(f"{API}/stations/{station['id']}", json={"capacity": 12, "manager": keeper}).json()
+    assert (changed["capacity"], changed["manager"], changed["version"]) == (12, keeper, 2)
     closed = admin.post(f"{API}/stations/{station['id']}/close")
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     assert admin.get(f"{API}/stations", params={"near": f"{lng},{lat}", "radius_m": 100}).json()["items"] == []
@@ -228,3 +229,22 @@ async def test_a_supply_running_low_reaches_its_manager_as_event_and_notificatio
                 async for event in source.aiter_sse():
                     if json.loads(event.data)["subject"] == station["id"]:
                         break
+
+
+def test_a_manager_must_be_an_active_account(admin, make_user, gateway):
+    """Issue 13: a station's manager is a person the platform knows, who is told when supplies
+    run low. An unknown username and a deactivated account are refused alike (422 naming
+    manager, nothing written)."""
+    gone, _ = make_user("station_manager", ["s-gone"])
+    account = next(u for u in admin.get(f"{API}/users", params={"limit": 500}).json()["items"] if u["username"] == gone)
+    assert admin.patch(f"{API}/users/{account['id']}", json={"active": False}).status_code == 200
+    for manager in ("nobody-" + uuid.uuid4().hex[:6], gone):
+        lng, lat = spot()
+        refused = admin.post(f"{API}/stations", json={
+            "kind": "warm_station", "name": "无人驿站", "division": "370113001", "address": "长清区",
+            "location": {"lng": lng, "lat": lat}, "opening_hours": "24/7", "manager": manager})
+        assert locs(problem(refused, 422)) == [["body", "manager"]]
+        assert admin.get(f"{API}/stations", params={"near": f"{lng},{lat}", "radius_m": 50}).json()["items"] == []
+    station = new_station(admin)
+    assert locs(problem(admin.patch(f"{API}/stations/{station['id']}", json={"manager": gone}), 422)) == \
+        [["body", "manager"]]

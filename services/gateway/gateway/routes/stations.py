@@ -7,9 +7,10 @@ calendar's overrides (a year the package does not know yet) are loaded by admins
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel
 
+from platform_contracts.actors import Role
 from platform_contracts.calendar import CalendarYear
 from platform_contracts.geo import CoordSys
 from platform_contracts.organization import DivisionPrefix
@@ -45,9 +46,24 @@ class CalendarCoverage(BaseModel):
 
 # ---- stations ------------------------------------------------------------------------------
 
+async def ensure_manager_account(request: Request, caller: Principal, username: str | None) -> None:
+    """A station's `manager` is a person the platform knows: an active account (the gateway's),
+    who is told when its supplies run low. Usually a station_manager scoped to the station (who
+    may then run it); a street operator who looks after a station in person may be named too.
+    Only those who may name a manager (admins, operators; the service refuses anyone else with
+    403) are told, and an unknown and an inactive account answer alike."""
+    if username is None or caller.actor.role not in (Role.admin, Role.operator):
+        return
+    account = await request.app.state.users.by_username(username)
+    if account is None or not account.get("active", True):
+        raise ApiProblem.invalid(["body", "manager"], "must be the username of an active account")
+
+
 @router.post("/stations", status_code=201, response_model=Station,
              summary="Register a station (operators of its division, admins)")
-async def register_station(command: RegisterStation, caller: Anyone, command_id: CommandId, rpc: Rpc):
+async def register_station(request: Request, command: RegisterStation, caller: Anyone, command_id: CommandId,
+                           rpc: Rpc):
+    await ensure_manager_account(request, caller, command.manager)
     return await rpc.call(SERVICE, "register_station", command=command.model_dump(mode="json"),
                           actor=caller.actor.to_wire(), command_id=command_id)
 
@@ -82,8 +98,10 @@ async def get_station(station_id: EntityId, caller: Anyone, rpc: Rpc):
 
 @router.patch("/stations/{station_id}", response_model=Station,
               summary="Change a station (its manager: all but kind, division and manager)")
-async def update_station(station_id: EntityId, changes: UpdateStation, caller: Anyone, command_id: CommandId,
-                         rpc: Rpc):
+async def update_station(request: Request, station_id: EntityId, changes: UpdateStation, caller: Anyone,
+                         command_id: CommandId, rpc: Rpc):
+    if "manager" in changes.model_fields_set:
+        await ensure_manager_account(request, caller, changes.manager)
     return await rpc.call(SERVICE, "update_station", station_id=station_id, changes=changed_fields(changes),
                           actor=caller.actor.to_wire(), command_id=command_id)
 
