@@ -150,3 +150,92 @@ def test_a_batch_the_broker_refuses_stays_in_the_outbox_until_it_is_taken(mongod
                 assert received[-3:] == ids and set(received) == set(ids)
             finally:
                 relay.stop()
+
+
+def test_events_published_but_not_marked_in_a_database_outage_go_out_again_and_consumers_drop_the_repeat(
+        mongodb_uri, tmp_path):
+    """Issue 16, item 8: the broker confirmed a batch, then the database went away before the
+    relay marked it published. A relay that lives through the outage marks the batch once the
+    database is back (it remembers what it published); one that goes away meanwhile (a stop, a
+    crash) leaves the batch unmarked, and the next relay publishes it again at its catch-up:
+    delivery is at least once, and a consumer's inbox applies each event once."""
+    import subprocess
+    import sys
+
+    from platform_testing import free_port, mongo_ready, wait_for
+
+    port = free_port()
+    config = tmp_path / "secantusd.toml"
+    config.write_text("[storage]\nsync_on_commit = true\n")  # as make run: a commit survives a kill -9
+
+    def start_database() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
+                                 "--storage-path", str(tmp_path / "db"), "--log-level", "WARNING",
+                                 "--config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def failures(name: str) -> float:
+        return metric_value(generate_latest().decode(), "outbox_publish_failures_total", service=name)
+
+    database = start_database()
+    uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    consumer = Store(mongodb_uri, f"consumer{uuid.uuid4().hex[:6]}", "consumer")
+    consumer.ensure_indexes()
+    try:
+        wait_for(lambda: mongo_ready(uri), timeout=30, what="SecantusDB")
+        with rabbit_vhost() as amqp_uri:
+            name = f"relay{uuid.uuid4().hex[:6]}"
+            store = Store(uri, name, name, server_selection_timeout_ms=1000)
+            store.ensure_indexes()
+
+            def new_relay() -> OutboxRelay:
+                relay = OutboxRelay(name, amqp_uri, poll_seconds=0.2)
+                relay.outbox = store.db.outbox
+                store._after_commit = relay.committed
+                relay.start(in_a_thread)
+                return relay
+
+            received: list[dict] = []
+            with Connection(amqp_uri) as connection:
+                queue = Queue(f"q-{name}", exchange=Exchange(f"{name}.events", "topic", durable=True),
+                              routing_key="#", auto_delete=True)
+                queue(connection.default_channel).declare()
+
+                def drain() -> list[dict]:
+                    while (message := queue(connection.default_channel).get(no_ack=True)) is not None:
+                        received.append(message.payload)
+                    return received
+
+                relay = new_relay()
+                # Past its start-up catch-up: commits are handed over, published without the database.
+                warm_up = emit(store, 1)
+                wait_for(lambda: [e["id"] for e in drain()] == warm_up, timeout=20, what="the relay running")
+                wait_for(lambda: store.db.outbox.count_documents({"published_at": None}) == 0, timeout=20,
+                         what="the warm-up event marked")
+                received.clear()
+                ids = emit(store, 3)
+                database.kill()  # before the relay marks them published (MARK_DELAY_SECONDS)
+                database.wait()
+                wait_for(lambda: len(drain()) >= 3, timeout=20, what="the batch on the broker")
+                before = failures(name)
+                wait_for(lambda: failures(name) > before, timeout=20, what="the relay failing to mark the batch")
+                assert relay.stop() is False  # it goes away with the batch published and unmarked
+                database = start_database()
+                wait_for(lambda: mongo_ready(uri), timeout=30, what="SecantusDB back")
+                assert store.db.outbox.count_documents({"published_at": None}) == 3
+                relay = new_relay()
+                try:
+                    wait_for(lambda: len(drain()) >= 6, timeout=30, what="the batch published again")
+                    wait_for(lambda: store.db.outbox.count_documents({"published_at": None}) == 0, timeout=20,
+                             what="the batch marked published")
+                finally:
+                    relay.stop()
+            assert [e["id"] for e in received] == ids * 2
+            applied = [consumer.apply_event("on_unit_updated", CloudEvent.model_validate(e),
+                                            lambda uow: uow.db.applied.insert_one({}, session=uow.session))
+                       for e in received]
+            assert applied == [True] * 3 + [False] * 3 and consumer.db.applied.count_documents({}) == 3
+            store.close()
+    finally:
+        consumer.close()
+        database.kill()
+        database.wait()
