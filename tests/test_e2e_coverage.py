@@ -87,6 +87,24 @@ def test_idempotency_key_returns_the_first_result(platform):
         assert [u["id"] for u in units] == [one["id"]]
 
 
+def test_an_idempotency_key_reused_on_another_request_is_refused_and_changes_nothing(platform):
+    """Issue 16, item 8, end to end: the same key on a different body, or on another operation,
+    is a 422 naming the header — not the first request's result, and no second write."""
+    division = "370113104"
+    with platform.client() as api:
+        key = uuid.uuid4().hex
+        first = created(api.post("/units", json=unit_body(division), headers={"Idempotency-Key": key}))
+        other_body = api.post("/units", json=unit_body(division), headers={"Idempotency-Key": key})
+        other_operation = api.post("/instructors", json={"name": "王指导员", "phone": "13812345678",
+                                                         "division": division}, headers={"Idempotency-Key": key})
+        for response in (other_body, other_operation):
+            assert response.status_code == 422, response.text
+            assert response.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+        units = api.get("/units", params={"division": division}).json()["items"]
+        assert [u["id"] for u in units] == [first["id"]]
+        assert api.get("/instructors", params={"division": division}).json()["items"] == []
+
+
 def test_bad_input_is_refused_with_the_field_named_and_nothing_written(platform):
     division = "370113103"
     with platform.client() as api:
