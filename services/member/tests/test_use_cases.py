@@ -4,7 +4,7 @@ on an in-memory database; events are validated against the contract as the store
 (The organization service is asked before a transaction opens: here its answers are given.)"""
 
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -167,3 +167,45 @@ def test_a_letter_past_its_date_can_no_longer_be_received(commands, fake_uow, db
     expired, uow = step(fake_uow, lambda uow: commands.expire_transfer(uow, transfer["id"]), now=later)
     assert expired is True and uow.event_types == ["transfer.expired"]
     assert db.members.find_one({"_id": member["id"]})["open_transfer_id"] is None
+
+
+# ---- a received letter expiring (issue 16, item 8) -------------------------------------------
+
+def received_transfer(commands, fake_uow, new_id_number, valid_days: int = 10):
+    member = register(commands, fake_uow, new_id_number())
+    worker = Actor.parse({"username": "rider", "role": "worker", "scope": member["id"]})
+    transfer, _ = step(fake_uow, lambda uow: commands.request_transfer(
+        uow, RequestTransfer(member_id=member["id"], to_organization_id=LICHENG["id"], reason="moved"),
+        LICHENG, worker))
+    step(fake_uow, lambda uow: commands.approve_transfer(uow, transfer["id"], ApproveTransfer(
+        letter_valid_days=valid_days), SENDER))
+    received, _ = step(fake_uow, lambda uow: commands.receive_transfer(uow, transfer["id"], RECEIVER))
+    return member, worker, received
+
+
+def test_a_received_letter_that_expires_ends_the_transfer_and_frees_the_member(commands, fake_uow, db,
+                                                                               new_id_number):
+    member, worker, transfer = received_transfer(commands, fake_uow, new_id_number)
+    after = datetime.fromisoformat(transfer["letter_expires_on"]) + timedelta(days=1, hours=12)
+    expired, uow = step(fake_uow, lambda uow: commands.expire_transfer(uow, transfer["id"]),
+                        now=after.replace(tzinfo=timezone.utc))
+    assert expired is True and uow.event_types == ["transfer.expired"]
+    stored = db.transfers.find_one({"_id": transfer["id"]})
+    assert stored["status"] == "expired" and db.members.find_one({"_id": member["id"]})["open_transfer_id"] is None
+    # The report-in that comes after the expiry is refused, and moves no one.
+    with pytest.raises(Conflict):
+        step(fake_uow, lambda uow: commands.report_in(uow, transfer["id"], worker), now=after.replace(tzinfo=timezone.utc))
+    assert db.members.find_one({"_id": member["id"]})["organization_id"] == CHANGQING["id"]
+
+
+def test_a_report_in_that_wins_the_race_with_the_expiry_is_not_undone(commands, fake_uow, db, new_id_number):
+    member, worker, transfer = received_transfer(commands, fake_uow, new_id_number)
+    completed, _ = step(fake_uow, lambda uow: commands.report_in(uow, transfer["id"], worker))
+    assert completed["status"] == "completed"
+    # The expiry timer read the transfer before the report-in committed: its own transaction
+    # reads it again and leaves it (no transfer.expired, the member stays moved).
+    after = datetime.fromisoformat(transfer["letter_expires_on"]) + timedelta(days=2)
+    expired, uow = step(fake_uow, lambda uow: commands.expire_transfer(uow, transfer["id"]),
+                        now=after.replace(tzinfo=timezone.utc))
+    assert expired is False and uow.event_types == []
+    assert db.members.find_one({"_id": member["id"]})["organization_id"] == LICHENG["id"]
