@@ -60,17 +60,21 @@ def test_prod_has_every_custom_resource_kind(rendered):
 
 
 def test_rabbitmq_cluster_embedded_kubernetes_types(rendered):
-    """The abridged RabbitmqCluster CRD leaves affinity to the Kubernetes schema: check it there."""
+    """The abridged RabbitmqCluster CRD leaves affinity, resources and the override's pod
+    template to the Kubernetes schemas: check them there (strict: unknown fields fail)."""
     rabbit = find(rendered["prod"], "RabbitmqCluster", "rabbitmq")
     definitions = kubernetes_validate.utils.schema_contents(
         "kubernetes-json-schema/v1.34.0-local-strict/_definitions.json", "1.34.0"
     )
     base = definitions["$id"]  # https://kubernetes.io/api/_definitions.json, definitions under $defs
     registry = Registry().with_resource(base, Resource.from_contents(definitions))
-    for field, definition in (("affinity", "io.k8s.api.core.v1.Affinity"),
-                              ("resources", "io.k8s.api.core.v1.ResourceRequirements")):
+    override = rabbit["spec"]["override"]["statefulSet"]["spec"]["template"]
+    for value, definition in ((rabbit["spec"]["affinity"], "io.k8s.api.core.v1.Affinity"),
+                              (rabbit["spec"]["resources"], "io.k8s.api.core.v1.ResourceRequirements"),
+                              (override["spec"], "io.k8s.api.core.v1.PodSpec")):
         schema = {"$ref": f"{base}#/$defs/{definition}"}
-        jsonschema.Draft202012Validator(schema, registry=registry).validate(rabbit["spec"][field])
+        jsonschema.Draft202012Validator(schema, registry=registry).validate(value)
+    assert set(rabbit["spec"]["override"]) == {"statefulSet"} and set(override) == {"spec"}
     broken = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": 3}]}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(

@@ -5,7 +5,7 @@ after their TTL, and exclusive queues stay classic.
 
 Needs the local RabbitMQ and rabbitmqctl (as the platform tests do); it creates its own
 vhost with `--default-queue-type quorum`, the same setting the Job sets through the API.
-Measured on the local broker (RabbitMQ 3.10); prod runs 3.13, where quorum queues have
+Measured on the local broker (RabbitMQ 3.10); prod runs 4.2, where quorum queues have
 supported queue TTL and message TTL since 3.10."""
 
 import json

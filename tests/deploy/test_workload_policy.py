@@ -342,7 +342,8 @@ def test_service_config_keys_are_read_by_the_service(rendered, name):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_data_store_pods_meet_restricted_basics(rendered, overlay):
-    """Data stores run as non-root with no capabilities (read-only root is only for our images)."""
+    """Data stores run as non-root with no capabilities (the full Pod Security "restricted" check and
+    the read-only root filesystem of every container: test_node_loss_and_pod_security.py)."""
     for kind in ("StatefulSet", "Job"):
         for obj in by_kind(rendered[overlay], kind):
             pod = obj["spec"]["template"]["spec"]
