@@ -86,6 +86,30 @@ def test_health_answers_while_every_worker_is_busy(busy):
     assert workers_in_use(busy["markers"]) == len(replies)
 
 
+def test_metrics_are_openmetrics_when_asked_and_never_created_series(busy):
+    """The runner disables prometheus_client's `<name>_created` samples, and /metrics speaks
+    OpenMetrics to a scraper whose Accept asks for it (Prometheus does), the classic text to
+    one that does not (service_kit.exposition)."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+
+    admin = {"username": "root", "role": "admin", "scope": None}
+    assert busy["rpc"].count_things(actor=admin) == 0  # a counter and a histogram child to expose
+    plain = urllib.request.Request(busy["url"] + "/metrics")
+    asked = urllib.request.Request(busy["url"] + "/metrics", headers={
+        "Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"})
+    for request, content_type in ((plain, "text/plain; version=0.0.4"),
+                                  (asked, "application/openmetrics-text; version=1.0.0")):
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as response:
+            body = response.read().decode()
+            assert response.headers["Content-Type"].startswith(content_type)
+            assert response.headers["Vary"] == "Accept"
+        assert 'service_entrypoint_requests_total{' in body and "service_entrypoint_duration_seconds_bucket{" in body
+        assert "_created" not in body
+    assert body.endswith("# EOF\n")
+    families = {f.name: f for f in parse_openmetrics(body)}
+    assert families["service_entrypoint_requests"].type == "counter"
+
+
 def test_only_the_operations_paths_are_served(busy):
     assert get(busy["url"] + "/nothing")[0] == 404
     request = urllib.request.Request(busy["url"] + "/healthz", method="POST", data=b"")

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from deploy_helpers import (
-    DASHBOARD, MONITORING, PROMETHEUS_RULE, README, SERVICES, all_alerts, by_kind, code_metric_labels, dashboard,
-    dashboard_exprs, find, grafana_to_promql, kustomize, prometheus_rules, rules_and_dashboard_label_uses,
+    DASHBOARD, MONITORING, PROMETHEUS_RULE, README, REPO, SERVICES, all_alerts, by_kind, code_metric_labels, dashboard,
+    dashboard_exprs, find, grafana_to_promql, kustomize, metric_names, package_dir, prometheus_rules,
+    rules_and_dashboard_label_uses,
 )
 
 # The alerts the issue asks for, by name.
@@ -35,7 +36,7 @@ SERVICE_METRICS = {
     "gateway_event_stream_clients", "gateway_events_received_total",
     "outbox_pending_events", "outbox_oldest_pending_age_seconds", "outbox_published_total", "outbox_publish_failures_total",
     "inbox_duplicates_total", "event_handler_retries_total", "dead_letters_total", "dead_letter_queue_messages",
-    "coverage_units", "coverage_organization_rate", "coverage_work_rate", "coverage_standalone_rate",
+    "coverage_units", "coverage_organization_ratio", "coverage_work_ratio", "coverage_standalone_ratio",
     "coverage_should_establish_units", "coverage_reconciliation_drift", "coverage_reconciliation_runs_total",
     "up",
 }
@@ -334,3 +335,99 @@ def test_runbook_section_says_what_to_do(alert):
     section = text[start:text.find("\n### ", start + 1)]
     assert len(section) > 300, f"{alert}: runbook section too thin"
     assert "kubectl" in section or "rabbitmqctl" in section or "PromQL" in section, alert
+
+
+# ---- metric conventions (issue 16, item 14) ----------------------------------------------------
+
+# A gauge whose help says it is a fraction (coverage rates and the like, 0 to 1) must end in
+# `_ratio` (https://prometheus.io/docs/practices/naming/).
+FRACTION_HELP = re.compile(r"\b(ratio|fraction|rate|proportion|share|percent(age)?)\b|\b0\s*[-–]\s*1\b", re.I)
+# The platform's 0-1 gauges, by name: the help check above must keep finding them.
+RATIO_GAUGES = {"coverage_organization_ratio", "coverage_work_ratio", "coverage_standalone_ratio"}
+# Names before a rename: nothing may read them any more.
+RETIRED_NAMES = {"coverage_organization_rate", "coverage_work_rate", "coverage_standalone_rate",
+                 "gateway_notifications_created"}
+
+
+def code_metrics() -> dict:
+    """Family name -> the prometheus_client metric object, for every metric the kit's and the
+    services' code define at module level (as deploy_helpers.code_metric_labels finds them)."""
+    import importlib
+
+    from prometheus_client.metrics import MetricWrapperBase
+
+    found = {}
+    for root in [REPO / "libs" / "service_kit"] + [package_dir(name) for name in SERVICES]:
+        for path in sorted(root.rglob("*.py")):
+            if "prometheus_client import" not in path.read_text():
+                continue
+            module = importlib.import_module(".".join(path.relative_to(root.parent).with_suffix("").parts))
+            for metric in vars(module).values():
+                if isinstance(metric, MetricWrapperBase):
+                    found[metric._name] = metric
+    return found
+
+
+def test_fraction_gauges_are_named_ratio():
+    metrics = code_metrics()
+    gauges = {name: m for name, m in metrics.items() if m._type == "gauge"}
+    assert RATIO_GAUGES <= set(gauges), f"0-1 gauges missing: {sorted(RATIO_GAUGES - set(gauges))}"
+    misnamed = [f"{name}: {m._documentation!r}" for name, m in sorted(gauges.items())
+                if FRACTION_HELP.search(m._documentation) and not name.endswith("_ratio")]
+    assert not misnamed, f"gauges whose help says they are a fraction, not named _ratio: {misnamed}"
+    for name, metric in metrics.items():
+        if name.endswith("_ratio"):
+            assert metric._type == "gauge", f"{name}: a {metric._type} named _ratio"
+            assert FRACTION_HELP.search(metric._documentation), f"{name}: its help does not say it is 0-1"
+    assert not RETIRED_NAMES & set(metrics), "a renamed metric is defined again under its old name"
+
+
+# What OpenMetrics appends to a family's name in its samples (_created: a counter's or a
+# histogram's creation time): a family named with one of them reads as another's series.
+RESERVED_SUFFIXES = ("_created", "_total", "_count", "_sum", "_bucket", "_gcount", "_gsum", "_info")
+
+
+def test_no_metric_is_named_with_a_reserved_suffix():
+    clashing = sorted(name for name in code_metrics() if name.endswith(RESERVED_SUFFIXES))
+    assert not clashing, f"family names ending in a suffix OpenMetrics reserves: {clashing}"
+
+
+def test_the_help_check_catches_a_fraction_gauge_not_named_ratio():
+    """The pattern test_fraction_gauges_are_named_ratio applies, on the old coverage help texts."""
+    for help_text in ("Organizational coverage rate (0-1)", "Work coverage rate (0-1)",
+                      "Standalone establishment rate (0-1)", "Share of units covered", "Fraction of queues idle"):
+        assert FRACTION_HELP.search(help_text), help_text
+    for help_text in ("Active units", "Units that should form an organization", "Outbox events not yet confirmed "
+                      "by the broker", "Messages waiting in the dead-letter queue", "Connected live-event clients"):
+        assert not FRACTION_HELP.search(help_text), help_text
+
+
+def test_rules_and_dashboard_read_no_retired_or_created_series(used_metric_names):
+    """Every series of ours the rules and the dashboard read is one the code exposes (not an old
+    name of a renamed metric), and none is a `_created` series: the processes expose none."""
+    declared = code_metric_labels()
+    ours = {n for n in used_metric_names if not n.startswith(("rabbitmq_", "kube_")) and n != "up"}
+    assert not ours & RETIRED_NAMES, sorted(ours & RETIRED_NAMES)
+    assert not [n for n in used_metric_names if n.endswith("_created")]
+    assert ours - set(declared) == set(), f"read by rules/dashboard, exposed by no code: {sorted(ours - set(declared))}"
+    texts = [json.dumps(dashboard()), PROMETHEUS_RULE.read_text(), (MONITORING / "tests" / "alerts.test.yaml").read_text(),
+             README.read_text(), (REPO / "README.md").read_text()]
+    for old in RETIRED_NAMES:
+        assert not [t for t in texts if re.search(rf"\b{old}(?:_total)?\b", t)], f"{old} is still named"
+
+
+def test_dashboard_shows_ratios_as_percentages():
+    """A 0-1 gauge charted with Grafana's unit percentunit (0.5 shows as 50%)."""
+    def panels(items):
+        for panel in items:
+            yield panel
+            yield from panels(panel.get("panels", []))
+
+    charted = set()
+    for panel in panels(dashboard()["panels"]):
+        names = set().union(*(metric_names(grafana_to_promql(t["expr"])) for t in panel.get("targets", [])
+                              if t.get("expr")))
+        if any(n.endswith("_ratio") for n in names):
+            charted |= {n for n in names if n.endswith("_ratio")}
+            assert panel["fieldConfig"]["defaults"].get("unit") == "percentunit", panel["title"]
+    assert RATIO_GAUGES <= charted, f"not charted: {sorted(RATIO_GAUGES - charted)}"

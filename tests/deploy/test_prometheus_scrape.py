@@ -9,6 +9,9 @@ from deploy/monitoring/prometheusrule.yaml. After some traffic (RPCs, a unit reg
 a report-only reconciliation), through Prometheus's HTTP API and the targets' raw
 /metrics text, it checks that the series the rules and the dashboard read exist, with
 the label names they group, filter and print by.
+
+Every process (service_kit.exposition) exposes no `_created` series and answers a scraper
+that asks for OpenMetrics (as Prometheus does) in OpenMetrics, the classic text otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from deploy_helpers import SERVICES, all_alerts, code_metric_labels, rules_and_dashboard_label_uses
 from platform_testing.factories import credit_code
@@ -46,6 +51,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# The Accept header Prometheus 2 sends with every scrape (OpenMetrics first).
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 
 
 def http_get(url: str, timeout: float = 5.0) -> str:
@@ -228,6 +238,8 @@ def test_prometheus_scrapes_the_platform_and_the_series_exist(prometheus, platfo
         absent = [n for n in with_samples if n not in names]
         return True if not absent else None
     wait_for(ingested, 15, f"Prometheus to ingest {with_samples}")
+    ingested_names = set(api(prometheus, "label/__name__/values"))
+    assert not sorted(n for n in ingested_names if n.endswith("_created")), "a process exposes _created series"
     for name in with_samples:
         result = api(prometheus, "query", query=f"count({name})")["result"]
         assert result and float(result[0]["value"][1]) > 0, name
@@ -289,3 +301,51 @@ def test_prometheus_scrapes_the_platform_and_the_series_exist(prometheus, platfo
     # A healthy platform is quiet: nothing fires (ServiceDown in particular).
     firing = [a for a in api(prometheus, "alerts")["alerts"] if a["state"] == "firing"]
     assert not firing, firing
+
+
+def scrape(target: str, accept: str | None = None) -> tuple[str, str | None, str]:
+    """(Content-Type, Vary, body) of a target's /metrics, asked with `accept`."""
+    request = urllib.request.Request(f"http://{target}/metrics", headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.headers["Content-Type"], response.headers.get("Vary"), response.read().decode()
+
+
+def sample_names(families) -> set[str]:
+    return {sample.name for family in families for sample in family.samples}
+
+
+@pytest.mark.parametrize("accept", [None, "text/plain", PROMETHEUS_ACCEPT, "application/openmetrics-text"],
+                         ids=["no-accept", "text-plain", "prometheus", "openmetrics"])
+def test_every_process_exposes_no_created_series_and_openmetrics_when_asked(platform, accept):
+    """Each process of the platform (chassis services and gateway), asked as curl, as a
+    text-only scraper and as Prometheus asks: OpenMetrics (its content type, the `# EOF`
+    terminator, a document the strict OpenMetrics parser reads) exactly when Accept asks for
+    it; never a `<name>_created` sample; counters there (so their absence means something),
+    and every `_ratio` gauge within 0..1."""
+    make_traffic(platform)
+    targets = dict(platform.metrics_targets)
+    assert set(targets) == set(SERVICES)
+    openmetrics = accept is not None and "openmetrics" in accept
+    for job, target in sorted(targets.items()):
+        content_type, vary, body = scrape(target, accept)
+        assert vary and "accept" in vary.lower(), f"{job}: the answer depends on Accept but says Vary: {vary!r}"
+        if openmetrics:
+            assert content_type.startswith("application/openmetrics-text"), (job, content_type)
+            assert "version=1.0.0" in content_type, (job, content_type)
+            assert body.endswith("# EOF\n"), f"{job}: OpenMetrics without its # EOF line"
+            families = list(parse_openmetrics(body))  # raises on anything OpenMetrics forbids
+        else:
+            assert content_type.startswith("text/plain"), (job, content_type)
+            assert "# EOF" not in body, job
+            families = list(parse_text(body))
+        names = sample_names(families)
+        assert [n for n in names if n.endswith("_total")], f"{job}: no counter samples to check"
+        created = sorted(n for n in names if n.endswith("_created"))
+        assert not created, f"{job} exposes _created series: {created}"
+        assert not re.search(r"^# (?:HELP|TYPE) \S+_created ", body, re.M), job
+        ratios = [(s.name, s.labels, s.value) for f in families if f.type == "gauge" for s in f.samples
+                  if s.name.endswith("_ratio")]
+        assert all(0 <= value <= 1 for _, _, value in ratios), ratios
+        if job == "organization":
+            assert {name for name, _, _ in ratios} >= {"coverage_organization_ratio", "coverage_work_ratio",
+                                                       "coverage_standalone_ratio"}, ratios

@@ -22,8 +22,8 @@ from nameko.exceptions import ConfigurationError
 from nameko.extensions import DependencyProvider
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import HttpOnlyProtocol, parse_address
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .. import exposition
 from .providers import StoreProvider
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class OperationsServer(DependencyProvider):
     def _app(self, environ, start_response):
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         handler = {"/metrics": self._metrics, "/healthz": self._healthz, "/readyz": self._readyz}.get(path)
-        headers = []
+        headers = [exposition.VARY] if path == "/metrics" else []
         if handler is None:
             status, content_type, body = "404 Not Found", JSON, b'{"status": "not found"}'
         elif method not in ("GET", "HEAD"):
@@ -101,7 +101,7 @@ class OperationsServer(DependencyProvider):
             headers.append(("Allow", "GET, HEAD"))
         else:
             try:
-                status, content_type, body = handler()
+                status, content_type, body = handler(environ)
             except Exception:  # answer, and say why in the log, rather than drop the connection
                 log.exception("operations endpoint %s failed", path)
                 status, content_type, body = "500 Internal Server Error", JSON, b'{"status": "error"}'
@@ -110,14 +110,17 @@ class OperationsServer(DependencyProvider):
         return [] if method == "HEAD" else [body]
 
     @staticmethod
-    def _metrics():
-        return "200 OK", CONTENT_TYPE_LATEST, generate_latest()
+    def _metrics(environ):
+        """OpenMetrics when the scraper's Accept asks for it, else the classic text format
+        (service_kit.exposition)."""
+        body, content_type = exposition.render(environ.get("HTTP_ACCEPT"))
+        return "200 OK", content_type, body
 
     @staticmethod
-    def _healthz():
+    def _healthz(environ):
         return "200 OK", JSON, b'{"status": "alive"}'
 
-    def _readyz(self):
+    def _readyz(self, environ):
         failure = self.readiness()
         if failure:
             return "503 Service Unavailable", JSON, json.dumps({"status": "not ready", "detail": failure}).encode()

@@ -19,6 +19,7 @@ from nameko.messaging import QueueConsumer
 
 from .. import topology
 from ..config import retry_delays
+from ..exposition import without_created_series
 from .consumer import DrainingQueueConsumer
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def configure_logging(level: str) -> None:
 def run(service_cls, config: dict, migrate=None, args: list[str] | None = None) -> None:
     """`migrate(service_cls, config)` prepares the database; the broker topology is declared
     here for every service. `args`: ["run"] (the default) or ["migrate"]."""
+    without_created_series()  # no <name>_created samples on /metrics (service_kit.exposition)
     configure_logging(config.get("LOG_LEVEL", "INFO"))
     command = (args or ["run"])[0]
     if command not in ("run", "migrate"):

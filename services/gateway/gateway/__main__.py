@@ -13,6 +13,8 @@ import uvicorn
 from pydantic import TypeAdapter, ValidationError
 from pymongo import AsyncMongoClient
 
+from service_kit.exposition import without_created_series
+
 from .app import create_app, ensure_indexes
 from .event_consumer import declare_topology
 from .login_guard import forgive_username
@@ -46,6 +48,7 @@ async def reset_admin_password(settings: Settings, password: str) -> None:
 
 
 def main(argv: list[str]) -> int:
+    without_created_series()  # no <name>_created samples on /metrics (service_kit.exposition)
     configure_logging(os.environ.get("LOG_LEVEL", "INFO").upper())
     settings = Settings.from_env()
     if argv[:1] == ["migrate"]:

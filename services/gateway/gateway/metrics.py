@@ -24,7 +24,9 @@ EVENTS_RECEIVED = Counter("gateway_events_received", "Valid events consumed from
 EVENTS_INVALID = Counter("gateway_events_invalid", "Consumed messages that are not valid events (dead-lettered)")
 EVENTS_DUPLICATE = Counter("gateway_events_duplicate", "Redelivered events already in the event log")
 EVENTS_SKIPPED = Counter("gateway_event_log_gaps", "Event log positions skipped after waiting for them")
-NOTIFICATIONS_CREATED = Counter("gateway_notifications_created", "Notifications created from consumed events")
+# Not "gateway_notifications_created": in OpenMetrics that is the family's name, and `_created`
+# is a suffix the format reserves (a counter's creation time).
+NOTIFICATIONS_CREATED = Counter("gateway_event_notifications", "Notifications created from consumed events")
 RPC_RESENT = Counter("gateway_rpc_resent", "RPC calls sent again after the broker connection was lost while "
                      "they waited (same correlation id and command id)", ["service", "method"])
 RPC_DURATION = Histogram(

@@ -298,6 +298,29 @@ def test_unknown_route_and_method_are_problems(admin):
 
 # ---- operations -----------------------------------------------------------------------------
 
+def test_metrics_are_openmetrics_when_asked_and_never_created_series(gateway, admin):
+    """`python -m gateway` disables prometheus_client's `<name>_created` samples, and /metrics
+    speaks OpenMetrics to a scraper whose Accept asks for it (Prometheus does), the classic
+    text to one that does not (service_kit.exposition)."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+
+    admin.get("/api/v1/units/missing")  # counter and histogram children to expose
+    prometheus_accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    with gateway.client() as client:
+        plain = client.get("/metrics")
+        asked = client.get("/metrics", headers={"Accept": prometheus_accept})
+    assert plain.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert asked.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert plain.headers["vary"] == asked.headers["vary"] == "Accept"
+    for response in (plain, asked):
+        assert "gateway_http_requests_total{" in response.text
+        assert "gateway_http_request_duration_seconds_bucket{" in response.text
+        assert "_created" not in response.text
+    assert "# EOF" not in plain.text and asked.text.endswith("# EOF\n")
+    families = {f.name: f for f in parse_openmetrics(asked.text)}
+    assert families["gateway_http_requests"].type == "counter"
+
+
 def test_health_readiness_metrics_and_docs(gateway, admin):
     admin.get("/api/v1/units/missing")
     with gateway.client() as client:

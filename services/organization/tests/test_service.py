@@ -241,7 +241,7 @@ def test_poison_event_is_dead_lettered_and_replayable(rpc, member_events, amqp_u
 
 def test_metrics_and_health(organization_service):
     text = organization_service.metrics()
-    for name in ("service_entrypoint_requests_total", "outbox_pending_events", "coverage_organization_rate",
+    for name in ("service_entrypoint_requests_total", "outbox_pending_events", "coverage_organization_ratio",
                  "dead_letter_queue_messages"):
         assert name in text
     assert metric_value(text, "service_entrypoint_requests_total", entrypoint="register_unit", outcome="success") > 0

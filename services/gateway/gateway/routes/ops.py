@@ -4,7 +4,8 @@ import asyncio
 import logging
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service_kit import exposition
 
 from ..problems import problem, problem_response
 
@@ -15,9 +16,10 @@ router = APIRouter(tags=["operations"])
 PING_TIMEOUT_SECONDS = 2.0
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def metrics():
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+@router.get("/metrics", summary="Prometheus metrics (OpenMetrics when Accept asks for it)", response_class=Response)
+async def metrics(request: Request):
+    body, content_type = exposition.render(request.headers.get("accept"))
+    return Response(body, media_type=content_type, headers=dict([exposition.VARY]))
 
 
 @router.get("/healthz", summary="Alive")
