@@ -74,7 +74,7 @@ async def published_once_in_log_order(db, drain, cause_ids: list[str], expected:
     assert [m.message_id for m in messages] == [entry["event_id"] for entry in logged]
     for message, entry in zip(messages, logged):
         assert message.exchange == "gateway.events" and message.routing_key == "notification.created"
-        assert message.content_type == "application/json"
+        assert message.content_type == "application/cloudevents+json"  # structured mode (service_kit.outbox)
         assert json.loads(message.body) == entry["envelope"]
         assert validate_event(json.loads(message.body)).source == "gateway"
     return messages
