@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -183,3 +185,52 @@ class SseListener:
 
     def close(self):
         self._stop.set()
+
+
+@dataclass
+class ClientRecord:
+    """What a client of the fault tests sent and was told: the unit each Idempotency-Key was
+    answered with, every status (or transport error) seen, the requests waiting for an answer
+    right now, and when and after how long each answer came."""
+
+    results: dict[str, str] = field(default_factory=dict)
+    statuses: Counter = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    outstanding: list[str] = field(default_factory=list)
+    answered_at: list[float] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)
+
+
+def register_units_until_answered(platform: RunningPlatform, division: str, count: int, record: ClientRecord,
+                                  name: str = "单位", attempts: int = 120, pause: float = 0.25) -> None:
+    """Register `count` units in `division`'s streets as a real client does through faults: each
+    retried under its own Idempotency-Key until it is answered below 500."""
+    from platform_testing import credit_code
+
+    with platform.client() as api:
+        for index in range(count):
+            body = {"credit_code": credit_code(division), "name": f"{name}{index}", "type": "enterprise",
+                    "industry": "logistics", "division": f"{division}{index % 3 + 1:03d}"}
+            key = uuid.uuid4().hex
+            for _ in range(attempts):
+                record.outstanding.append(key)
+                started = time.monotonic()
+                try:
+                    response = api.post("/units", json=body, headers={"Idempotency-Key": key})
+                    record.statuses[response.status_code] += 1
+                except httpx.HTTPError as exc:
+                    record.statuses[type(exc).__name__] += 1
+                    response = None
+                finally:
+                    record.outstanding.remove(key)
+                    record.durations.append(time.monotonic() - started)
+                if response is not None and response.status_code in (200, 201):
+                    record.results[key] = response.json()["id"]
+                    record.answered_at.append(time.monotonic())
+                    break
+                if response is not None and response.status_code < 500:
+                    record.failures.append(response.text)
+                    break
+                time.sleep(pause)
+            else:
+                record.failures.append(f"command {key} never answered")

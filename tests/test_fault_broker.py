@@ -9,44 +9,16 @@ import signal
 import threading
 import time
 import urllib.request
-import uuid
-from collections import Counter
 
-import httpx
 import pytest
 
-from platform_testing import close_broker_connections, credit_code, metric_value, wait_for
+from platform_testing import close_broker_connections, metric_value, wait_for
+from tests.harness import ClientRecord, register_units_until_answered
 
 pytestmark = pytest.mark.slow
 
 CLIENTS, UNITS_EACH = 4, 15
 DIVISION = "370114302"
-
-
-def register(platform, client_index: int, results: dict, statuses: Counter, failures: list, slowest: list):
-    with platform.client() as api:
-        for index in range(UNITS_EACH):
-            body = {"credit_code": credit_code(DIVISION), "name": f"断连单位{client_index}-{index}",
-                    "type": "enterprise", "industry": "logistics", "division": f"{DIVISION}{index % 3 + 1:03d}"}
-            key = uuid.uuid4().hex
-            for _ in range(120):
-                started = time.monotonic()
-                try:
-                    response = api.post("/units", json=body, headers={"Idempotency-Key": key})
-                    statuses[response.status_code] += 1
-                except httpx.HTTPError as exc:
-                    statuses[type(exc).__name__] += 1
-                    response = None
-                slowest.append(time.monotonic() - started)
-                if response is not None and response.status_code in (200, 201):
-                    results[key] = response.json()["id"]
-                    break
-                if response is not None and response.status_code < 500:
-                    failures.append(response.text)
-                    break
-                time.sleep(0.25)
-            else:
-                failures.append(f"command {key} never answered")
 
 
 def gateway_metric(platform, name: str) -> float:
@@ -56,10 +28,11 @@ def gateway_metric(platform, name: str) -> float:
 
 
 def test_dropped_broker_connections_cost_clients_nothing(platform):
-    results, statuses, failures, durations = {}, Counter(), [], []
+    record = ClientRecord()
+    results, statuses, failures, durations = record.results, record.statuses, record.failures, record.durations
     resent_before = gateway_metric(platform, "gateway_rpc_resent_total")
-    clients = [threading.Thread(target=register, args=(platform, i, results, statuses, failures, durations))
-               for i in range(CLIENTS)]
+    clients = [threading.Thread(target=register_units_until_answered, args=(platform, DIVISION, UNITS_EACH, record),
+                                kwargs={"name": f"断连单位{i}-"}) for i in range(CLIENTS)]
     for client in clients:
         client.start()
     for drop in (1, 2):

@@ -5,48 +5,23 @@ is there exactly once. A database restarted this way is still the launcher's: it
 
 import threading
 import time
-import uuid
-from collections import Counter
 
-import httpx
 import pytest
 
-from platform_testing import credit_code, wait_for
+from platform_testing import wait_for
+from tests.harness import ClientRecord, register_units_until_answered
 
 pytestmark = pytest.mark.slow
 
-UNITS = 30
+UNITS = 100  # long enough that the kill, after the in-flight snapshot (a second or two), lands mid-load
 DIVISION = "370114301"
 
 
-def register_until_done(platform, results: dict, statuses: Counter, failures: list, answered_at: list):
-    with platform.client() as api:
-        for index in range(UNITS):
-            body = {"credit_code": credit_code(DIVISION), "name": f"库故障单位{index}", "type": "enterprise",
-                    "industry": "logistics", "division": f"{DIVISION}{index % 3 + 1:03d}"}
-            key = uuid.uuid4().hex
-            for _ in range(240):  # retry the same command, as a client does, until it is answered
-                try:
-                    response = api.post("/units", json=body, headers={"Idempotency-Key": key})
-                    statuses[response.status_code] += 1
-                except httpx.HTTPError as exc:
-                    statuses[type(exc).__name__] += 1
-                    response = None
-                if response is not None and response.status_code in (200, 201):
-                    results[key] = response.json()["id"]
-                    answered_at.append(time.monotonic())
-                    break
-                if response is not None and response.status_code < 500:
-                    failures.append(response.text)
-                    break
-                time.sleep(0.25)
-            else:
-                failures.append(f"command {key} never answered")
-
-
 def test_a_killed_database_is_restarted_and_no_acknowledged_write_is_lost_or_doubled(platform):
-    results, statuses, failures, answered_at = {}, Counter(), [], []
-    load = threading.Thread(target=register_until_done, args=(platform, results, statuses, failures, answered_at))
+    record = ClientRecord()
+    results, statuses, failures, answered_at = record.results, record.statuses, record.failures, record.answered_at
+    load = threading.Thread(target=register_units_until_answered, args=(platform, DIVISION, UNITS, record),
+                            kwargs={"name": "库故障单位", "attempts": 240})
     load.start()
     wait_for(lambda: len(results) >= 5, timeout=60, interval=0.05, what="some units registered")
     database_pid = platform.pid("secantus")

@@ -14,13 +14,13 @@ import time
 import uuid
 from collections import Counter
 
-import httpx
 import pytest
 from kombu import Connection, Exchange, Producer
 from nameko.exceptions import get_module_path, registry
 
 from platform_contracts.problems import Rejected
-from platform_testing import credit_code, rpc_cluster, wait_for
+from platform_testing import rpc_cluster, wait_for
+from tests.harness import ClientRecord, register_units_until_answered
 
 pytestmark = pytest.mark.slow
 registry[get_module_path(Rejected)] = Rejected
@@ -28,33 +28,6 @@ registry[get_module_path(Rejected)] = Rejected
 UNITS = 40
 MEMBER_EVENTS = 60
 DIVISION = "370114201"
-
-
-def register_until_done(platform, results: dict, failures: list, outstanding: list | None = None):
-    """`outstanding` holds one entry while a request waits for its answer."""
-    outstanding = [] if outstanding is None else outstanding
-    with platform.client() as api:
-        for index in range(UNITS):
-            body = {"credit_code": credit_code(DIVISION), "name": f"单位{index}", "type": "enterprise",
-                    "industry": "logistics", "division": f"{DIVISION}{index % 3 + 1:03d}"}
-            key = uuid.uuid4().hex
-            for _ in range(60):  # retry the same command until it is answered
-                outstanding.append(key)
-                try:
-                    response = api.post("/units", json=body, headers={"Idempotency-Key": key})
-                except httpx.HTTPError:
-                    response = None
-                finally:
-                    outstanding.remove(key)
-                if response is not None and response.status_code in (200, 201):
-                    results[key] = response.json()["id"]
-                    break
-                if response is not None and response.status_code < 500:
-                    failures.append(response.text)
-                    break
-                time.sleep(0.5)
-            else:
-                failures.append(f"command {key} never answered")
 
 
 def publish_member_events(amqp_uri: str, unit_ids: dict, sent: Counter, published_at: list):
@@ -79,8 +52,10 @@ def publish_member_events(amqp_uri: str, unit_ids: dict, sent: Counter, publishe
 
 def test_kill_organization_service_mid_flight(platform, sse):
     stream = sse({"types": "unit.registered", "division": DIVISION})
-    results, failures, sent, published_at, outstanding = {}, [], Counter(), [], []
-    commands = threading.Thread(target=register_until_done, args=(platform, results, failures, outstanding))
+    record, sent, published_at = ClientRecord(), Counter(), []
+    results, failures, outstanding = record.results, record.failures, record.outstanding
+    commands = threading.Thread(target=register_units_until_answered, args=(platform, DIVISION, UNITS, record),
+                                kwargs={"attempts": 60, "pause": 0.5})
     events = threading.Thread(target=publish_member_events, args=(platform.amqp_uri, results, sent, published_at))
     commands.start()
     events.start()
