@@ -29,9 +29,9 @@ The search would find what it looks for: the masks and ids are found in the same
 the raw bodies of the malformed events, read off the broker the same way, hold the plaintext
 that was put into them.
 
-A leak found: an event refused for its `type` or `source` has them quoted, unmasked, into the
-consumers' logs, the dead letter's x-error header and the dead-letter listing's `type` (the
-strict xfails at the end, until it is fixed)."""
+A leak this search found, fixed, keeps its tests at the end: an event refused for its `type` or
+`source` had them quoted, unmasked, into the consumers' logs, the dead letter's x-error header
+and the dead-letter listing's `type`."""
 
 import json
 import re
@@ -509,11 +509,10 @@ def _open_sealed_values(platform, member_id: str, id_number: str, instructor_id:
 
 
 
-# ---- a leak found: what a refused event's type and source say, quoted ---------------------------
-
-LEAK = ("issue 16 item 4: an event refused for its `type` or `source` has them quoted: validate_event's "
-        "UnknownEventType ('unknown event type ...') and source mismatch ('... must come from member, not ...') "
-        "pass through platform_contracts.problems.describe_invalid (str(exc)[:200]) unredacted")
+# ---- a leak this search found: what a refused event's type and source say, quoted ---------------
+# validate_event's UnknownEventType ('unknown event type ...') and source mismatch ('... must come
+# from member, not ...') passed through describe_invalid unmasked into logs, the dead letter's
+# x-error header and the listing's `type`; the consumers and the listing now mask them.
 
 
 @pytest.fixture(scope="module")
@@ -539,9 +538,6 @@ def refused_for_type_and_source(debug_platform):
     return secrets, sent, listings
 
 
-@pytest.mark.xfail(strict=True, reason=LEAK + ": into the consumers' logs (organization ERROR 'gave up on ... "
-                   "dead-lettered: invalid event: ...', gateway WARNING 'dead-lettered an invalid event ...') and the "
-                   "x-error header of the dead letter at the broker (organization.dead-letters, gateway.dead-letters)")
 def test_a_refused_events_type_and_source_are_not_quoted_in_logs_or_dead_letter_headers(
         debug_platform, refused_for_type_and_source):
     secrets, sent, _ = refused_for_type_and_source
@@ -557,9 +553,6 @@ def test_a_refused_events_type_and_source_are_not_quoted_in_logs_or_dead_letter_
     assert not found, "\n".join(f"{place}: {secret}" for place, secret in found)
 
 
-@pytest.mark.xfail(strict=True, reason=LEAK + "; and GET /admin/dead-letters shows a dead letter's `type` as the "
-                   "body has it (service_kit.topology._describe redacts `error` and `event`, not `type`), for every "
-                   "service and the gateway")
 def test_a_refused_events_type_is_not_quoted_in_the_dead_letter_listing(refused_for_type_and_source):
     secrets, sent, listings = refused_for_type_and_source
     places = {f"dead-letter listing of {service}": dumped([i for i in items if i["message_id"] in sent.values()])

@@ -84,7 +84,7 @@ def _describe(message) -> dict:
         body = None
     return {
         "message_id": message.properties.get("message_id") or (body or {}).get("id"),
-        "type": (body or {}).get("type"),
+        "type": redact((body or {}).get("type")),
         "queue": headers.get(ORIGINAL_QUEUE_HEADER),
         "attempts": headers.get(ATTEMPT_HEADER),
         "error": redact(headers.get("x-error")),

@@ -84,7 +84,9 @@ class IntegrationEventHandler(EventHandler):
         try:
             event = validate_event(body)
         except ValueError as exc:  # includes pydantic's ValidationError
-            self._dead_letter(message, f"invalid event: {describe_invalid(exc)}", attempt=self._attempt(message))
+            # The refusal quotes what it refused (an unknown type, a wrong source): masked too.
+            self._dead_letter(message, redact(f"invalid event: {describe_invalid(exc)}"),
+                              attempt=self._attempt(message))
             return
         super().handle_message(event, message)
 

@@ -16,6 +16,7 @@ from platform_contracts.envelope import CloudEvent
 from platform_contracts.events import SOURCES, exchange_for, validate_event
 from platform_contracts.problems import describe_invalid
 from service_kit import topology, tracing
+from service_kit.pii import redact_text
 
 from .event_log import EventLog, LogEntry
 from .fanout import Broadcaster
@@ -116,7 +117,8 @@ class EventConsumer:
             try:
                 received.append(validate_event(json.loads(message.body)))
             except ValueError as exc:  # includes JSON, Unicode and pydantic validation errors
-                await self._dead_letter(message, f"invalid event: {describe_invalid(exc)}")
+                # The refusal quotes what it refused (an unknown type, a wrong source): masked too.
+                await self._dead_letter(message, redact_text(f"invalid event: {describe_invalid(exc)}"))
         events = with_notifications(received)
         entries = await self._append(events) if events else []
         logged = [entry for entry in entries if entry is not None]
@@ -159,4 +161,5 @@ class EventConsumer:
                              headers=topology.failure_headers(EVENTS_QUEUE, error, attempt=1, dead_letter=True)),
             routing_key=DEAD_LETTER_QUEUE)
         EVENTS_INVALID.inc()
-        log.warning("dead-lettered an invalid event from %s (%s): %s", message.exchange, message.routing_key, error)
+        log.warning("dead-lettered an invalid event from %s (%s): %s", message.exchange,
+                    redact_text(message.routing_key or ""), error)
