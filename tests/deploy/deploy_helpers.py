@@ -64,6 +64,23 @@ def by_kind(objects: list[dict], kind: str) -> list[dict]:
     return [o for o in objects if o["kind"] == kind]
 
 
+def selects(selector: dict, labels: dict) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) selects `labels`."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        value = labels.get(expr["key"])
+        if expr["operator"] == "In" and value not in expr["values"]:
+            return False
+        if expr["operator"] == "NotIn" and value in expr["values"]:
+            return False
+        if expr["operator"] == "Exists" and value is None:
+            return False
+        if expr["operator"] == "DoesNotExist" and value is not None:
+            return False
+    return True
+
+
 def find(objects: list[dict], kind: str, name: str) -> dict:
     matches = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
     assert matches, f"no {kind}/{name} in the rendered output"

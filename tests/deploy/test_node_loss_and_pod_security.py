@@ -20,7 +20,7 @@ import re
 
 import pytest
 
-from deploy_helpers import OVERLAYS, SERVICES, by_kind, find
+from deploy_helpers import OVERLAYS, SERVICES, by_kind, find, selects
 
 HOSTNAME = "kubernetes.io/hostname"
 ZONE = "topology.kubernetes.io/zone"
@@ -29,22 +29,6 @@ OWN_IMAGES = "partybuilding/"
 # these labels (cluster-operator internal/metadata/label.go).
 OPERATOR_BROKER_LABELS = {"app.kubernetes.io/name": "rabbitmq", "app.kubernetes.io/component": "rabbitmq",
                           "app.kubernetes.io/part-of": "rabbitmq"}
-
-
-def selects(selector: dict, labels: dict) -> bool:
-    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
-        return False
-    for expr in selector.get("matchExpressions", []):
-        value = labels.get(expr["key"])
-        if expr["operator"] == "In" and value not in expr["values"]:
-            return False
-        if expr["operator"] == "NotIn" and value in expr["values"]:
-            return False
-        if expr["operator"] == "Exists" and value is None:
-            return False
-        if expr["operator"] == "DoesNotExist" and value is not None:
-            return False
-    return True
 
 
 def broker_pod(objects: list[dict]) -> tuple[dict, dict]:

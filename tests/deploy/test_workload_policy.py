@@ -9,7 +9,7 @@ import pytest
 
 from deploy_helpers import (
     NAMEKO_SERVICES, OVERLAYS, REGISTRY, REPO, SERVICES, by_kind, config_values, consumed_queues, find,
-    nameko_service_class, package_dir,
+    nameko_service_class, package_dir, selects,
 )
 
 # Seconds a pod needs after its work in flight is done: nameko stops its consumers and
@@ -47,21 +47,6 @@ def pre_stop_seconds(container: dict) -> float:
 def platform_deployments(objects):
     return [d for d in by_kind(objects, "Deployment")
             if d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "service"]
-
-
-def selects(selector: dict, labels: dict) -> bool:
-    match = selector.get("matchLabels", {})
-    if any(labels.get(k) != v for k, v in match.items()):
-        return False
-    for expr in selector.get("matchExpressions", []):
-        value = labels.get(expr["key"])
-        if expr["operator"] == "In" and value not in expr["values"]:
-            return False
-        if expr["operator"] == "NotIn" and value in expr["values"]:
-            return False
-        if expr["operator"] == "Exists" and value is None:
-            return False
-    return True
 
 
 def assert_hardened(pod_spec: dict, what: str):
