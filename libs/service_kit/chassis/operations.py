@@ -40,8 +40,11 @@ JSON = "application/json"
 class OperationsServer(DependencyProvider):
     """Serves /metrics, /healthz and /readyz outside nameko's worker pool.
 
-    /readyz is 503 with a detail while the database or the broker is unreachable; the
-    result is cached for READINESS_CACHE_SECONDS and concurrent probes share one check.
+    /readyz is 503 with a detail until the service consumes its queues (the runner calls
+    `serving()` once the container has started: the extensions start together, so this
+    server answers before the RPC consumer is bound), and while the database or the broker is
+    unreachable; the result is cached for READINESS_CACHE_SECONDS and concurrent probes
+    share one check.
     Everything runs on the service's eventlet hub: a handler that computes for seconds
     without any I/O still delays the answer (none does; liveness allows 30 s)."""
 
@@ -60,6 +63,11 @@ class OperationsServer(DependencyProvider):
         self._checking = Semaphore()
         self._pool = eventlet.GreenPool(MAX_CONNECTIONS)
         self._sock = self._accepting = None
+        self._serving = False
+
+    def serving(self):
+        """Called by the runner once every entrypoint consumes: from now on, ready."""
+        self._serving = True
 
     def start(self):
         self._sock = eventlet.listen(self.bind_addr)
@@ -127,7 +135,9 @@ class OperationsServer(DependencyProvider):
         return "200 OK", JSON, b'{"status": "ready"}'
 
     def readiness(self) -> str | None:
-        """None when ready, else what is unreachable."""
+        """None when ready, else what is unreachable (or that the service is still starting)."""
+        if not self._serving:
+            return "starting: not consuming its queues yet"
         with self._checking:  # probes arriving during a check wait for its result
             checked_at, failure = self._readiness
             if time.monotonic() - checked_at > READINESS_CACHE_SECONDS:

@@ -21,6 +21,7 @@ from .. import topology
 from ..config import retry_delays
 from ..exposition import without_created_series
 from .consumer import DrainingQueueConsumer
+from .operations import OperationsServer
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,10 @@ def run(service_cls, config: dict, migrate=None, args: list[str] | None = None) 
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
-    container.start()
+    container.start()  # returns once every consumer consumes: only then is the service ready
+    for dependency in container.dependencies:
+        if isinstance(dependency, OperationsServer):
+            dependency.serving()
     started.send()
     log.info("%s started; HTTP on %s", service_cls.name, config["WEB_SERVER_ADDRESS"])
     container.wait()  # raises what killed the container, if something did
