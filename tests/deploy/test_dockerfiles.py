@@ -128,37 +128,40 @@ def test_image_healthcheck_asks_healthz_with_python(name):
     assert {"interval", "timeout", "start-period", "retries"} <= set(options), options
 
 
-def test_healthcheck_reports_the_process_health(tmp_path):
-    """The HEALTHCHECK command itself: exit 0 on a 200 from /healthz, non-zero on a 503
-    or when nothing listens."""
-    import http.server
-    import threading
+# A stand-in /healthz answering with the status given: a process of its own, since the test
+# process may be monkey-patched by eventlet (service_kit.chassis.run patches at import), under
+# which an in-process server thread and subprocess.run deadlock.
+STAND_IN = """
+import http.server, sys
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(int(sys.argv[1]) if self.path == "/healthz" else 404)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        status = 200
 
-        def do_GET(self):
-            self.send_response(Handler.status if self.path == "/healthz" else 404)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def test_healthcheck_reports_the_process_health():
+    """The HEALTHCHECK command itself: exit 0 on a 200 from /healthz, non-zero on a 503."""
     python = Path(sys.executable).parent
+    servers = {status: subprocess.Popen([sys.executable, "-c", STAND_IN, str(status)], stdout=subprocess.PIPE,
+                                        text=True) for status in (200, 503)}
     try:
+        ports = {status: int(server.stdout.readline()) for status, server in servers.items()}
         for name in SERVICES:
             _, argv = healthcheck(stages(dockerfile(name))[-1])
-            env = {"PATH": str(python), "HTTP_PORT": str(port), "GATEWAY_PORT": str(port)}
             for status, healthy in ((200, True), (503, False)):
-                Handler.status = status
+                env = {"PATH": str(python), "HTTP_PORT": str(ports[status]), "GATEWAY_PORT": str(ports[status])}
                 result = subprocess.run(argv, env=env, capture_output=True, timeout=30)
                 assert (result.returncode == 0) is healthy, f"{name}: /healthz {status} -> exit {result.returncode}"
     finally:
-        server.shutdown()
-        server.server_close()
+        for server in servers.values():
+            server.kill()
+            server.wait()
     result = subprocess.run(argv, env=env, capture_output=True, timeout=30)
     assert result.returncode != 0, "nothing listening: unhealthy"
 
