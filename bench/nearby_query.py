@@ -37,21 +37,10 @@ sys.path.insert(0, str(ROOT))
 
 from platform_contracts.geo import geojson_point  # noqa: E402
 from platform_testing import mongodb_server  # noqa: E402
+from bench.run import ms, percentile  # noqa: E402
 from service_kit import nearby  # noqa: E402
 
 WEST, EAST, SOUTH, NORTH = 114.8, 122.7, 34.4, 38.4
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile, as bench/run.py reports them."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
-
-
-def ms(seconds: float) -> float:
-    return round(seconds * 1000, 2)
 
 
 def timings(samples: list[float], **extra) -> dict:
