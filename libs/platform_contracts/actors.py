@@ -10,7 +10,9 @@ here, so a route that forgets a check cannot skip it. What each role's `scope` h
 - secretary: organization ids;
 - station_manager: station ids;
 - worker: their member id;
-- handler: department ids (acts on appeals routed to them).
+- handler: department ids (acts on appeals routed to them);
+- open311_client: an Open311 application calling with an API key (not a user account; its
+  scope is the key's id): files appeals and reads their public view.
 
 Refusals are domain errors (`Forbidden`, naming the request field that led there when one
 did); the entrypoints turn them into problem documents."""
@@ -31,9 +33,11 @@ class Role(StrEnum):
     station_manager = "station_manager"
     worker = "worker"
     handler = "handler"
+    open311_client = "open311_client"
 
 
-ROLES = tuple(Role)
+# The roles a user account may hold (an Open311 client is an API key, not an account).
+ROLES = tuple(r for r in Role if r != Role.open311_client)
 # Roles that see division-scoped records (units, organizations, coverage and their events).
 DIVISION_ROLES = frozenset({Role.admin, Role.operator})
 # Roles whose scope is a list of record ids, and what those ids are of.
@@ -46,6 +50,8 @@ def normalize_scope(role: str, scope: Any) -> Any:
         role = Role(role)
     except ValueError:
         raise ValueError(f"unknown role {role!r}") from None
+    if role not in ROLES:
+        raise ValueError(f"the {role} role is held by API keys, not by accounts")
     if role == Role.admin:
         if scope not in (None, "", []):
             raise ValueError("an admin has no scope")

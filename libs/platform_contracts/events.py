@@ -209,6 +209,30 @@ class ActivityReminder(ActivityEventData):
     sign_ups: list[CancelledSignUp] = []
 
 
+class AppealEventData(EventData):
+    """Every appeal.* event: where the appeal stands, and whom it concerns — the department (its
+    handlers and supervisor), the handler, and the account that raised it (`raised_by`; none for
+    an anonymous or an Open311 appeal) with the accounts of appeals merged into it (`also_raised_by`).
+    Ids and usernames only: no title, text, contact details or location."""
+    appeal_id: str
+    category: str
+    division: str
+    status: str
+    department: str | None = None
+    supervisor: str | None = None
+    handler: str | None = None
+    due_at: datetime | None = None
+    overdue: bool = False
+    escalated_to: str | None = None
+    raised_by: str | None = None
+    member_id: str | None = None
+    also_raised_by: list[str] = []
+    duplicate_of: str | None = None
+    rating: int | None = None
+    solved: bool | None = None
+    version: int
+
+
 class NotificationAudience(EventData):
     """Whom a notification is for: a user, or the people in a scope (operators over `division`,
     secretaries of one of `organization_ids`, the worker whose member id is `member_id`),
@@ -219,6 +243,7 @@ class NotificationAudience(EventData):
     division: str | None = None
     organization_ids: list[str] | None = None
     member_id: str | None = None
+    department_ids: list[str] | None = None
 
 
 class NotificationCreated(EventData):
@@ -269,15 +294,17 @@ CATALOGUE: dict[str, tuple[str, type[BaseModel]]] = {
     "station.activity_scheduled": ("service-station", ActivityEventData),
     "station.activity_cancelled": ("service-station", ActivityCancelled),
     "station.activity_reminder": ("service-station", ActivityReminder),
-    "appeal.submitted": ("appeal", EventData),
-    "appeal.accepted": ("appeal", EventData),
-    "appeal.assigned": ("appeal", EventData),
-    "appeal.resolved": ("appeal", EventData),
-    "appeal.rated": ("appeal", EventData),
-    "appeal.reopened": ("appeal", EventData),
-    "appeal.rejected": ("appeal", EventData),
-    "appeal.closed": ("appeal", EventData),
-    "appeal.overdue": ("appeal", EventData),
+    "appeal.submitted": ("appeal", AppealEventData),
+    "appeal.accepted": ("appeal", AppealEventData),
+    "appeal.assigned": ("appeal", AppealEventData),
+    "appeal.resolved": ("appeal", AppealEventData),
+    "appeal.rated": ("appeal", AppealEventData),
+    "appeal.reopened": ("appeal", AppealEventData),
+    "appeal.rejected": ("appeal", AppealEventData),
+    "appeal.closed": ("appeal", AppealEventData),
+    "appeal.overdue": ("appeal", AppealEventData),
+    "appeal.escalated": ("appeal", AppealEventData),
+    "appeal.merged": ("appeal", AppealEventData),
     "notification.created": ("gateway", NotificationCreated),
 }
 
