@@ -13,6 +13,7 @@ from pymongo import AsyncMongoClient, MongoClient
 from service_kit import topology, tracing
 from service_kit.outbox import OutboxRelay
 
+from .appeal_guard import AppealGuard
 from .event_consumer import EventConsumer
 from .event_log import EventLog, purge_periodically
 from .fanout import Broadcaster
@@ -20,6 +21,7 @@ from .login_guard import LoginGuard
 from .metrics import RequestMiddleware
 from .notifications import NOTIFICATION_SOURCE, NotificationStore
 from .problems import install as install_problem_handlers
+from .routes import appeals
 from .routes import (admin, coverage, industries, instructors, members, notifications, ops, organizations, stations,
                      stream, transfers, units, users)
 from .rate_limit import RateLimitMiddleware
@@ -37,6 +39,7 @@ async def ensure_indexes(db) -> None:
     await LoginGuard.ensure_indexes(db)
     await EventLog(db).ensure_indexes()
     await NotificationStore(db).ensure_indexes()
+    await AppealGuard.ensure_indexes(db)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -99,4 +102,5 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (users, units, organizations, instructors, coverage, members, transfers, stations, notifications,
                    admin, industries, stream, ops):
         app.include_router(module.router)
+    app.include_router(appeals.router)
     return app

@@ -10,7 +10,8 @@ re-published one keeps its id, which is how consumers drop it.
 
 An audience names a user (`user_id`, `username`) or the people in a scope: operators whose
 division prefix covers `division`, secretaries holding one of `organization_ids`, the worker
-whose member id is `member_id`; `role`, when present, narrows that to one role. Read marks are
+whose member id is `member_id`, handlers holding one of `department_ids`; `role`, when present,
+narrows that to one role (the user named is told whatever their role). Read marks are
 per user (`read_by`), so one operator reading a notification leaves it unread for the others."""
 
 import re
@@ -23,8 +24,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from platform_contracts.actors import Role
 from platform_contracts.envelope import CloudEvent
-from platform_contracts.events import (ActivityCancelled, ActivityReminder, CoverageAlert, SupplyCrossed,
-                                       TransferEventData, data_of, validate_event)
+from platform_contracts.events import (ActivityCancelled, ActivityReminder, AppealEventData, CoverageAlert,
+                                       SupplyCrossed, TransferEventData, data_of, validate_event)
 from service_kit.outbox import OUTBOX_INDEX, outbox_record
 
 from .auth import Principal
@@ -133,7 +134,53 @@ def _activity_rules(event: CloudEvent) -> list[Notification]:
     return notes
 
 
+def _appeal_rules(event: CloudEvent) -> list[Notification]:
+    """Who must act on an appeal, or hear of it: a new appeal, one assigned or reopened → the
+    handlers of its department (and the handler it was assigned to); overdue → those handlers and
+    the department's supervisor; escalated → the operators over the level it went up to; resolved
+    → the account that raised it and those of every appeal merged into it; rejected → the account
+    that raised it. A new appeal no department took (no route) → the operators over its division,
+    who route it."""
+    a: AppealEventData = data_of(event, AppealEventData)
+    ref, step = a.appeal_id, event.type.removeprefix("appeal.")
+    handlers = {"role": Role.handler, "department_ids": [a.department]} if a.department else None
+
+    def note(rule, type_, audience, zh, en):
+        return Notification(rule, type_, f"{zh} / {en}", f"诉求 {ref}：{zh}。/ Appeal {ref}: {en}.", ref, audience)
+
+    if step == "submitted":
+        if handlers:
+            return [note("department", "appeal.submitted", handlers, "新诉求待受理", "a new appeal to accept")]
+        return [note("operators", "appeal.unrouted", {"role": Role.operator, "division": a.division},
+                     "新诉求未匹配承办部门", "a new appeal no department takes: route it")]
+    if step == "assigned" and handlers:
+        audience = {**handlers, **({"username": a.handler} if a.handler else {})}
+        return [note("department", "appeal.assigned", audience, "诉求已交办",
+                     f"assigned to {a.handler or 'the department'}")]
+    if step == "reopened" and handlers:
+        return [note("department", "appeal.reopened", handlers, "诉求已重新办理", "reopened")]
+    if step == "overdue" and handlers:
+        audience = {**handlers, **({"username": a.supervisor} if a.supervisor else {})}
+        due = f"（{a.due_at.isoformat()}）" if a.due_at else ""
+        return [note("department_and_supervisor", "appeal.overdue", audience, f"诉求已超期{due}",
+                     "past its deadline" + (f" ({a.due_at.isoformat()})" if a.due_at else ""))]
+    if step == "escalated" and a.escalated_to:
+        return [note("operators", "appeal.escalated", {"role": Role.operator, "division": a.escalated_to},
+                     f"超期诉求已上报 {a.escalated_to}", f"overdue, escalated to {a.escalated_to}")]
+    if step in ("resolved", "rejected"):
+        zh, en = (("您的诉求已办结，请评价", "resolved: please rate it") if step == "resolved"
+                  else ("您的诉求未予受理", "not taken up (see its public note)"))
+        notes = [note("raised_by", event.type, {"username": a.raised_by}, zh, en)] if a.raised_by else []
+        if step == "resolved":  # those who raised the appeals merged into it (none for a rejection)
+            notes += [note(f"also_raised_by:{username}", event.type, {"username": username}, zh, en)
+                      for username in dict.fromkeys(a.also_raised_by) if username and username != a.raised_by]
+        return notes
+    return []
+
+
 def rules_for(event: CloudEvent) -> list[Notification]:
+    if event.type.startswith("appeal."):
+        return _appeal_rules(event)
     if event.type.startswith("transfer."):
         return _transfer_rules(event)
     if event.type == "coverage.alert_raised":
@@ -179,7 +226,8 @@ def addressed_to(audience: dict, principal: Principal) -> bool:
     member_id = audience.get("member_id")
     return (actor.covers_division(audience.get("division"))
             or any(actor.is_secretary_of(o) for o in audience.get("organization_ids") or ())
-            or (member_id is not None and actor.is_member(member_id)))
+            or (member_id is not None and actor.is_member(member_id))
+            or any(actor.handles_department(d) for d in audience.get("department_ids") or ()))
 
 
 def audience_query(principal: Principal) -> dict:
@@ -194,6 +242,8 @@ def audience_query(principal: Principal) -> dict:
         by_scope = {"audience.organization_ids": {"$in": list(actor.scope or ())}}
     elif actor.role == Role.worker:
         by_scope = {"audience.member_id": actor.scope}
+    elif actor.role == Role.handler:
+        by_scope = {"audience.department_ids": {"$in": list(actor.scope or ())}}
     else:
         return {"$or": clauses}
     clauses.append({"audience.role": {"$in": [None, actor.role.value]}, **by_scope})

@@ -1,11 +1,12 @@
 """Request and response models the gateway owns (the domain's are in platform_contracts)."""
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StringConstraints
 
-from platform_contracts.actors import Role
+from platform_contracts.actors import ROLES
 from platform_contracts.organization import Changes, CoverageFigures, Kept
 
 from .problems import ApiProblem
@@ -16,6 +17,9 @@ Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
                                             pattern=r"^[A-Za-z0-9_.@-]+$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 Scope = str | list[str] | None
+# The roles an account may hold: every role but open311_client, which API keys hold (Open311),
+# so that it is neither accepted nor offered for accounts.
+AccountRole = StrEnum("AccountRole", [(role.name, role.value) for role in ROLES])
 
 
 def _true_or_false(value):
@@ -49,14 +53,15 @@ class CreateUser(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: Username
     password: Password
-    role: Role
+    role: AccountRole
     scope: Scope = Field(None, description="operator: a division prefix; secretary: organization ids; "
-                                           "station_manager: station ids; worker: the member id; admin: none")
+                                           "station_manager: station ids; worker: the member id; handler: "
+                                           "department ids; admin: none")
 
 
 class UpdateUser(Changes):
     """Only the fields sent change; `scope` may be null (an admin's is), the others not."""
-    role: Annotated[Role, Kept] = None
+    role: Annotated[AccountRole, Kept] = None
     scope: Scope = None
     active: Annotated[StrictBool, Kept] = None
     password: Annotated[Password, Kept] = None
@@ -65,7 +70,7 @@ class UpdateUser(Changes):
 class User(BaseModel):
     id: str
     username: str
-    role: Role
+    role: AccountRole
     scope: Scope = None
     active: bool
     created_at: datetime

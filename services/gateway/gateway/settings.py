@@ -39,6 +39,10 @@ class Settings:
     stream_subscribes_per_minute: int = 30
     rate_limit_per_user: str = "600/minute"
     rate_limit_per_address: str = "120/minute"
+    # Appeal submissions (appeal_guard.py), in the `limits` notation: per account, device, address.
+    appeal_submissions_per_account: str = "10/hour"
+    appeal_submissions_per_device: str = "10/hour"
+    appeal_submissions_per_address: str = "30/hour"
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -77,6 +81,9 @@ class Settings:
             stream_subscribes_per_minute=int(env.get("STREAM_SUBSCRIBES_PER_MINUTE", "30")),
             rate_limit_per_user=env.get("RATE_LIMIT_PER_USER", "600/minute"),
             rate_limit_per_address=env.get("RATE_LIMIT_PER_ADDRESS", "120/minute"),
+            appeal_submissions_per_account=env.get("APPEAL_SUBMISSIONS_PER_ACCOUNT", "10/hour"),
+            appeal_submissions_per_device=env.get("APPEAL_SUBMISSIONS_PER_DEVICE", "10/hour"),
+            appeal_submissions_per_address=env.get("APPEAL_SUBMISSIONS_PER_ADDRESS", "30/hour"),
         )
 
     def actor_signer(self) -> ActorSigner:

@@ -12,6 +12,7 @@ from .notifications import NOTIFICATION_CREATED, addressed_to
 
 MAX_TYPE_PATTERNS = 32
 STATION_EVENTS = "station."  # the type key of every station.* event (event_log.filter_keys)
+APPEAL_EVENTS = "appeal."  # and of every appeal.* event
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,9 @@ class EventFilter:
     `division` a prefix of the event's `division` extension. With a `reader`, notifications are
     only those addressed to them (and pass the division filter when they carry no division),
     and other events only reach the roles that see division-scoped records — and a station
-    manager, the events of the stations they manage."""
+    manager, the events of the stations they manage; a handler, the appeal.* events of appeals
+    routed to their departments; anyone, those of the appeals they raised (`raised_by`) or that
+    were merged with one they raised (`also_raised_by`)."""
 
     types: tuple[str, ...] = ()
     division: str | None = None
@@ -35,7 +38,7 @@ class EventFilter:
                 return False
             return entry.division is None or self._in_division(entry)
         if self.reader is not None and self.reader.actor.role not in DIVISION_ROLES:
-            return self._of_managed_station(entry) and self._in_division(entry)
+            return (self._of_managed_station(entry) or self._of_own_appeal(entry)) and self._in_division(entry)
         return self._in_division(entry)
 
     def log_query(self) -> dict:
@@ -44,9 +47,9 @@ class EventFilter:
         plain equality and `$in`, which SecantusDB answers from the index."""
         query = {}
         if self.reader is not None and self.reader.actor.role == Role.station_manager:
-            query["type_keys"] = {"$in": [NOTIFICATION_CREATED, STATION_EVENTS]}
+            query["type_keys"] = {"$in": [NOTIFICATION_CREATED, STATION_EVENTS, APPEAL_EVENTS]}
         elif self.reader is not None and self.reader.actor.role not in DIVISION_ROLES:
-            query["type_keys"] = NOTIFICATION_CREATED
+            query["type_keys"] = {"$in": [NOTIFICATION_CREATED, APPEAL_EVENTS]}
         elif self.types and None not in (keys := [_type_key(p) for p in self.types]):
             query["type_keys"] = {"$in": keys}
         if self.division is not None:  # notifications without a division pass a division filter
@@ -56,6 +59,21 @@ class EventFilter:
     def _of_managed_station(self, entry: LogEntry) -> bool:
         return (entry.type.startswith(STATION_EVENTS) and self.reader.actor.role == Role.station_manager
                 and self.reader.actor.manages_station(str(entry.envelope.get("subject") or "")))
+
+    def _of_own_appeal(self, entry: LogEntry) -> bool:
+        """An appeal.* event of an appeal routed to one of the reader's departments (a handler),
+        or raised by the reader, or merged with one the reader raised."""
+        if not entry.type.startswith(APPEAL_EVENTS):
+            return False
+        data = entry.envelope.get("data")
+        if not isinstance(data, dict):
+            return False
+        actor = self.reader.actor
+        department = data.get("department")
+        if isinstance(department, str) and actor.handles_department(department):
+            return True
+        also = data.get("also_raised_by")
+        return actor.username == data.get("raised_by") or (isinstance(also, list) and actor.username in also)
 
     def _in_division(self, entry: LogEntry) -> bool:
         if self.division is None:
