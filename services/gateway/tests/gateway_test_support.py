@@ -132,7 +132,10 @@ def start_gateway(mongodb_uri: str, amqp_uri: str, log_dir: pathlib.Path, **extr
         "GATEWAY_PORT": str(port), "JWT_SECRET": JWT_SECRET, "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "RPC_TIMEOUT_SECONDS": "2", "LOG_LEVEL": "INFO", **actor_env(),
         # Tests send bursts from one address and one account; test_rate_limits.py sets its own.
-        "RATE_LIMIT_PER_USER": UNLIMITED, "RATE_LIMIT_PER_ADDRESS": UNLIMITED, **extra_env,
+        "RATE_LIMIT_PER_USER": UNLIMITED, "RATE_LIMIT_PER_ADDRESS": UNLIMITED,
+        # Appeal submissions too; test_appeal_guard.py sets its own.
+        "APPEAL_SUBMISSIONS_PER_ACCOUNT": UNLIMITED, "APPEAL_SUBMISSIONS_PER_DEVICE": UNLIMITED,
+        "APPEAL_SUBMISSIONS_PER_ADDRESS": UNLIMITED, **extra_env,
     }
     process = ServiceProcess("gateway", env, port, str(log_dir / f"gateway-{port}.log")).start()
     return Gateway(process, amqp_uri, env)
