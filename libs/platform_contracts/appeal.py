@@ -233,10 +233,14 @@ class SubmitterView(BaseModel):
 
 
 class Appeal(BaseModel):
+    """An appeal as its caller may see it: in full to the staff who handle it (internal notes,
+    masked contact details); without internal notes to the person who raised it; and to anyone
+    else (nearby reports) without contact details, account or internal notes, and with no
+    description, address or media when it was raised as not public."""
     id: str
     category: AppealCategory
     title: str
-    description: str
+    description: str | None = None
     division: str
     location: Point | None = Field(None, description="WGS-84")
     location_gcj02: Point | None = None

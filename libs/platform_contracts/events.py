@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .calendar import CalendarYear
 from .envelope import CloudEvent
 from .member import Location, MaskedIdNumber, MaskedPhone
 from .organization import CoverageFigures, Instructor, Organization, Unit
@@ -294,6 +295,7 @@ CATALOGUE: dict[str, tuple[str, type[BaseModel]]] = {
     "station.activity_scheduled": ("service-station", ActivityEventData),
     "station.activity_cancelled": ("service-station", ActivityCancelled),
     "station.activity_reminder": ("service-station", ActivityReminder),
+    "calendar.year_loaded": ("service-station", CalendarYear),
     "appeal.submitted": ("appeal", AppealEventData),
     "appeal.accepted": ("appeal", AppealEventData),
     "appeal.assigned": ("appeal", AppealEventData),
@@ -305,6 +307,7 @@ CATALOGUE: dict[str, tuple[str, type[BaseModel]]] = {
     "appeal.overdue": ("appeal", AppealEventData),
     "appeal.escalated": ("appeal", AppealEventData),
     "appeal.merged": ("appeal", AppealEventData),
+    "appeal.feedback_requested": ("appeal", AppealEventData),
     "notification.created": ("gateway", NotificationCreated),
 }
 

@@ -65,7 +65,8 @@ class Commands:
 
     def load_calendar_year(self, uow, command: CalendarYear, actor: Actor) -> dict:
         """An admin loads a year's State Council schedule (an override of the package's data);
-        every station's open intervals are computed again by the refresh timer."""
+        every station's open intervals are computed again by the refresh timer, and
+        `calendar.year_loaded` tells the other services that count working days."""
         actor.require_admin()
         record = {"_id": command.year, "holidays": [d.isoformat() for d in command.holidays],
                   "workdays": [d.isoformat() for d in command.workdays]}
@@ -75,6 +76,8 @@ class Commands:
             raise InvalidValue("holidays", str(exc)) from None
         uow.db.calendar_overrides.replace_one({"_id": command.year}, record, upsert=True, session=uow.session)
         self._repo(uow).mark_all_behind()
+        # The appeal service counts deadlines in working days with the same calendar.
+        uow.emit("calendar.year_loaded", subject=str(command.year), data=command.model_dump(mode="json"))
         return {"year": command.year, "holidays": record["holidays"], "workdays": record["workdays"]}
 
     @staticmethod

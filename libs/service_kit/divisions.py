@@ -1,5 +1,5 @@
-"""The organization service, as this service asks it: is a division in a district registered on
-the platform? The organization service owns the division registry (GET/POST /divisions) and
+"""The organization service, as other services ask it: is a division in a district registered
+on the platform? The organization service owns the division registry (GET/POST /divisions) and
 publishes no event when a district is registered, so it is asked over RPC before a
 registration's transaction opens (a transaction must not wait on another service), as the
 member service asks it about organizations. Districts are registered rarely and never removed:
@@ -17,8 +17,8 @@ from platform_contracts.problems import Rejected
 # The organization service refuses with Rejected; let it arrive here as Rejected.
 registry[get_module_path(Rejected)] = Rejected
 
-# Listing divisions is anyone's right; this service checks its own callers.
-SYSTEM_ACTOR = {"username": "service-station", "role": "admin", "scope": None}
+# Listing divisions is anyone's right; the asking service checks its own callers.
+SYSTEM_ACTOR = {"username": "platform-service", "role": "admin", "scope": None}
 
 # nameko's RpcProxy waits for a reply for ever: a worker must not.
 RPC_TIMEOUT_SECONDS = float(os.environ.get("ORGANIZATION_RPC_TIMEOUT_SECONDS", 5))
