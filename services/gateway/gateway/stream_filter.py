@@ -22,8 +22,9 @@ class EventFilter:
     only those addressed to them (and pass the division filter when they carry no division),
     and other events only reach the roles that see division-scoped records — and a station
     manager, the events of the stations they manage; a handler, the appeal.* events of appeals
-    routed to their departments; anyone, those of the appeals they raised (`raised_by`) or that
-    were merged with one they raised (`also_raised_by`)."""
+    routed to their departments; anyone, those of the appeals they raised (`raised_by`), that
+    were merged with one they raised (`also_raised_by`), or that name them as the department's
+    supervisor or the handler (whom the appeal service lets act on it)."""
 
     types: tuple[str, ...] = ()
     division: str | None = None
@@ -62,7 +63,8 @@ class EventFilter:
 
     def _of_own_appeal(self, entry: LogEntry) -> bool:
         """An appeal.* event of an appeal routed to one of the reader's departments (a handler),
-        or raised by the reader, or merged with one the reader raised."""
+        raised by the reader or merged with one the reader raised, or naming the reader as its
+        department's supervisor or its handler."""
         if not entry.type.startswith(APPEAL_EVENTS):
             return False
         data = entry.envelope.get("data")
@@ -72,8 +74,10 @@ class EventFilter:
         department = data.get("department")
         if isinstance(department, str) and actor.handles_department(department):
             return True
+        if actor.username in (data.get("raised_by"), data.get("supervisor"), data.get("handler")):
+            return True
         also = data.get("also_raised_by")
-        return actor.username == data.get("raised_by") or (isinstance(also, list) and actor.username in also)
+        return isinstance(also, list) and actor.username in also
 
     def _in_division(self, entry: LogEntry) -> bool:
         if self.division is None:

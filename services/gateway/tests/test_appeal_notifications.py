@@ -165,6 +165,10 @@ def test_the_stream_shows_an_appeals_events_to_its_department_its_raisers_and_th
     assert not EventFilter(reader=principal("worker", "m-3", "rider-sun")).matches(merged)
     assert not EventFilter(reader=principal("secretary", ["org-1"], "sec")).matches(merged)
     assert not EventFilter(reader=principal("station_manager", ["a-1"], "keeper")).matches(merged)
+    # The department's supervisor and the handler it names, whatever their role and scope.
+    assert EventFilter(reader=principal("secretary", ["org-1"], "chief-liu")).matches(merged)
+    assert EventFilter(reader=principal("handler", ["dept-elsewhere"], "zhang-handler")).matches(
+        entry(appeal_event("assigned", status="assigned", handler="zhang-handler")))
     # Operators: as any division-scoped event (the stream narrows their filter to their scope).
     assert EventFilter(division=DISTRICT, reader=DISTRICT_OPERATOR).matches(merged)
     assert not EventFilter(division="370112", reader=ELSEWHERE).matches(merged)
