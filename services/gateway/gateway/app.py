@@ -20,6 +20,7 @@ from .fanout import Broadcaster
 from .login_guard import LoginGuard
 from .metrics import RequestMiddleware
 from .notifications import NOTIFICATION_SOURCE, NotificationStore
+from . import open311
 from .problems import install as install_problem_handlers
 from .routes import appeals
 from .routes import (admin, coverage, industries, instructors, members, notifications, ops, organizations, stations,
@@ -39,6 +40,7 @@ async def ensure_indexes(db) -> None:
     await LoginGuard.ensure_indexes(db)
     await EventLog(db).ensure_indexes()
     await NotificationStore(db).ensure_indexes()
+    await open311.ensure_indexes(db)
     await AppealGuard.ensure_indexes(db)
 
 
@@ -100,7 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
                        per_address=settings.rate_limit_per_address)
     app.add_middleware(RequestMiddleware)
     for module in (users, units, organizations, instructors, coverage, members, transfers, stations, notifications,
-                   admin, industries, stream, ops):
+                   admin, industries, stream, ops, open311):
         app.include_router(module.router)
     app.include_router(appeals.router)
     return app
