@@ -87,8 +87,7 @@ class Repository(DocumentRepository):
         """Open appeals submitted since `since` in the grid cells around (lng, lat): the
         candidates domain.nearby_duplicates decides among."""
         query = {"status": {"$in": [s.value for s in OPEN_STATUSES]}, "submitted_at": {"$gte": since}}
-        projection = {"history": 0, "contact": 0}
-        return [a for a, _ in nearby.find_near(self.db.appeals, lng, lat, radius_m, 10_000, query, projection,
+        return [a for a, _ in nearby.find_near(self.db.appeals, lng, lat, radius_m, 10_000, query, {"contact": 0},
                                                session=self.session)]
 
     def public_appeals(self, query: dict, limit: int) -> list[dict]:
