@@ -8,8 +8,9 @@ hold. A row here is all a new route needs to join the matrix; an operation of th
 no row (and not excluded below, with its reason) fails the test by name.
 
 Callers ("role classes"): an admin; each narrowed role once inside the data's scope and once
-outside it; a handler, whose scope (departments) holds none of this data (appeals are still to
-come). Each row says which of them succeed (`ok`: 2xx), which are answered but must not see the
+outside it; a handler, whose scope (departments) holds none of this data (the data's appeals are
+routed to a department of 370112 whose handler is an account of its own, `dept_handler`, named
+in bodies but not a caller). Each row says which of them succeed (`ok`: 2xx), which are answered but must not see the
 data (`narrowed`: 2xx, none of the data's records in the body: lists whose filter narrows rather
 than refuses), and everyone else must be refused: 403 or 404, never 2xx, never 5xx. A call
 without a token is 401 for every operation.
@@ -56,6 +57,8 @@ ORGANIZATION_SIDE = DISTRICT | {SECRETARY_IN}  # manage members, act for a trans
 MEMBER_READERS = ORGANIZATION_SIDE | {WORKER_IN}  # read a member, their transfers, check them in
 STATION_RUNNERS = DISTRICT | {MANAGER_IN}  # supplies, visits, activities, utilisation
 WORKERS = frozenset({WORKER_IN, WORKER_OUT})  # any worker uses any station: visits, sign-ups
+# An appeal's readers: its division's operators (staff) and the worker who raised it (the data's).
+APPEAL_READERS = DISTRICT | {WORKER_IN}
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ PATH_PARAMETERS = {
     "unit_id": "unit", "organization_id": "organization", "instructor_id": "instructor", "member_id": "member",
     "transfer_id": "transfer", "station_id": "station", "activity_id": "activity", "sign_up_id": "sign_up",
     "notification_id": "notification", "user_id": "user", "item": "supply_item", "year": "calendar_year",
+    "appeal_id": "appeal", "department_id": "department", "category": "category", "entry_id": "block_entry",
 }
 
 # Operations the matrix does not call, each with its reason.
@@ -217,6 +221,50 @@ MATRIX: dict[str, Row] = {
     # in /openapi.json: services/gateway/tests/test_open311_http.py, tests/test_e2e_open311.py).
     "issue_api_key_api_v1_open311_api_keys_post": Row(ONLY_ADMIN),
     "list_api_keys_api_v1_open311_api_keys_get": Row(ONLY_ADMIN),
+
+    # ---- appeals (the appeal service's access.py): the data's appeal is raised by the data's
+    # worker in 370112 and routed to the data's department; fresh ones too ----
+    # Anyone signed in raises an appeal, anywhere: here an anonymous hazard report (no contact
+    # details, no account on it, no route: it stays out of the data's department and lists).
+    "submit_appeal_api_v1_appeals_post": Row(EVERYONE, body={"category": "hazard", "submitter": {"kind": "anonymous"}}),
+    # Lists narrow: an operator to their division (a filter outside it is refused), a handler to
+    # their departments, anyone else to what they raised.
+    "list_appeals_api_v1_appeals_get": Row(APPEAL_READERS, narrowed=frozenset({SECRETARY_IN, SECRETARY_OUT, MANAGER_IN,
+                                                                               MANAGER_OUT, WORKER_OUT, HANDLER}),
+                                           query={"division": "{district}"}, sees=APPEAL_READERS, record="appeal"),
+    # Nearby reports are the public view of open appeals: anyone signed in (FixMyStreet).
+    "nearby_appeals_api_v1_appeals_nearby_get": Row(EVERYONE, query={"near": "117.05,36.68"}),
+    "get_appeal_api_v1_appeals__appeal_id__get": Row(APPEAL_READERS),
+    "accept_appeal_api_v1_appeals__appeal_id__accept_post": Row(DISTRICT, fresh="appeal"),
+    "assign_appeal_api_v1_appeals__appeal_id__assign_post": Row(DISTRICT, fresh="accepted_appeal",
+                                                                body={"handler": "{dept_handler}"}),
+    "resolve_appeal_api_v1_appeals__appeal_id__resolve_post": Row(DISTRICT, fresh="accepted_appeal"),
+    # Only the person who raised it rates it; they, its division's operators and admins reopen it.
+    "rate_appeal_api_v1_appeals__appeal_id__rate_post": Row(frozenset({WORKER_IN}), fresh="resolved_appeal",
+                                                            body={"rating": 5, "solved": True}),
+    "reopen_appeal_api_v1_appeals__appeal_id__reopen_post": Row(APPEAL_READERS, fresh="resolved_appeal"),
+    "reject_appeal_api_v1_appeals__appeal_id__reject_post": Row(DISTRICT, fresh="appeal"),
+    "close_appeal_api_v1_appeals__appeal_id__close_post": Row(DISTRICT, fresh="resolved_appeal"),
+    "merge_appeal_api_v1_appeals__appeal_id__merge_post": Row(DISTRICT, fresh="appeal",
+                                                              body={"into": "{main_appeal}"}),
+    "add_note_api_v1_appeals__appeal_id__notes_post": Row(DISTRICT),
+    "register_department_api_v1_departments_post": Row(DISTRICT, body={"division": "{district}"}),
+    # Departments in scope: an operator's division's (a filter outside it is refused), a handler's own.
+    "list_departments_api_v1_departments_get": Row(DISTRICT, narrowed=frozenset({HANDLER}),
+                                                   query={"division": "{district}"}, sees=DISTRICT,
+                                                   record="department"),
+    "get_department_api_v1_departments__department_id__get": Row(DISTRICT),
+    "set_route_api_v1_appeal_routing_put": Row(DISTRICT, body={"category": "{category}", "division": "{district}",
+                                                                "department_id": "{department}"}),
+    # The routing table in scope: the other district's operator sees theirs, none of this one.
+    "list_routes_api_v1_appeal_routing_get": Row(DISTRICT, narrowed=frozenset({OPERATOR_OUT})),
+    "list_categories_api_v1_appeal_categories_get": Row(EVERYONE),
+    # The category's defaults (appeal.domain) set again: nothing changes.
+    "set_category_api_v1_appeal_categories__category__put": Row(ONLY_ADMIN, body={"sla_working_days": 5,
+                                                                                  "anonymous_allowed": False}),
+    "block_submitter_api_v1_appeal_blocklist_post": Row(ONLY_ADMIN, body={"kind": "device"}),
+    "list_blocklist_api_v1_appeal_blocklist_get": Row(ONLY_ADMIN),
+    "unblock_submitter_api_v1_appeal_blocklist__entry_id__delete": Row(ONLY_ADMIN, fresh="block_entry"),
 }
 
 # Calls on the caller's own records with one record (or filter) of someone else's in the body or
@@ -251,6 +299,12 @@ MIXED = {
     # A station manager runs the station, but its division and manager are the operators'.
     "update_station_api_v1_stations__station_id__patch#manager": {"caller": MANAGER_IN,
                                                                   "body": {"manager": "somebody-else"}},
+    # An operator on their own appeal, merging it into another district's, or listing another's.
+    "merge_appeal_api_v1_appeals__appeal_id__merge_post": {"body": {"into": "{other_appeal}"}},
+    "list_appeals_api_v1_appeals_get": {"query": {"division": "{other_district}"}},
+    "list_departments_api_v1_departments_get": {"query": {"division": "{other_district}"}},
+    # A rule for another district's division, naming their own department.
+    "set_route_api_v1_appeal_routing_put": {"body": {"division": "{other_district}"}},
 }
 
 # Targets, or records a body names, in a state that stops the operation (a deregistered unit, a
@@ -306,4 +360,14 @@ STALE = {
         {"target": "closed_station"},
     "cancel_sign_up_api_v1_stations__station_id__activities__activity_id__sign_ups__sign_up_id__delete":
         {"target": "cancelled_sign_up"},
+    "get_appeal_api_v1_appeals__appeal_id__get": {"target": "rejected_appeal"},
+    "accept_appeal_api_v1_appeals__appeal_id__accept_post": {"target": "rejected_appeal"},
+    "assign_appeal_api_v1_appeals__appeal_id__assign_post": {"target": "rejected_appeal"},
+    "resolve_appeal_api_v1_appeals__appeal_id__resolve_post": {"target": "rejected_appeal"},
+    "rate_appeal_api_v1_appeals__appeal_id__rate_post": {"target": "rejected_appeal"},
+    "reopen_appeal_api_v1_appeals__appeal_id__reopen_post": {"target": "rejected_appeal"},
+    "reject_appeal_api_v1_appeals__appeal_id__reject_post": {"target": "rejected_appeal"},
+    "close_appeal_api_v1_appeals__appeal_id__close_post": {"target": "rejected_appeal"},
+    "merge_appeal_api_v1_appeals__appeal_id__merge_post": {"target": "rejected_appeal"},
+    "add_note_api_v1_appeals__appeal_id__notes_post": {"target": "rejected_appeal"},
 }

@@ -33,6 +33,7 @@ PASSWORD = "scope-matrix-pass"
 DATA_DISTRICT, OTHER_DISTRICT = "370112", "370113"  # Licheng: the data's; Changqing: the "_out" callers'
 STREET = "701"  # streets of their own in both districts, which no other test uses
 CALENDAR_YEAR = 2004  # the package's own data for it is loaded again: nothing changes
+APPEAL_CATEGORY = "rights"  # the data's appeals, routed in each district to its department
 
 # Authorization bugs the matrix found, as strict xfails: (test, case key, caller) -> the bug. A fix
 # makes its cases pass, so that their xfail fails and is removed with it.
@@ -92,6 +93,9 @@ FIELD_VALUES = {
     "username": lambda d: fresh_name("matrix"),
     "password": lambda d: PASSWORD,
     "year": lambda d: d["calendar_year"],
+    "department_id": lambda d: d["department"],
+    "into": lambda d: d["main_appeal"],  # not a fresh target's own "appeal": none is merged into itself
+    "value": lambda d: fresh_name("matrix-device-"),
 }
 
 
@@ -248,6 +252,14 @@ class World:
                  if n["subject"] == data["transfer"] and n["type"] == "transfer.awaiting_approval"), None),
                 what="the transfer's notification to the sending side")
         self.data["other_notification"] = self.other["notification"]
+        # Appeals: each district's raised by its worker, routed to its department (district()),
+        # whose handler is an account of its own; one blocklist entry for the path.
+        for data, worker in ((self.data, M.WORKER_IN), (self.other, M.WORKER_OUT)):
+            data["appeal"] = data["main_appeal"] = self.appeal(data["street"], worker)
+            data["dept_handler"] = fresh_name("depthandler")
+            self.account("handler", [data["department"]], data["dept_handler"])
+        self.data["other_appeal"] = self.other["appeal"]
+        self.data["block_entry"] = self.block_entry()
 
     def close(self):
         for client in [self.admin, *self.clients.values()]:
@@ -301,6 +313,16 @@ class World:
             "title": "矩阵活动", "description": "范围矩阵", "starts_at": start.isoformat(),
             "ends_at": (start + timedelta(hours=2)).isoformat(), "capacity": 100}))["id"]
 
+    def appeal(self, street: str, worker: str = M.WORKER_IN) -> str:
+        """An appeal raised by a worker (the data's, by default) in `street`, routed to its department."""
+        return created(self.client(self.tokens[worker]).post("/appeals", json={
+            "category": APPEAL_CATEGORY, "title": "矩阵诉求", "description": "范围矩阵检查的诉求", "division": street,
+            "location": {"lng": 117.05, "lat": 36.68}}))["id"]
+
+    def block_entry(self) -> str:
+        return created(self.admin.post("/appeal-blocklist", json={"kind": "device",
+                                                                  "value": fresh_name("matrix-device-")}))["id"]
+
     def district(self, district: str) -> dict:
         street = district + STREET
         unit = self.unit(street)
@@ -319,6 +341,10 @@ class World:
         # The member service learns of the station from its event: wait until a check-in names it.
         wait_for(lambda: self.admin.post(f"/members/{member}/check-ins", json={"station_id": station}
                                          ).status_code == 201, what="the member service knowing the station")
+        department = created(self.admin.post("/departments", json={
+            "name": fresh_name("矩阵部门"), "division": district}))["id"]
+        ok(self.admin.put("/appeal-routing", json={"category": APPEAL_CATEGORY, "division": district,
+                                                   "department_id": department}))
         holidays = sorted(d.isoformat() for d in chinese_calendar.holidays if d.year == CALENDAR_YEAR)
         workdays = sorted(d.isoformat() for d in chinese_calendar.workdays if d.year == CALENDAR_YEAR)
         return {"district": district, "street": street, "unit": unit, "organization": organization,
@@ -327,7 +353,7 @@ class World:
                 "activity": activity, "sign_up": sign_up, "today": date.today().isoformat(),
                 "calendar_year": CALENDAR_YEAR,
                 "calendar_holidays": holidays, "calendar_workdays": workdays,
-                "spare_division": district + "799"}
+                "spare_division": district + "799", "department": department, "category": APPEAL_CATEGORY}
 
     # -- fresh targets: (data overrides, {caller: (role, scope)} bound to them) --
 
@@ -363,6 +389,15 @@ class World:
                 overrides["sign_up"] = created(self.admin.post(
                     f"/stations/{d['station']}/activities/{activity}/sign-ups", json={"member_id": d["member"]}))["id"]
             return overrides, {}
+        if maker in ("appeal", "accepted_appeal", "resolved_appeal"):
+            appeal = self.appeal(street)
+            if maker != "appeal":
+                ok(self.admin.post(f"/appeals/{appeal}/accept", json={}))
+            if maker == "resolved_appeal":
+                ok(self.admin.post(f"/appeals/{appeal}/resolve", json={"resolution": "矩阵已办结"}))
+            return {"appeal": appeal}, {}
+        if maker == "block_entry":
+            return {"block_entry": self.block_entry()}, {}
         raise AssertionError(f"no maker of fresh targets named {maker!r}")
 
     def stale(self, maker: str) -> tuple[dict, dict]:
@@ -418,6 +453,10 @@ class World:
             overrides, binds = self.fresh("sign_up")
             ok(admin.delete(f"/stations/{d['station']}/activities/{overrides['activity']}/sign-ups/"
                             f"{overrides['sign_up']}"))
+            return overrides, binds
+        if maker == "rejected_appeal":
+            overrides, binds = self.fresh("appeal")
+            ok(admin.post(f"/appeals/{overrides['appeal']}/reject", json={"reason": "矩阵不予受理"}))
             return overrides, binds
         raise AssertionError(f"no maker of stale targets named {maker!r}")
 
@@ -497,7 +536,7 @@ def expectation(row: M.Row, caller: str) -> str:
 
 def data_ids(data: dict) -> set[str]:
     return {v for k, v in data.items() if k in ("unit", "organization", "instructor", "member", "transfer",
-                                                   "notification") and isinstance(v, str)}
+                                                   "notification", "appeal", "department") and isinstance(v, str)}
 
 
 def judge(response: httpx.Response, expected: str, what: str, data: dict) -> None:
