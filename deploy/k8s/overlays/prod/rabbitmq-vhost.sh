@@ -56,10 +56,15 @@ user partybuilding-service-station "$AMQP_URI_SERVICE_STATION"
 put permissions/partybuilding/partybuilding-service-station '{"configure":"^(?:nameko-rpc|rpc-service-station|rpc\\.reply-service-station-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|service-station\\.events|member\\.events|evt-member-[A-Za-z0-9_.]+--service-station\\.[A-Za-z_][A-Za-z0-9_]*|service-station\\.retry\\.[0-9]+s|service-station\\.dead-letters)$","write":"^(?:nameko-rpc|amq\\.default|rpc-service-station|rpc\\.reply-service-station-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|service-station\\.events|evt-member-[A-Za-z0-9_.]+--service-station\\.[A-Za-z_][A-Za-z0-9_]*|service-station\\.retry\\.[0-9]+s)$","read":"^(?:nameko-rpc|rpc-service-station|rpc\\.reply-service-station-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|member\\.events|evt-member-[A-Za-z0-9_.]+--service-station\\.[A-Za-z_][A-Za-z0-9_]*|service-station\\.retry\\.[0-9]+s|service-station\\.dead-letters)$"}'
 put topic-permissions/partybuilding/partybuilding-service-station '{"exchange":"nameko-rpc","write":"^(?:gateway-[0-9a-f]{32}|organization\\.[A-Za-z_][A-Za-z0-9_]*)$","read":"^(?:service-station\\.\\*|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"}'
 
+# appeal
+user partybuilding-appeal "$AMQP_URI_APPEAL"
+put permissions/partybuilding/partybuilding-appeal '{"configure":"^(?:nameko-rpc|rpc-appeal|rpc\\.reply-appeal-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|appeal\\.events|service-station\\.events|evt-service-station-[A-Za-z0-9_.]+--appeal\\.[A-Za-z_][A-Za-z0-9_]*|appeal\\.retry\\.[0-9]+s|appeal\\.dead-letters)$","write":"^(?:nameko-rpc|amq\\.default|rpc-appeal|rpc\\.reply-appeal-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|appeal\\.events|evt-service-station-[A-Za-z0-9_.]+--appeal\\.[A-Za-z_][A-Za-z0-9_]*|appeal\\.retry\\.[0-9]+s)$","read":"^(?:nameko-rpc|rpc-appeal|rpc\\.reply-appeal-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|service-station\\.events|evt-service-station-[A-Za-z0-9_.]+--appeal\\.[A-Za-z_][A-Za-z0-9_]*|appeal\\.retry\\.[0-9]+s|appeal\\.dead-letters)$"}'
+put topic-permissions/partybuilding/partybuilding-appeal '{"exchange":"nameko-rpc","write":"^(?:gateway-[0-9a-f]{32}|organization\\.[A-Za-z_][A-Za-z0-9_]*)$","read":"^(?:appeal\\.\\*|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"}'
+
 # gateway
 user partybuilding-gateway "$AMQP_URI_GATEWAY"
 put permissions/partybuilding/partybuilding-gateway '{"configure":"^(?:nameko-rpc|rpc\\.reply-gateway-[0-9a-f]{32}|gateway\\.events|gateway\\.dead-letters|appeal\\.events|member\\.events|organization\\.events|service-station\\.events)$","write":"^(?:nameko-rpc|amq\\.default|rpc\\.reply-gateway-[0-9a-f]{32}|gateway\\.events)$","read":"^(?:nameko-rpc|rpc\\.reply-gateway-[0-9a-f]{32}|gateway\\.events|gateway\\.dead-letters|appeal\\.events|member\\.events|organization\\.events|service-station\\.events)$"}'
-put topic-permissions/partybuilding/partybuilding-gateway '{"exchange":"nameko-rpc","write":"^(?:organization|member|service-station)\\.[A-Za-z_][A-Za-z0-9_]*$","read":"^gateway-[0-9a-f]{32}$"}'
+put topic-permissions/partybuilding/partybuilding-gateway '{"exchange":"nameko-rpc","write":"^(?:organization|member|service-station|appeal)\\.[A-Za-z_][A-Za-z0-9_]*$","read":"^gateway-[0-9a-f]{32}$"}'
 
 # keda
 user partybuilding-keda "$AMQP_URI_KEDA"
@@ -69,4 +74,4 @@ put permissions/partybuilding/partybuilding-keda '{"configure":"^$","write":"^$"
 # the handler queue had no majority would be dropped. At least once needs reject-publish
 # overflow (the kit's publishes are confirmed, so they see it).
 put policies/partybuilding/retry-at-least-once '{"pattern":"\\.retry\\.[0-9]+s$","apply-to":"queues","priority":1,"definition":{"dead-letter-strategy":"at-least-once","overflow":"reject-publish"}}'
-echo "vhost partybuilding (default queue type quorum) and its 5 users ready"
+echo "vhost partybuilding (default queue type quorum) and its 6 users ready"
