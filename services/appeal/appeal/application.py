@@ -8,6 +8,7 @@ looks like an ID number or a phone masked (service_kit.pii); contact details are
 the service's field key and shown masked; events carry ids and usernames only."""
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -97,14 +98,13 @@ class Commands:
         calendar = self.calendar(repo)
         recounted = 0
         for appeal in repo.provisional(10_000):
-            read_version = appeal["version"]
             appeal["due_at"], appeal["due_provisional"] = domain.deadline(
                 calendar, appeal["clock_started_at"], appeal["sla_working_days"])
             if domain.is_open(appeal) and not appeal["overdue"]:
                 appeal["overdue_at"] = appeal["due_at"]
             domain.record(appeal, "deadline_recounted", actor=SYSTEM, at=uow.now, visibility=NoteVisibility.internal,
                           note=f"the {year.year} holiday calendar arrived")
-            repo.save_appeal(appeal, read_version)
+            repo.save_appeal(appeal)
             recounted += 1
         return recounted
 
@@ -270,9 +270,9 @@ class Commands:
         appeal = repo.appeal(appeal_id)
         return repo, appeal, repo.find_department(appeal.get("department"))
 
-    def _finish(self, uow, repo: Repository, appeal: dict, read_version: int, department: dict | None,
+    def _finish(self, uow, repo: Repository, appeal: dict, department: dict | None,
                 event_type: str | None, **extra) -> dict:
-        repo.save_appeal(appeal, read_version)
+        repo.save_appeal(appeal)
         if event_type:
             self._emit(uow, event_type, appeal, department, **extra)
         return self._resource(appeal, STAFF, department)
@@ -286,7 +286,6 @@ class Commands:
     def accept(self, uow, appeal_id: str, command: AcceptAppeal, actor: Actor) -> dict:
         repo, appeal, department = self._load(uow, appeal_id)
         access.ensure_staff(actor, appeal, department)
-        read_version = appeal["version"]
         domain.ensure_may(appeal, "accept")
         if command.department_id and command.department_id != appeal.get("department"):
             access.ensure_may_reroute(actor, appeal, department)
@@ -300,12 +299,11 @@ class Commands:
                            uow.now)
         domain.record(appeal, "accepted", actor=actor.username, at=uow.now, note=_masked(command.note),
                       department=department["_id"])
-        return self._finish(uow, repo, appeal, read_version, department, "appeal.accepted")
+        return self._finish(uow, repo, appeal, department, "appeal.accepted")
 
     def assign(self, uow, appeal_id: str, command: AssignAppeal, actor: Actor) -> dict:
         repo, appeal, department = self._load(uow, appeal_id)
         access.ensure_staff(actor, appeal, department)
-        read_version = appeal["version"]
         domain.ensure_may(appeal, "assign")
         if command.department_id and command.department_id != appeal.get("department"):
             access.ensure_may_reroute(actor, appeal, department)
@@ -326,12 +324,11 @@ class Commands:
             appeal.update(handler=command.handler, status=AppealStatus.assigned.value)
             domain.record(appeal, "assigned", actor=actor.username, at=uow.now, note=_masked(command.note),
                           handler=command.handler, visibility=NoteVisibility.internal)
-        return self._finish(uow, repo, appeal, read_version, department, "appeal.assigned")
+        return self._finish(uow, repo, appeal, department, "appeal.assigned")
 
     def resolve(self, uow, appeal_id: str, command: ResolveAppeal, actor: Actor) -> dict:
         repo, appeal, department = self._load(uow, appeal_id)
         access.ensure_staff(actor, appeal, department)
-        read_version = appeal["version"]
         domain.ensure_may(appeal, "resolve")
         self._leave_overdue(repo, appeal)
         domain.stop_clock(appeal)
@@ -339,34 +336,31 @@ class Commands:
                       questionnaire_at=uow.now + timedelta(days=self.settings.questionnaire_after_days),
                       closes_at=uow.now + timedelta(days=self.settings.feedback_window_days))
         domain.record(appeal, "resolved", actor=actor.username, at=uow.now, note=_masked(command.resolution))
-        return self._finish(uow, repo, appeal, read_version, department, "appeal.resolved")
+        return self._finish(uow, repo, appeal, department, "appeal.resolved")
 
     def reject(self, uow, appeal_id: str, command: RejectAppeal, actor: Actor) -> dict:
         repo, appeal, department = self._load(uow, appeal_id)
         access.ensure_staff(actor, appeal, department)
-        read_version = appeal["version"]
         domain.ensure_may(appeal, "reject")
         self._leave_overdue(repo, appeal)
         domain.stop_clock(appeal)
         appeal.update(status=AppealStatus.rejected.value, closed_at=uow.now)
         domain.record(appeal, "rejected", actor=actor.username, at=uow.now, note=_masked(command.reason))
-        return self._finish(uow, repo, appeal, read_version, department, "appeal.rejected")
+        return self._finish(uow, repo, appeal, department, "appeal.rejected")
 
     def close(self, uow, appeal_id: str, command: CloseAppeal, actor: Actor | None) -> dict:
         repo, appeal, department = self._load(uow, appeal_id)
         if actor is not None:
             access.ensure_staff(actor, appeal, department)
-        read_version = appeal["version"]
         domain.ensure_may(appeal, "close")
         appeal.update(status=AppealStatus.closed.value, closed_at=uow.now, questionnaire_at=None, closes_at=None)
         domain.record(appeal, "closed", actor=actor.username if actor else SYSTEM, at=uow.now,
                       note=_masked(command.note))
-        return self._finish(uow, repo, appeal, read_version, department, "appeal.closed")
+        return self._finish(uow, repo, appeal, department, "appeal.closed")
 
     def rate(self, uow, appeal_id: str, command: RateAppeal, actor: Actor) -> dict:
         repo, appeal, department = self._load(uow, appeal_id)
         access.ensure_may_rate(actor, appeal)
-        read_version = appeal["version"]
         domain.ensure_may(appeal, "rate")
         domain.ensure_not_rated(appeal)
         domain.ensure_within_window(appeal, uow.now, self.settings.feedback_window_days, "rated")
@@ -380,17 +374,16 @@ class Commands:
             appeal["closes_at"] = None
             domain.reopen(appeal, self.calendar(repo), uow.now, actor=SYSTEM,
                           reason=f"rated {command.rating} of 5{'' if command.solved else ', not solved'}")
-            return self._finish(uow, repo, appeal, read_version, department, "appeal.reopened")
+            return self._finish(uow, repo, appeal, department, "appeal.reopened")
         if appeal["status"] == AppealStatus.resolved:  # satisfied: closed by the rating
             appeal.update(status=AppealStatus.closed.value, closed_at=uow.now, closes_at=None)
             domain.record(appeal, "closed", actor=SYSTEM, at=uow.now)
-            return self._finish(uow, repo, appeal, read_version, department, "appeal.closed")
-        return self._finish(uow, repo, appeal, read_version, department, None)
+            return self._finish(uow, repo, appeal, department, "appeal.closed")
+        return self._finish(uow, repo, appeal, department, None)
 
     def reopen(self, uow, appeal_id: str, command: ReopenAppeal, actor: Actor) -> dict:
         repo, appeal, department = self._load(uow, appeal_id)
         access.ensure_may_reopen(actor, appeal, department)
-        read_version = appeal["version"]
         domain.ensure_may(appeal, "reopen")
         if appeal.get("duplicate_of"):
             raise domain.Conflict(f"appeal {appeal_id} was merged into {appeal['duplicate_of']}: reopen that one",
@@ -399,7 +392,7 @@ class Commands:
             domain.ensure_within_window(appeal, uow.now, self.settings.feedback_window_days, "reopened")
         appeal["closes_at"] = None
         domain.reopen(appeal, self.calendar(repo), uow.now, actor=actor.username, reason=_masked(command.reason))
-        return self._finish(uow, repo, appeal, read_version, department, "appeal.reopened")
+        return self._finish(uow, repo, appeal, department, "appeal.reopened")
 
     def merge(self, uow, appeal_id: str, command: MergeAppeal, actor: Actor) -> dict:
         repo, appeal, department = self._load(uow, appeal_id)
@@ -407,50 +400,52 @@ class Commands:
         into = repo.appeal(command.into, "into")
         into_department = repo.find_department(into.get("department"))
         access.ensure_staff(actor, into, into_department)
-        read_version, into_version = appeal["version"], into["version"]
         self._leave_overdue(repo, appeal)
         domain.merge(appeal, into, actor=actor.username, now=uow.now, note=_masked(command.note))
-        repo.save_appeal(into, into_version)
+        repo.save_appeal(into)
         self._emit(uow, "appeal.merged", into, into_department)
-        return self._finish(uow, repo, appeal, read_version, department, "appeal.closed")
+        return self._finish(uow, repo, appeal, department, "appeal.closed")
 
     def add_note(self, uow, appeal_id: str, command: AddNote, actor: Actor) -> dict:
         repo, appeal, department = self._load(uow, appeal_id)
         access.ensure_staff(actor, appeal, department)
-        read_version = appeal["version"]
         domain.record(appeal, "note", actor=actor.username, at=uow.now, note=_masked(command.text),
                       visibility=command.visibility)
-        return self._finish(uow, repo, appeal, read_version, department, None)
+        return self._finish(uow, repo, appeal, department, None)
 
     # ---- timers --------------------------------------------------------------------------
 
     def raise_overdue(self, uow, appeal_ids: list[str]) -> int:
         """Flag the appeals among `appeal_ids` that are past their deadline: `appeal.overdue` and
-        `appeal.escalated`, once per deadline (the flag and the events commit together; another
-        replica's pass, or this one's after a crash, finds them flagged). The number flagged."""
+        `appeal.escalated`, once per deadline (the flags and the events commit together; another
+        replica's pass, or this one's after a crash, finds them flagged). Appeals that get the
+        same flag (one department, one status) are written in one update, and the counters move
+        once per department and district. The number flagged."""
         repo = self._repo(uow)
         departments: dict = {}
-        flagged: list[str] = []
-        for appeal_id in appeal_ids:
-            appeal = repo.appeal(appeal_id)
+        counts: Counter = Counter()
+        same_flag: dict[tuple, tuple[dict, list[dict], list[str]]] = {}
+        for appeal in repo.appeals_by_id(appeal_ids):
             if not domain.is_overdue(appeal, uow.now):
                 if appeal.get("overdue_at") is not None and appeal["overdue_at"] <= uow.now:  # closed meanwhile
-                    uow.db.appeals.update_one({"_id": appeal_id}, {"$set": {"overdue_at": None}}, session=uow.session)
+                    repo.clear_timer(appeal["_id"], "overdue_at")
                 continue
             dept_id = appeal.get("department")
             if dept_id not in departments:
                 departments[dept_id] = repo.find_department(dept_id)
             department = departments[dept_id]
-            read_version = appeal["version"]
-            domain.mark_overdue(appeal, department, uow.now)
-            repo.count_overdue(dept_id, appeal["division"][:6], 1)
-            appeal["overdue_counted"] = True
-            repo.save_appeal(appeal, read_version)
+            changes, entries = domain.mark_overdue(appeal, department, uow.now)
+            key = (dept_id, appeal["status"], changes["escalated_to"])
+            same_flag.setdefault(key, ({**changes, "overdue_counted": True}, entries, []))[2].append(appeal["_id"])
             self._emit(uow, "appeal.overdue", appeal, department)
             self._emit(uow, "appeal.escalated", appeal, department)
-            flagged.append(appeal["division"][:6])
-        uow.on_commit.append(lambda: [OVERDUE_RAISED.labels(district).inc() for district in flagged])
-        return len(flagged)
+            counts[(dept_id, appeal["division"][:6])] += 1
+        for changes, entries, ids in same_flag.values():
+            repo.flag_overdue(ids, changes, entries, domain.OVERDUE_STEPS)
+        for (dept_id, district), flagged in counts.items():
+            repo.count_overdue(dept_id, district, flagged)
+        uow.on_commit.append(lambda: [OVERDUE_RAISED.labels(district).inc(n) for (_, district), n in counts.items()])
+        return sum(counts.values())
 
     def ask_for_feedback(self, uow, appeal_id: str) -> bool:
         """A resolved appeal nobody rated: the person who raised it is asked (once)."""
@@ -458,12 +453,11 @@ class Commands:
         appeal = repo.appeal(appeal_id)
         if appeal.get("questionnaire_at") is None or appeal["questionnaire_at"] > uow.now:
             return False
-        read_version = appeal["version"]
         appeal["questionnaire_at"] = None
         appeal["questionnaire_sent_at"] = uow.now
         domain.record(appeal, "feedback_requested", actor=SYSTEM, at=uow.now, visibility=NoteVisibility.internal)
         asked = appeal["status"] == AppealStatus.resolved and appeal.get("raised_by") is not None
-        repo.save_appeal(appeal, read_version)
+        repo.save_appeal(appeal)
         if asked:
             self._emit(uow, "appeal.feedback_requested", appeal, repo.find_department(appeal.get("department")))
         return asked
@@ -475,9 +469,8 @@ class Commands:
         if appeal.get("closes_at") is None or appeal["closes_at"] > uow.now:
             return False
         if appeal["status"] != AppealStatus.resolved:
-            appeal_version = appeal["version"]
             appeal["closes_at"] = None
-            repo.save_appeal(appeal, appeal_version)
+            repo.save_appeal(appeal)
             return False
         self.close(uow, appeal_id, CloseAppeal(note=None), None)
         return True

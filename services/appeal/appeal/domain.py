@@ -157,17 +157,23 @@ def is_overdue(appeal: dict, now: datetime) -> bool:
     return appeal.get("overdue_at") is not None and appeal["overdue_at"] <= now and is_open(appeal)
 
 
-def mark_overdue(appeal: dict, department: dict | None, now: datetime) -> str | None:
+OVERDUE_STEPS = 2  # the history entries (and versions) an overdue flag adds: overdue, escalated
+
+
+def mark_overdue(appeal: dict, department: dict | None, now: datetime) -> tuple[dict, list[dict]]:
     """The appeal passed its deadline: overdue, escalated to the level above its department's
-    (or its own division's district when it has no department). The division escalated to."""
-    appeal["overdue"] = True
-    appeal["overdue_at"] = None
+    (or above its own street when it has no department). Applied to `appeal`, and returned as
+    the fields set and the history entries added (OVERDUE_STEPS of them, each a version), so
+    that the store can write just those, for many appeals at once (the overdue sweep)."""
     base = department["division"] if department else appeal["division"][:9]
-    appeal["escalated_to"] = escalation_division(base)
-    record(appeal, "overdue", actor="system", at=now)
-    record(appeal, "escalated", actor="system", at=now, note=f"escalated to division {appeal['escalated_to']}",
-           visibility=NoteVisibility.internal)
-    return appeal["escalated_to"]
+    changes = {"overdue": True, "overdue_at": None, "escalated_to": escalation_division(base), "updated_at": now}
+    entries = [history_entry("overdue", actor="system", status=appeal["status"], at=now),
+               history_entry("escalated", actor="system", status=appeal["status"], at=now,
+                             note=f"escalated to division {changes['escalated_to']}",
+                             visibility=NoteVisibility.internal)]
+    appeal.update(changes, version=appeal["version"] + OVERDUE_STEPS)
+    appeal["history"] = [*appeal.get("history", []), *entries]
+    return changes, entries
 
 
 # ---- feedback ------------------------------------------------------------------------------

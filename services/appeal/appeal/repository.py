@@ -17,7 +17,6 @@ from datetime import datetime
 from pymongo import ASCENDING
 
 from platform_contracts.appeal import OPEN_STATUSES
-from platform_contracts.errors import Conflict
 from service_kit import nearby
 from service_kit.documents import DocumentRepository, page, prefix_query
 
@@ -71,14 +70,27 @@ class Repository(DocumentRepository):
     def insert_appeal(self, appeal: dict) -> None:
         self.db.appeals.insert_one(appeal, session=self.session)
 
-    def save_appeal(self, appeal: dict, read_version: int) -> None:
-        """Write the appeal back unless someone else changed it since it was read (then 409:
-        two handlers acting at once, one wins and nothing of the other's is written)."""
-        written = self.db.appeals.replace_one({"_id": appeal["_id"], "version": read_version}, appeal,
-                                              session=self.session)
-        if written.matched_count != 1:
-            raise Conflict(f"appeal {appeal['_id']} was changed by someone else meanwhile: read it again",
-                           None, "changed meanwhile")
+    def save_appeal(self, appeal: dict) -> None:
+        """Write the appeal back. Filtered by `_id` alone (SecantusDB plans an index only for a
+        one-field filter): two transactions that read and write the same appeal conflict on it,
+        and the one retried reads what the other wrote, so two handlers acting at once get one
+        success and one 409 from the workflow's rules, and nothing half-written."""
+        self.db.appeals.replace_one({"_id": appeal["_id"]}, appeal, session=self.session)
+
+    def appeals_by_id(self, appeal_ids: list[str]) -> list[dict]:
+        return list(self.db.appeals.find({"_id": {"$in": appeal_ids}}, {"contact": 0, "history": 0},
+                                         session=self.session))
+
+    def flag_overdue(self, appeal_ids: list[str], changes: dict, entries: list[dict], versions: int) -> None:
+        """Write the same overdue flag on many appeals in one update: the fields that change, the
+        history entries added, the versions moved on. The caller read them in this transaction
+        and found them due; a concurrent change of any conflicts with it."""
+        self.db.appeals.update_many({"_id": {"$in": appeal_ids}}, {
+            "$set": changes, "$inc": {"version": versions}, "$push": {"history": {"$each": entries}}},
+            session=self.session)
+
+    def clear_timer(self, appeal_id: str, field: str) -> None:
+        self.db.appeals.update_one({"_id": appeal_id}, {"$set": {field: None}}, session=self.session)
 
     def appeals(self, query: dict, limit: int, cursor: str | None, to_resource) -> dict:
         return page(self.db.appeals, query, limit, cursor, to_resource, self.session)

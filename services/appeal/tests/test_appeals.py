@@ -5,8 +5,6 @@ calls it. Time is moved on by writing a deadline into the past, as the clock wou
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from platform_contracts.problems import Rejected
 from platform_testing import wait_for
 from platform_testing.problems import fields_named, rejected

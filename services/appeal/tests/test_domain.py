@@ -55,7 +55,8 @@ def test_acceptance_starts_the_clock_and_a_reopening_starts_it_again():
     appeal["status"] = AppealStatus.accepted.value
     assert not domain.is_overdue(appeal, cst(2026, 2, 24, 9, 59))
     assert domain.is_overdue(appeal, cst(2026, 2, 24, 10, 0))
-    domain.mark_overdue(appeal, {"division": "370113401"}, cst(2026, 2, 24, 10, 1))
+    changes, entries = domain.mark_overdue(appeal, {"division": "370113401"}, cst(2026, 2, 24, 10, 1))
+    assert [e["action"] for e in entries] == ["overdue", "escalated"] and changes["escalated_to"] == "370113"
     assert appeal["overdue"] and appeal["overdue_at"] is None and appeal["escalated_to"] == "370113"
     assert not domain.is_overdue(appeal, cst(2026, 3, 1))  # flagged once per deadline
     appeal["status"] = AppealStatus.resolved.value
