@@ -5,8 +5,8 @@ limits per account, per device and per client address (the issue's "Abuse").
   account (a username, or `open311:<key id>` for an Open311 application), a device (the
   submitting app's `X-Device-Id`, Open311's `device_id`) or a client address. A listed
   submitter is refused with 403. Devices and addresses are personal data: they are kept as a
-  keyed hash for the lookup and shown masked (`ab****yz`), never in full; usernames are shown
-  as the rest of the platform shows them.
+  hash for the lookup (as login_guard.py keeps usernames and addresses) and shown masked
+  (`ab****yz`), never in full; usernames are shown as the rest of the platform shows them.
 - The limits (APPEAL_SUBMISSIONS_PER_ACCOUNT, _PER_DEVICE, _PER_ADDRESS, in the `limits`
   notation), kept in memory by each replica like the general request limits (rate_limit.py): a
   bound on abuse, not an exact quota. A submission beyond any of them is a 429 with Retry-After
@@ -19,7 +19,6 @@ route (routes/appeals.py) and Open311's `POST requests` call `guard_submission` 
 service is asked."""
 
 import hashlib
-import hmac
 import math
 import time
 import uuid
@@ -83,9 +82,6 @@ def mask(value: str) -> str:
 class AppealGuard:
     def __init__(self, db: AsyncDatabase, settings):
         self.blocklist = db[COLLECTION]
-        # The hash key: the JWT secret, which every replica shares, so that a listed address is
-        # not recoverable from the database alone by hashing the address space.
-        self._hash_key = hashlib.sha256(b"appeal-blocklist\n" + settings.jwt_secret.encode()).digest()
         self.limits = {"account": parse(settings.appeal_submissions_per_account),
                        "device": parse(settings.appeal_submissions_per_device),
                        "address": parse(settings.appeal_submissions_per_address)}
@@ -95,8 +91,9 @@ class AppealGuard:
     async def ensure_indexes(db: AsyncDatabase) -> None:
         await db[COLLECTION].create_index([("key", ASCENDING)], unique=True, name="key_unique")
 
-    def key(self, kind: str, value: str) -> str:
-        return hmac.new(self._hash_key, f"{kind}\n{value}".encode(), hashlib.sha256).hexdigest()
+    @staticmethod
+    def key(kind: str, value: str) -> str:
+        return hashlib.sha256(f"appeal-blocklist:{kind}:{value}".encode()).hexdigest()
 
     # ---- the guard -------------------------------------------------------------------------
 
