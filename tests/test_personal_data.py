@@ -42,6 +42,7 @@ import httpx
 import pytest
 
 from platform_testing import credit_code, rabbit_vhost, wait_for
+from service_kit import registry
 from service_kit.pii import FieldCipher, mask_id_number, mask_phone, parse_key, redact_text
 from tests.harness import RunningPlatform, SseListener
 from tests.pii_search import (
@@ -53,7 +54,7 @@ pytestmark = pytest.mark.slow
 
 PASSWORD = "s3cret-pass"
 RETRY_DELAY_SECONDS = 30  # a failed event waits this long in <service>.retry.30s: read there
-NAMEKO_SERVICES = ("organization", "member", "service-station")
+NAMEKO_SERVICES = tuple(entry.name for entry in registry.nameko_services())  # each has retry and dead-letter queues
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +353,7 @@ def _the_run(platform, secrets: Secrets, http: Recorder, admin_token: str, strea
             message.platform_text() + "\n" + message.body
         places[f"broker {message.queue} #{index}"] = text
     log_files = sorted((platform.data_dir / "logs").glob("*.log")) + sorted(platform.data_dir.glob("*.log"))
-    for process in platform.metrics_targets:  # gateway, organization, member, service-station
+    for process in platform.metrics_targets:  # the gateway and every nameko service of the registry
         logs = [p for p in log_files if p.name.startswith(process)]
         assert any(" DEBUG " in p.read_text(errors="replace") for p in logs), (process, log_files)
     for path in log_files:
