@@ -175,6 +175,9 @@ def _appeal_rules(event: CloudEvent) -> list[Notification]:
             notes += [note(f"also_raised_by:{username}", event.type, {"username": username}, zh, en)
                       for username in dict.fromkeys(a.also_raised_by) if username and username != a.raised_by]
         return notes
+    if step == "feedback_requested" and a.raised_by:  # the questionnaire, when nobody rated it
+        return [note("raised_by", "appeal.feedback_requested", {"username": a.raised_by}, "请评价诉求办理结果",
+                     "was it solved? please rate how it was handled")]
     return []
 
 

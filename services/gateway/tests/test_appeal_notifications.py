@@ -131,6 +131,12 @@ def test_a_reopened_appeal_tells_its_departments_handlers_and_a_rejected_one_who
         {"username": "rider-wang"}]
 
 
+def test_an_unrated_resolution_asks_whoever_raised_it_for_feedback():
+    asked = appeal_event("feedback_requested", status="resolved")
+    assert audiences(asked) == [{"username": "rider-wang"}] and told(asked, WORKER) and not told(asked, HANDLER)
+    assert notification_events(appeal_event("feedback_requested", status="resolved", raised_by=None)) == []
+
+
 def test_texts_carry_ids_only():
     for event in (appeal_event("submitted"), appeal_event("assigned", handler="zhang-handler"),
                   appeal_event("overdue", overdue=True), appeal_event("escalated", escalated_to=DISTRICT),
