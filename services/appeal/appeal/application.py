@@ -22,7 +22,7 @@ from platform_contracts.calendar import CalendarYear
 from platform_contracts.errors import InvalidValue
 from service_kit import nearby
 from service_kit.china_calendar import ChinaCalendar
-from service_kit.documents import new_id
+from service_kit.documents import json_ready, new_id
 from service_kit.pii import FieldCipher, mask_phone, redact_text
 
 from . import access, domain
@@ -79,8 +79,8 @@ class Commands:
 
     def list_categories(self, db) -> dict:
         repo = Repository(db)
-        return {"items": [{**{k: v for k, v in self.category(repo, c).items() if k != "_id"}, "category": c}
-                          for c in domain.DEFAULT_SLA_WORKING_DAYS]}
+        return {"items": [json_ready({**{k: v for k, v in self.category(repo, c).items() if k != "_id"},
+                                      "category": c}) for c in domain.DEFAULT_SLA_WORKING_DAYS]}
 
     @staticmethod
     def set_category(uow, category: str, settings: CategorySettings, actor: Actor) -> dict:

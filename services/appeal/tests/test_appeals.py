@@ -314,3 +314,11 @@ def test_the_public_view_shows_no_account_contact_or_internal_note(rpc):
     listed = rpc.list_public_appeals({"ids": [appeal["id"], private["id"]]},
                                      actor={"username": "open311:public", "role": "open311_client", "scope": "x"})
     assert {a["id"] for a in listed["items"]} == {appeal["id"], private["id"]}
+
+
+def test_categories_keep_an_admins_settings(rpc):
+    assert rejected(rpc.set_category, "legal", {"sla_working_days": 7, "anonymous_allowed": False},
+                    actor=OPERATOR, command_id=cid())["status"] == 403
+    rpc.set_category("legal", {"sla_working_days": 7, "anonymous_allowed": False}, actor=ADMIN, command_id=cid())
+    legal = next(c for c in rpc.list_categories(actor=worker("w"))["items"] if c["category"] == "legal")
+    assert legal["sla_working_days"] == 7 and isinstance(legal["updated_at"], str)
