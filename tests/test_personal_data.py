@@ -224,6 +224,33 @@ def _the_run(platform, secrets: Secrets, http: Recorder, admin_token: str, strea
                                     json={"station_id": station["id"]}).status_code == 201,
                  what="a check-in at the new station")
 
+        # ---- an appeal: its contact, text, notes, resolution and rating ---------------------------
+        department = created(admin.post("/departments", json={"name": "长清区人社局", "division": "370113",
+                                                               "supervisor": "admin"}))
+        ok(admin.put("/appeal-routing", json={"category": "rights", "division": "370113301",
+                                              "department_id": department["id"]}))
+        appeal_phone = secrets.phone("an appeal's contact")
+        appeal_text = secrets.free_text("an appeal's description", "拖欠工资，联系")
+        appeal = created(admin.post("/appeals", json={
+            "category": "rights", "title": secrets.free_text("an appeal's title", "欠薪"), "description": appeal_text,
+            "division": "370113301", "address": secrets.free_text("an appeal's address", "住"),
+            "location": {"lng": 116.74, "lat": 36.55},
+            "submitter": {"kind": "worker", "contact": {"name": "赵骑手", "phone": appeal_phone}}}))
+        assert appeal["submitter"]["contact"]["phone"] == mask_phone(appeal_phone)
+        appeal_note = secrets.free_text("an appeal's internal note", "已电话联系")
+        ok(admin.post(f"/appeals/{appeal['id']}/accept", json={"note": secrets.free_text("an acceptance note")}))
+        created(admin.post(f"/appeals/{appeal['id']}/notes", json={"text": appeal_note, "visibility": "internal"}))
+        resolution = secrets.free_text("an appeal's resolution", "已协调，回访")
+        ok(admin.post(f"/appeals/{appeal['id']}/resolve", json={"resolution": resolution}))
+        ok(admin.get(f"/appeals/{appeal['id']}"))
+        ok(admin.get("/appeals", params={"division": "370113"}))
+        ok(admin.get("/appeals/nearby", params={"near": "116.74,36.55"}))
+        refused = admin.post("/appeals", json={"category": "rights", "title": "t", "description": "d",
+                                               "division": "370113301", "submitter": {
+                                                   "kind": "worker", "contact": {"phone": "+86 " + secrets.phone(
+                                                       "a refused appeal's contact")}}})
+        assert refused.status_code == 422, refused.text
+
         # ---- instructors' phones -----------------------------------------------------------------
         instructor_phone = secrets.phone("an instructor's registration")
         instructor = created(admin.post("/instructors", json={"name": "张指导员", "phone": instructor_phone,
@@ -375,7 +402,7 @@ def _the_run(platform, secrets: Secrets, http: Recorder, admin_token: str, strea
     member_mask = mask_id_number(first)
     responses = "\n".join(text for place, text in places.items() if place.startswith("response "))
     for free_text in (promotion_reason, description, activity_cancel_reason, request_reason, reject_reason,
-                      cancel_reason):
+                      cancel_reason, appeal_text, appeal_note, resolution):
         for mask in masked_phones(free_text):
             assert mask in responses, mask
     assert mask_phone(instructor_phone) in responses and member_mask in responses
@@ -398,13 +425,15 @@ def _the_run(platform, secrets: Secrets, http: Recorder, admin_token: str, strea
     assert any(mask in "\n".join(t for p, t in places.items() if p.startswith("service-station db"))
                for mask in masked_phones(adjust_reason)), "the adjustment's masked reason at rest"
     holds("service-station db activities", *masked_phones(description))
+    holds("appeal db appeals", appeal["id"], mask_phone(appeal_phone), *masked_phones(appeal_text),
+          *masked_phones(appeal_note), *masked_phones(resolution))
     assert any(member_mask in text for place, text in places.items() if place.startswith("gateway db")), \
         "the gateway's event log holds the member.registered event"
     if storage.is_dir():
         files = "\n".join(text for place, text in places.items() if place.startswith("database file "))
         assert member_mask in files and mask_phone(instructor_phone) in files, "the database files are searchable"
     # The sealed values hold the numbers: they open, with the service's own key, to the plaintext.
-    _open_sealed_values(platform, member["id"], first, instructor["id"], instructor_phone)
+    _open_sealed_values(platform, member["id"], first, instructor["id"], instructor_phone, appeal["id"], appeal_phone)
     assert len(sealed) >= 2 * len(members) + 1, len(sealed)
     # The malformed events' bodies, read off the broker as the rest was, hold their plaintext.
     raw = {m.message_id: m.body for m in queued}
@@ -493,7 +522,8 @@ def _wait_for_outboxes_to_drain(platform) -> None:
         client.close()
 
 
-def _open_sealed_values(platform, member_id: str, id_number: str, instructor_id: str, phone: str) -> None:
+def _open_sealed_values(platform, member_id: str, id_number: str, instructor_id: str, phone: str, appeal_id: str,
+                        appeal_phone: str) -> None:
     import pymongo
 
     def cipher(service: str) -> FieldCipher:
@@ -505,6 +535,8 @@ def _open_sealed_values(platform, member_id: str, id_number: str, instructor_id:
         assert cipher("member").decrypt(stored["id_number_encrypted"], f"member:{member_id}:id_number") == id_number
         stored = client[platform.databases["organization"]].instructors.find_one({"_id": instructor_id})
         assert cipher("organization").decrypt(stored["phone_encrypted"], f"instructor:{instructor_id}:phone") == phone
+        stored = client[platform.databases["appeal"]].appeals.find_one({"_id": appeal_id})
+        assert cipher("appeal").decrypt(stored["contact"]["phone"], f"appeal:{appeal_id}:phone") == appeal_phone
     finally:
         client.close()
 
