@@ -47,7 +47,7 @@ class RunningPlatform:
             # The fuzz run and the load of the fault tests come from one account and one address.
             RATE_LIMIT_PER_USER="1000000/minute", RATE_LIMIT_PER_ADDRESS="1000000/minute",
             APPEAL_SUBMISSIONS_PER_ACCOUNT="1000000/minute", APPEAL_SUBMISSIONS_PER_DEVICE="1000000/minute",
-            APPEAL_SUBMISSIONS_PER_ADDRESS="1000000/minute",
+            APPEAL_SUBMISSIONS_PER_ADDRESS="1000000/minute", APPEAL_SUBMISSIONS_PER_API_KEY="1000000/minute",
         )
         env.update({entry.port_env: str(self.ports[name]) for name, entry in self.services.items()})
         env.update(platform_env())  # the kit's RPC proxies sign with these keys

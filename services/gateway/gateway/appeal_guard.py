@@ -8,7 +8,8 @@ limits per account, per device and per client address (the issue's "Abuse").
   hash for the lookup (as login_guard.py keeps usernames and addresses) and shown masked
   (`ab****yz`), never in full; usernames are shown as the rest of the platform shows them.
 - The limits (APPEAL_SUBMISSIONS_PER_ACCOUNT, _PER_DEVICE, _PER_ADDRESS, in the `limits`
-  notation), kept in memory by each replica like the general request limits (rate_limit.py): a
+  notation; an Open311 application's key APPEAL_SUBMISSIONS_PER_API_KEY instead of the
+  account's and the address's: it files for many people from one server), kept in memory by each replica like the general request limits (rate_limit.py): a
   bound on abuse, not an exact quota. A submission beyond any of them is a 429 with Retry-After
   and counts against none of them; an anonymous appeal carries no personal data of its
   submitter, yet its account, device and address are counted all the same (only here, in
@@ -39,11 +40,12 @@ from pymongo.errors import DuplicateKeyError
 from .problems import ApiProblem
 
 COLLECTION = "appeal_blocklist"
+OPEN311_ACCOUNT = "open311:"  # the account of an Open311 application: open311:<API key id>
 
 SUBMISSIONS_REFUSED = Counter(
     "gateway_appeal_submissions_refused", "Appeal submissions refused before reaching the appeal service, by reason "
     "(account, device, address: beyond that rate limit; blocklisted: an admin's blocklist)", ["reason"])
-for _reason in ("account", "device", "address", "blocklisted"):
+for _reason in ("account", "api_key", "device", "address", "blocklisted"):
     SUBMISSIONS_REFUSED.labels(_reason)
 
 
@@ -83,6 +85,7 @@ class AppealGuard:
     def __init__(self, db: AsyncDatabase, settings):
         self.blocklist = db[COLLECTION]
         self.limits = {"account": parse(settings.appeal_submissions_per_account),
+                       "api_key": parse(settings.appeal_submissions_per_api_key),
                        "device": parse(settings.appeal_submissions_per_device),
                        "address": parse(settings.appeal_submissions_per_address)}
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
@@ -105,6 +108,10 @@ class AppealGuard:
         if keys and (listed := await self.blocklist.find_one({"key": {"$in": list(keys)}}, {"kind": 1})):
             SUBMISSIONS_REFUSED.labels("blocklisted").inc()
             raise ApiProblem.of(403, f"appeals from this {listed['kind']} are blocked by an administrator")
+        # An Open311 application files for many people from one server: its key has a limit of its
+        # own, and its server's address none (each citizen's device is still limited).
+        if account is not None and account.startswith(OPEN311_ACCOUNT):
+            who = {("api_key" if kind == "account" else kind): value for kind, value in who.items() if kind != "address"}
         counters = {kind: f"{kind}:{self.key(kind, value)}" for kind, value in who.items()}
         # No await between testing and counting: every limit is tested, and only a submission
         # within all of them counts against them.
@@ -113,7 +120,7 @@ class AppealGuard:
                 SUBMISSIONS_REFUSED.labels(kind).inc()
                 reset = self.limiter.get_window_stats(self.limits[kind], counter).reset_time
                 retry_after = max(1, math.ceil(reset - time.time()))
-                raise ApiProblem.of(429, f"more than {self.limits[kind]} appeals from this {kind}: "
+                raise ApiProblem.of(429, f"more than {self.limits[kind]} appeals from this {kind.replace('_', ' ')}: "
                                          f"wait {retry_after} s", headers={"Retry-After": str(retry_after)})
         for kind, counter in counters.items():
             self.limiter.hit(self.limits[kind], counter)

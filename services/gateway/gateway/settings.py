@@ -43,6 +43,7 @@ class Settings:
     appeal_submissions_per_account: str = "10/hour"
     appeal_submissions_per_device: str = "10/hour"
     appeal_submissions_per_address: str = "30/hour"
+    appeal_submissions_per_api_key: str = "1000/hour"
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -84,6 +85,7 @@ class Settings:
             appeal_submissions_per_account=env.get("APPEAL_SUBMISSIONS_PER_ACCOUNT", "10/hour"),
             appeal_submissions_per_device=env.get("APPEAL_SUBMISSIONS_PER_DEVICE", "10/hour"),
             appeal_submissions_per_address=env.get("APPEAL_SUBMISSIONS_PER_ADDRESS", "30/hour"),
+            appeal_submissions_per_api_key=env.get("APPEAL_SUBMISSIONS_PER_API_KEY", "1000/hour"),
         )
 
     def actor_signer(self) -> ActorSigner:

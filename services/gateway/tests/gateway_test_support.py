@@ -135,7 +135,7 @@ def start_gateway(mongodb_uri: str, amqp_uri: str, log_dir: pathlib.Path, **extr
         "RATE_LIMIT_PER_USER": UNLIMITED, "RATE_LIMIT_PER_ADDRESS": UNLIMITED,
         # Appeal submissions too; test_appeal_guard.py sets its own.
         "APPEAL_SUBMISSIONS_PER_ACCOUNT": UNLIMITED, "APPEAL_SUBMISSIONS_PER_DEVICE": UNLIMITED,
-        "APPEAL_SUBMISSIONS_PER_ADDRESS": UNLIMITED, **extra_env,
+        "APPEAL_SUBMISSIONS_PER_ADDRESS": UNLIMITED, "APPEAL_SUBMISSIONS_PER_API_KEY": UNLIMITED, **extra_env,
     }
     process = ServiceProcess("gateway", env, port, str(log_dir / f"gateway-{port}.log")).start()
     return Gateway(process, amqp_uri, env)

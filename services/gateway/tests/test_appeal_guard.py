@@ -201,3 +201,41 @@ def test_only_admins_keep_the_blocklist(limited):
         assert anonymous.get(BLOCKLIST).status_code == 401
     bad = limited.admin.post(BLOCKLIST, json={"kind": "phone", "value": "13800000000"})
     assert bad.status_code == 422 and "13800000000" not in bad.text
+
+
+class _NoBlocklist:
+    async def find_one(self, *args, **kwargs):
+        return None
+
+
+def test_an_open311_application_is_limited_by_its_key_and_its_citizens_devices_not_its_servers_address():
+    """An Open311 application (FixMyStreet's server, say) files for many people from one address:
+    the account and address limits would stop it after a handful, so its key has a limit of its
+    own and each citizen's device is still limited. Pure logic: the limiter, no blocklist."""
+    import asyncio
+
+    from gateway.appeal_guard import COLLECTION, AppealGuard
+    from gateway.problems import ApiProblem
+    from gateway.settings import Settings
+
+    settings = Settings.from_env({"APPEAL_SUBMISSIONS_PER_ACCOUNT": "2/hour", "APPEAL_SUBMISSIONS_PER_ADDRESS": "2/hour",
+                                  "APPEAL_SUBMISSIONS_PER_DEVICE": "2/hour", "APPEAL_SUBMISSIONS_PER_API_KEY": "5/hour",
+                                  "JWT_SECRET": "x" * 32, "MONGODB_URI": "mongodb://unused"})
+    guard = AppealGuard({COLLECTION: _NoBlocklist()}, settings)
+
+    async def outcomes(account, devices, address="203.0.113.7") -> list[int]:
+        statuses = []
+        for device in devices:
+            try:
+                await guard.check(account, device, address)
+                statuses.append(200)
+            except ApiProblem as problem:
+                statuses.append(problem.status)
+        return statuses
+
+    # Five citizens' devices through one key and one server address: all five, then the key's limit.
+    assert asyncio.run(outcomes("open311:key1", [f"device-{i}" for i in range(6)])) == [200] * 5 + [429]
+    # One citizen's device is limited through the application as anywhere.
+    assert asyncio.run(outcomes("open311:key2", ["phone-a"] * 3)) == [200, 200, 429]
+    # An account from the same address is limited as before.
+    assert asyncio.run(outcomes("rider-wang", [None] * 3, "198.51.100.9")) == [200, 200, 429]
