@@ -25,7 +25,6 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -37,7 +36,7 @@ sys.path.insert(0, str(ROOT / "services" / "appeal"))
 
 from appeal import domain  # noqa: E402
 from appeal.repository import ensure_indexes  # noqa: E402
-from bench.run import ms, percentile, raw_paced  # noqa: E402
+from bench.run import ms, open_loop, percentile, raw_paced, sse_latencies  # noqa: E402
 from platform_testing import rabbit_vhost, wait_for  # noqa: E402
 from service_kit import nearby  # noqa: E402
 from tests.harness import RunningPlatform, SseListener  # noqa: E402
@@ -65,42 +64,26 @@ def steady_submissions(platform: RunningPlatform, division: str, rate: float, se
     answered: list[float] = []
     errors: list[str] = []
     clients = threading.local()
-    lock = threading.Lock()
+    places = [point(rng) for _ in range(int(rate * seconds))]
 
-    def post(body: dict):
+    def post(index: int):
         if not hasattr(clients, "api"):
             clients.api = platform.client()
+        lng, lat = places[index]
         began = time.perf_counter()
-        response = clients.api.post("/appeals", json=body)
+        response = clients.api.post("/appeals", json={
+            "category": "hazard", "title": "路灯不亮", "description": "夜间送餐路段路灯不亮", "division": division,
+            "location": {"lng": lng, "lat": lat}, "submitter": {"kind": "anonymous"}})
         answered.append(time.perf_counter() - began)
         if response.status_code != 201:
             errors.append(response.text[:200])
-            return
-        with lock:
+        else:
             sent[response.json()["id"]] = began
 
-    total = int(rate * seconds)
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        for index in range(total):
-            delay = started + index / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            lng, lat = point(rng)
-            pool.submit(post, {"category": "hazard", "title": "路灯不亮", "description": "夜间送餐路段路灯不亮",
-                               "division": division, "location": {"lng": lng, "lat": lat},
-                               "submitter": {"kind": "anonymous"}})
-    deadline = time.perf_counter() + 30
-    while time.perf_counter() < deadline and not set(sent) <= {e["data"].get("subject") for e in stream.events}:
-        time.sleep(0.1)
-    stream.close()
-    seen: dict[str, float] = {}
-    for event in stream.events:
-        subject = event["data"].get("subject")
-        if subject in sent and subject not in seen:
-            seen[subject] = stream.received_at[event["data"]["id"]]
-    latencies = [seen[i] - sent[i] for i in seen]
-    return {"submissions": total, "rate_per_s": rate, "errors": len(errors), "events_missing": len(sent) - len(seen),
+    open_loop(rate, len(places), post, workers=16)
+    latencies = sse_latencies(stream, sent, lambda data: data.get("subject"))
+    return {"submissions": len(places), "rate_per_s": rate, "errors": len(errors),
+            "events_missing": len(sent) - len(latencies),
             "post_to_sse_p50_ms": ms(percentile(latencies, 50)), "post_to_sse_p99_ms": ms(percentile(latencies, 99)),
             "http_response_p50_ms": ms(percentile(answered, 50)), "http_response_p99_ms": ms(percentile(answered, 99))}
 

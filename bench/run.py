@@ -174,6 +174,34 @@ def raw_paced(amqp_uri: str, mongodb_uri: str, rate: float, count: int) -> dict:
 
 # ---- the platform ------------------------------------------------------------------------------
 
+def open_loop(rate: float, total: int, send, workers: int = 32) -> None:
+    """Call `send(index)` `total` times at `rate` per second from a pool, each at its scheduled
+    moment whether or not the ones before have been answered (an open loop)."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for index in range(total):
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(send, index)
+
+
+def sse_latencies(stream: SseListener, sent: dict[str, float], key_of, timeout: float = 30) -> list[float]:
+    """Seconds from each send (`sent`: key -> perf_counter at sending) until the first event on
+    `stream` whose `key_of(event data)` is that key; waits up to `timeout` for all of them, then
+    closes the stream."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline and not set(sent) <= {key_of(e["data"]) for e in stream.events}:
+        time.sleep(0.1)
+    stream.close()
+    first_seen: dict[str, float] = {}
+    for event in stream.events:
+        key = key_of(event["data"])
+        if key in sent and key not in first_seen:
+            first_seen[key] = stream.received_at[event["data"]["id"]]
+    return [first_seen[k] - sent[k] for k in first_seen]
+
+
 def steady_latency(platform: RunningPlatform, rate: float, seconds: float) -> dict:
     """POST /units at a fixed rate (open loop); time until its coverage.changed is on SSE."""
     stream = SseListener(platform, {"types": "coverage.changed"})
@@ -182,9 +210,10 @@ def steady_latency(platform: RunningPlatform, rate: float, seconds: float) -> di
     errors: list[str] = []
     clients = threading.local()
 
-    def post(key: str, scheduled: float):
+    def post(_index: int):
         if not hasattr(clients, "api"):
             clients.api = platform.client()
+        key = uuid.uuid4().hex
         sent[f"admin:{key}"] = time.perf_counter()
         response = clients.api.post("/units", json=unit_body(random.choice(DIVISIONS)),
                                     headers={"Idempotency-Key": key})
@@ -193,29 +222,10 @@ def steady_latency(platform: RunningPlatform, rate: float, seconds: float) -> di
             errors.append(response.text[:200])
 
     total = int(rate * seconds)
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        for index in range(total):
-            scheduled = started + index / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            pool.submit(post, uuid.uuid4().hex, scheduled)
-    deadline = time.perf_counter() + 30
-    while time.perf_counter() < deadline:
-        seen = {e["data"].get("correlationid") for e in stream.events}
-        if all(key in seen for key in sent):
-            break
-        time.sleep(0.1)
-    stream.close()
-    first_seen: dict[str, float] = {}
-    for event in stream.events:
-        key = event["data"].get("correlationid")
-        if key in sent and key not in first_seen:
-            first_seen[key] = stream.received_at[event["data"]["id"]]
-    latencies = [first_seen[k] - sent[k] for k in first_seen]
+    open_loop(rate, total, post)
+    latencies = sse_latencies(stream, sent, lambda data: data.get("correlationid"))
     return {"commands": total, "rate_per_s": rate, "errors": len(errors),
-            "events_missing": total - len(first_seen),
+            "events_missing": total - len(latencies),
             "post_to_sse_p50_ms": ms(percentile(latencies, 50)), "post_to_sse_p99_ms": ms(percentile(latencies, 99)),
             "http_response_p50_ms": ms(percentile(answered, 50)), "http_response_p99_ms": ms(percentile(answered, 99))}
 

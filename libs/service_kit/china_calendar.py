@@ -146,6 +146,21 @@ class ChinaCalendar:
         return datetime.combine(day, local.time(), tzinfo=ZONE)
 
 
+_CALENDARS: dict[tuple, ChinaCalendar] = {}
+
+
+def calendar_of(overrides: list[dict]) -> ChinaCalendar:
+    """The calendar with these overrides as a service stores them (`{_id: year, holidays,
+    workdays}`), built once per set of overrides (only the newest set is kept)."""
+    key = tuple((o["_id"], tuple(o.get("holidays", ())), tuple(o.get("workdays", ()))) for o in
+                sorted(overrides, key=lambda o: o["_id"]))
+    calendar = _CALENDARS.get(key)
+    if calendar is None:
+        _CALENDARS.clear()
+        calendar = _CALENDARS[key] = ChinaCalendar({o["_id"]: o for o in overrides})
+    return calendar
+
+
 def _as_date(value) -> date:
     if isinstance(value, datetime):
         return value.date()

@@ -21,7 +21,7 @@ from platform_contracts.appeal import (AcceptAppeal, AddNote, AppealFilter, Appe
 from platform_contracts.calendar import CalendarYear
 from platform_contracts.errors import InvalidValue
 from service_kit import nearby
-from service_kit.china_calendar import ChinaCalendar
+from service_kit.china_calendar import ChinaCalendar, calendar_of
 from service_kit.documents import json_ready, new_id
 from service_kit.pii import FieldCipher, mask_phone, redact_text
 
@@ -60,16 +60,10 @@ class Commands:
 
     # ---- the calendar and categories -----------------------------------------------------
 
-    _calendars: dict[tuple, ChinaCalendar] = {}
-
-    def calendar(self, repo: Repository) -> ChinaCalendar:
-        overrides = repo.calendar_overrides()
-        key = tuple((o["_id"], tuple(o["holidays"]), tuple(o["workdays"])) for o in sorted(overrides,
-                                                                                          key=lambda o: o["_id"]))
-        if key not in self._calendars:
-            self._calendars.clear()
-            self._calendars[key] = ChinaCalendar({o["_id"]: o for o in overrides})
-        return self._calendars[key]
+    @staticmethod
+    def calendar(repo: Repository) -> ChinaCalendar:
+        """The working-day calendar with the years admins loaded (calendar.year_loaded)."""
+        return calendar_of(repo.calendar_overrides())
 
     @staticmethod
     def category(repo: Repository, category: str) -> dict:
@@ -326,12 +320,18 @@ class Commands:
                           handler=command.handler, visibility=NoteVisibility.internal)
         return self._finish(uow, repo, appeal, department, "appeal.assigned")
 
-    def resolve(self, uow, appeal_id: str, command: ResolveAppeal, actor: Actor) -> dict:
+    def _stop_waiting(self, uow, appeal_id: str, actor: Actor, action: str) -> tuple[Repository, dict, dict | None]:
+        """The start of a resolution or a rejection: staff only, from a status that allows it;
+        the appeal leaves the overdue count and its clock stops."""
         repo, appeal, department = self._load(uow, appeal_id)
         access.ensure_staff(actor, appeal, department)
-        domain.ensure_may(appeal, "resolve")
+        domain.ensure_may(appeal, action)
         self._leave_overdue(repo, appeal)
         domain.stop_clock(appeal)
+        return repo, appeal, department
+
+    def resolve(self, uow, appeal_id: str, command: ResolveAppeal, actor: Actor) -> dict:
+        repo, appeal, department = self._stop_waiting(uow, appeal_id, actor, "resolve")
         appeal.update(status=AppealStatus.resolved.value, resolved_at=uow.now, satisfaction=None,
                       questionnaire_at=uow.now + timedelta(days=self.settings.questionnaire_after_days),
                       closes_at=uow.now + timedelta(days=self.settings.feedback_window_days))
@@ -339,11 +339,7 @@ class Commands:
         return self._finish(uow, repo, appeal, department, "appeal.resolved")
 
     def reject(self, uow, appeal_id: str, command: RejectAppeal, actor: Actor) -> dict:
-        repo, appeal, department = self._load(uow, appeal_id)
-        access.ensure_staff(actor, appeal, department)
-        domain.ensure_may(appeal, "reject")
-        self._leave_overdue(repo, appeal)
-        domain.stop_clock(appeal)
+        repo, appeal, department = self._stop_waiting(uow, appeal_id, actor, "reject")
         appeal.update(status=AppealStatus.rejected.value, closed_at=uow.now)
         domain.record(appeal, "rejected", actor=actor.username, at=uow.now, note=_masked(command.reason))
         return self._finish(uow, repo, appeal, department, "appeal.rejected")

@@ -18,7 +18,7 @@ from platform_contracts.station import (DEFAULT_RADIUS_M, AdjustSupply, RecordVi
                                         ScheduleActivity, SetSupply, SignUp, StationFilter, StationStatus,
                                         UpdateStation, UtilisationQuery)
 from service_kit import nearby
-from service_kit.china_calendar import ChinaCalendar
+from service_kit.china_calendar import ChinaCalendar, calendar_of
 from service_kit.documents import new_id
 from service_kit.pii import redact_text
 
@@ -54,7 +54,7 @@ class Commands:
 
     @staticmethod
     def calendar(db, session=None) -> ChinaCalendar:
-        return intervals.calendar_of(list(db.calendar_overrides.find({}, session=session)))
+        return calendar_of(list(db.calendar_overrides.find({}, session=session)))
 
     def _keep_intervals(self, uow, station: dict) -> None:
         if station["status"] == StationStatus.closed:
@@ -83,7 +83,7 @@ class Commands:
     @staticmethod
     def calendar_years(db) -> dict:
         overrides = sorted(db.calendar_overrides.find({}), key=lambda o: o["_id"])
-        calendar = intervals.calendar_of(overrides)
+        calendar = calendar_of(overrides)
         return {"covered_from": calendar.covered_from().isoformat(),
                 "covered_until": calendar.covered_until().isoformat(),
                 "overrides": [{"year": o["_id"], "holidays": o["holidays"], "workdays": o["workdays"]}

@@ -20,20 +20,6 @@ from .metrics import CALENDAR_DATA_MISSING, CALENDAR_DAYS_LEFT
 
 log = logging.getLogger(__name__)
 
-_CALENDARS: dict[tuple, ChinaCalendar] = {}
-
-
-def calendar_of(overrides: list[dict]) -> ChinaCalendar:
-    """The calendar with these overrides (stored `{_id: year, holidays, workdays}`), built once."""
-    key = tuple((o["_id"], tuple(o.get("holidays", ())), tuple(o.get("workdays", ()))) for o in
-                sorted(overrides, key=lambda o: o["_id"]))
-    calendar = _CALENDARS.get(key)
-    if calendar is None:
-        _CALENDARS.clear()  # only the newest set of overrides is used
-        calendar = _CALENDARS[key] = ChinaCalendar({o["_id"]: o for o in overrides})
-    return calendar
-
-
 def window_start(now: datetime) -> tuple[datetime, str]:
     """Midnight of today in China, and today's date as the stations record it."""
     today = domain.local_date(now)
