@@ -1,6 +1,7 @@
 """Conformance checks of Open311 GeoReport v2 answers, shared by the gateway's Open311 tests and
 the end-to-end ones: JSON against the Open311 project's JSON Schemas (read where they are kept,
-/work/shared/reference/open311-georeport-v2/, never copied), and XML parsed and read back into
+the `shared/reference/open311-georeport-v2/` folder beside the project, never copied), and XML
+parsed and read back into
 the same shape, so that the two formats are checked to say the same thing.
 
 The schemas come from open311/schema-validation (request, requests, service, services,
@@ -9,7 +10,9 @@ GET tokens). Errors and discovery have no published schema: theirs below follow 
 specification's text (GeoReport v2 "Errors", Service Discovery "Fields for All Versions")."""
 
 import json
+import os
 import re
+import subprocess
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,7 +22,26 @@ from jsonschema import Draft7Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "open311-georeport-v2"
+
+
+def _shared_folder() -> Path:
+    """`shared/` beside the project: PARTYBUILDING_SHARED_DIR if set, else beside this checkout,
+    else beside the repository it was cloned from (a CI clone made elsewhere from a local path)."""
+    root = Path(__file__).resolve().parents[1]
+    candidates = [Path(os.environ["PARTYBUILDING_SHARED_DIR"])] if os.environ.get("PARTYBUILDING_SHARED_DIR") else []
+    candidates.append(root.parent / "shared")
+    origin = subprocess.run(["git", "-C", str(root), "config", "--get", "remote.origin.url"], capture_output=True,
+                            text=True).stdout.strip()
+    if origin and "://" not in origin and ":" not in origin.split("/")[0]:
+        candidates.append(Path(origin).resolve().parent / "shared")
+    for candidate in candidates:
+        if (candidate / "reference").is_dir():
+            return candidate
+    raise FileNotFoundError("the shared folder (shared/reference/open311-georeport-v2) is not beside the project; "
+                            f"looked in {', '.join(map(str, candidates))}; set PARTYBUILDING_SHARED_DIR")
+
+
+REFERENCE = _shared_folder() / "reference" / "open311-georeport-v2"
 SCHEMA_FILES = ("request.json", "requests.json", "service.json", "services.json", "service-definition.json")
 
 FORMATS = FormatChecker()
