@@ -18,7 +18,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, Field, StrictBool, StringConstraints, model_validator
+from pydantic import (AfterValidator, AnyHttpUrl, AwareDatetime, BaseModel, Field, StrictBool, StringConstraints,
+                      model_validator)
 
 from .geo import CoordSys, Location
 from .organization import Command, DivisionCode, DivisionPrefix, EntityId, MobilePhone, Name
@@ -67,6 +68,16 @@ class NoteVisibility(StrEnum):
     public = "public"  # also the person who raised it, and Open311's status_notes
 
 
+def _storable(moment: datetime) -> datetime:
+    """A time the database can store and compare: between 1970 and 9000 (at the edges of years
+    1 and 9999 the conversion to UTC that BSON needs overflows, and no appeal is that old)."""
+    if not 1970 <= moment.year <= 9000:
+        raise ValueError("must be a time between 1970 and 9000")
+    return moment
+
+
+# A time in a filter (times earlier than any appeal, or absurdly far ahead, are refused by name).
+FilterTime = Annotated[AwareDatetime, AfterValidator(_storable)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 AppealText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 NoteText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
@@ -176,8 +187,8 @@ class AppealFilter(Command):
     department: EntityId | None = None
     overdue: StrictBool | None = None
     mine: StrictBool | None = Field(None, description="only appeals I raised")
-    submitted_after: AwareDatetime | None = None
-    submitted_before: AwareDatetime | None = None
+    submitted_after: FilterTime | None = None
+    submitted_before: FilterTime | None = None
 
 
 class NearbyQuery(Command):
@@ -196,8 +207,8 @@ class PublicAppealFilter(Command):
     category: list[AppealCategory] | None = None
     open: StrictBool | None = Field(None, description="true: submitted, accepted or assigned; false: the others")
     division: DivisionPrefix | None = None
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    start: FilterTime | None = None
+    end: FilterTime | None = None
     limit: int = Field(1000, ge=1, le=1000)
 
 

@@ -226,9 +226,9 @@ class AppealEventData(EventData):
     overdue: bool = False
     escalated_to: str | None = None
     raised_by: str | None = None
-    member_id: str | None = None
     also_raised_by: list[str] = []
     duplicate_of: str | None = None
+    merged_raisers: list[str] = Field([], description="appeal.merged: who raised the duplicate merged into it")
     rating: int | None = None
     solved: bool | None = None
     version: int

@@ -8,13 +8,13 @@
 - a department's supervisor (the account its record names): what its handlers may, and passing
   an appeal to another department, and reopening one;
 - the person who raised an appeal (the account, whatever its role): reads it (without internal
-  notes), rates it and reopens it;
+  notes), rates it and reopens it; whoever raised a duplicate merged into it reads its public view;
 - anyone signed in, and Open311 clients: submit appeals and see nearby ones in their public view.
 
 Staff see the contact details masked; nobody sees them in full."""
 
 from platform_contracts.actors import Actor, Role
-from platform_contracts.errors import Forbidden
+from platform_contracts.errors import Forbidden, InvalidValue
 
 STAFF, RAISER, PUBLIC = "staff", "raiser", "public"
 
@@ -28,6 +28,17 @@ def supervises(actor: Actor, department: dict | None) -> bool:
     return department is not None and department.get("supervisor") == actor.username
 
 
+def serves(department: dict, division: str) -> bool:
+    """A department acts in its own division and below it (a district bureau for its streets)."""
+    return division.startswith(department["division"])
+
+
+def ensure_serves(department: dict, division: str, field: str = "department_id") -> None:
+    if not serves(department, division):
+        raise InvalidValue(field, f"department {department['_id']} works in division {department['division']}, "
+                                  f"not in {division}")
+
+
 def is_staff(actor: Actor, appeal: dict, department: dict | None) -> bool:
     """Handles the appeal: admin, an operator over its division, a handler of its department,
     its department's supervisor."""
@@ -37,16 +48,24 @@ def is_staff(actor: Actor, appeal: dict, department: dict | None) -> bool:
 
 
 def raised_it(actor: Actor, appeal: dict) -> bool:
-    return actor.role != Role.open311_client and actor.username in (appeal.get("raised_by"),
-                                                                    *appeal.get("also_raised_by", ()))
+    return actor.role != Role.open311_client and actor.username == appeal.get("raised_by")
+
+
+def raised_a_duplicate(actor: Actor, appeal: dict) -> bool:
+    """Raised an appeal merged into this one: told of it, shown its public view only (not the
+    account or contact details of whoever raised it)."""
+    return actor.role != Role.open311_client and actor.username in appeal.get("also_raised_by", ())
 
 
 def view(actor: Actor, appeal: dict, department: dict | None) -> str | None:
-    """How the actor sees the appeal: as staff, as the person who raised it, or not at all."""
+    """How the actor sees the appeal: as staff, as the person who raised it, in its public view
+    (having raised a duplicate of it), or not at all."""
     if is_staff(actor, appeal, department):
         return STAFF
     if raised_it(actor, appeal):
         return RAISER
+    if raised_a_duplicate(actor, appeal):
+        return PUBLIC
     return None
 
 

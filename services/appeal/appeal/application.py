@@ -14,15 +14,15 @@ from datetime import datetime, timedelta
 
 from platform_contracts import geo
 from platform_contracts.actors import Actor, Role
-from platform_contracts.appeal import (AcceptAppeal, AddNote, AppealFilter, AppealStatus, AssignAppeal,
+from platform_contracts.appeal import (OPEN_STATUSES, AcceptAppeal, AddNote, AppealFilter, AppealStatus, AssignAppeal,
                                        CategorySettings, CloseAppeal, MergeAppeal, NearbyQuery, NoteVisibility,
                                        PublicAppealFilter, RateAppeal, RegisterDepartment, RejectAppeal,
                                        ReopenAppeal, ResolveAppeal, RoutingRule, SubmitAppeal, SubmitterKind)
 from platform_contracts.calendar import CalendarYear
 from platform_contracts.errors import InvalidValue
 from service_kit import nearby
-from service_kit.china_calendar import ChinaCalendar, calendar_of
-from service_kit.documents import json_ready, new_id
+from service_kit.china_calendar import ZONE, ChinaCalendar, calendar_of
+from service_kit.documents import json_ready, new_id, prefix_query
 from service_kit.pii import FieldCipher, mask_phone, redact_text
 
 from . import access, domain
@@ -83,21 +83,31 @@ class Commands:
         Repository(uow.db, uow.session).set_category(record)
         return {"category": category, **settings.model_dump(), "updated_at": uow.now.isoformat()}
 
-    def load_calendar_year(self, uow, year: CalendarYear) -> int:
-        """A year an admin loaded at the service-station service (calendar.year_loaded): kept, and
-        the provisional deadlines counted again with it. The number of deadlines recounted."""
+    def load_calendar_year(self, uow, year: CalendarYear) -> None:
+        """A year an admin loaded at the service-station service (calendar.year_loaded): kept; the
+        provisional deadlines it now covers are counted again by `recount_deadlines`."""
+        self._repo(uow).set_calendar_override({"_id": year.year, "holidays": [d.isoformat() for d in year.holidays],
+                                               "workdays": [d.isoformat() for d in year.workdays]})
+
+    def recount_deadlines(self, uow, batch: int) -> int:
+        """Count again, with the calendar as it now is, up to `batch` provisional deadlines whose
+        day it has come to cover (earliest first). A deadline that moves later clears an overdue
+        flag the provisional count raised. The number recounted."""
         repo = self._repo(uow)
-        repo.set_calendar_override({"_id": year.year, "holidays": [d.isoformat() for d in year.holidays],
-                                    "workdays": [d.isoformat() for d in year.workdays]})
         calendar = self.calendar(repo)
         recounted = 0
-        for appeal in repo.provisional(10_000):
+        for appeal in repo.provisional(batch):
+            if not calendar.covers(domain.local_date(appeal["due_at"])):
+                break  # the rest are later still
             appeal["due_at"], appeal["due_provisional"] = domain.deadline(
                 calendar, appeal["clock_started_at"], appeal["sla_working_days"])
-            if domain.is_open(appeal) and not appeal["overdue"]:
+            if domain.is_open(appeal) and appeal["due_at"] > uow.now and appeal.get("overdue"):
+                self._leave_overdue(repo, appeal)
+                appeal.update(overdue=False, escalated_to=None)
+            if domain.is_open(appeal) and not appeal.get("overdue"):
                 appeal["overdue_at"] = appeal["due_at"]
             domain.record(appeal, "deadline_recounted", actor=SYSTEM, at=uow.now, visibility=NoteVisibility.internal,
-                          note=f"the {year.year} holiday calendar arrived")
+                          note=f"the holiday calendar for {appeal['due_at'].astimezone(ZONE).year} arrived")
             repo.save_appeal(appeal)
             recounted += 1
         return recounted
@@ -112,7 +122,7 @@ class Commands:
             "supervisor": department.get("supervisor") if department else None, "handler": appeal.get("handler"),
             "due_at": appeal.get("due_at"), "overdue": appeal.get("overdue", False),
             "escalated_to": appeal.get("escalated_to"), "raised_by": appeal.get("raised_by"),
-            "member_id": appeal["submitter"].get("member_id"), "also_raised_by": appeal.get("also_raised_by", []),
+            "also_raised_by": appeal.get("also_raised_by", []),
             "duplicate_of": appeal.get("duplicate_of"), "version": appeal["version"], **extra})
 
     @staticmethod
@@ -227,20 +237,21 @@ class Commands:
         return {"items": [appeal_resource(a, PUBLIC, None, metres) for a, metres in found], "next_cursor": None}
 
     def public_list(self, db, filters: PublicAppealFilter, now: datetime) -> dict:
-        query: dict = {}
+        """Open311's GET requests: the ids asked for, or a time window (the last 90 days by
+        default) looked up alone through its index, then the other conditions, newest first."""
         if filters.ids:
-            query["_id"] = {"$in": list(filters.ids)}
-        if filters.category:
-            query["category"] = {"$in": [c.value for c in filters.category]}
-        if filters.open is not None:
-            open_ = [s.value for s in (AppealStatus.submitted, AppealStatus.accepted, AppealStatus.assigned)]
-            query["status"] = {"$in": open_} if filters.open else {"$nin": open_}
-        if filters.division:
-            query["division"] = filters.division if len(filters.division) == 12 else \
-                {"$gte": filters.division, "$lt": filters.division[:-1] + chr(ord(filters.division[-1]) + 1)}
-        if not filters.ids:  # Open311's default window: the last 90 days
+            first = {"_id": {"$in": list(filters.ids)}}
+        else:
             start = filters.start or (filters.end or now) - timedelta(days=90)
-            query["submitted_at"] = {"$gte": start, **({"$lt": filters.end} if filters.end else {})}
+            first = {"submitted_at": {"$gte": start, **({"$lt": filters.end} if filters.end else {})}}
+        rest: dict = {}
+        if filters.category:
+            rest["category"] = {"$in": [c.value for c in filters.category]}
+        if filters.open is not None:
+            open_ = [s.value for s in OPEN_STATUSES]
+            rest["status"] = {"$in": open_} if filters.open else {"$nin": open_}
+        if filters.division:
+            rest["division"] = prefix_query(filters.division)
         repo = Repository(db)
         departments: dict = {}
 
@@ -249,8 +260,8 @@ class Commands:
                 departments[dept_id] = self._name(repo.find_department(dept_id))
             return departments[dept_id]
 
-        return {"items": [public_appeal(a, name(a.get("department"))) for a in repo.public_appeals(query,
-                                                                                                   filters.limit)]}
+        return {"items": [public_appeal(a, name(a.get("department")))
+                          for a in repo.public_appeals(first, rest, filters.limit)]}
 
     def public_get(self, db, appeal_id: str) -> dict:
         repo = Repository(db)
@@ -284,6 +295,7 @@ class Commands:
         if command.department_id and command.department_id != appeal.get("department"):
             access.ensure_may_reroute(actor, appeal, department)
             department = repo.department(command.department_id, "department_id")
+            access.ensure_serves(department, appeal["division"])
             appeal["department"] = department["_id"]
         if department is None:
             raise InvalidValue("department_id", "the appeal was routed to no department: name the one that takes it")
@@ -301,8 +313,9 @@ class Commands:
         domain.ensure_may(appeal, "assign")
         if command.department_id and command.department_id != appeal.get("department"):
             access.ensure_may_reroute(actor, appeal, department)
-            self._leave_overdue(repo, appeal)
             department = repo.department(command.department_id, "department_id")
+            access.ensure_serves(department, appeal["division"])
+            self._leave_overdue(repo, appeal)
             appeal.update(department=department["_id"], handler=None)
             if appeal["status"] == AppealStatus.assigned:
                 appeal["status"] = AppealStatus.accepted.value
@@ -399,7 +412,9 @@ class Commands:
         self._leave_overdue(repo, appeal)
         domain.merge(appeal, into, actor=actor.username, now=uow.now, note=_masked(command.note))
         repo.save_appeal(into)
-        self._emit(uow, "appeal.merged", into, into_department)
+        # Whoever raised the duplicate: told at once if the appeal it joins is resolved already.
+        self._emit(uow, "appeal.merged", into, into_department, duplicate_id=appeal["_id"],
+                   merged_raisers=[u for u in (appeal.get("raised_by"), *appeal.get("also_raised_by", ())) if u])
         return self._finish(uow, repo, appeal, department, "appeal.closed")
 
     def add_note(self, uow, appeal_id: str, command: AddNote, actor: Actor) -> dict:
@@ -483,7 +498,9 @@ class Commands:
     @staticmethod
     def get_department(db, department_id: str, actor: Actor) -> dict:
         department = Repository(db).department(department_id)
-        if not (actor.covers_division(department["division"]) or actor.handles_department(department_id)
+        serves_them = actor.role == Role.operator and isinstance(actor.scope, str) and access.serves(department,
+                                                                                                     actor.scope)
+        if not (actor.covers_division(department["division"]) or serves_them or actor.handles_department(department_id)
                 or access.supervises(actor, department)):
             raise access.Forbidden(f"department {department_id} is outside your scope")
         return department_resource(department)
@@ -509,7 +526,9 @@ class Commands:
     def set_route(uow, rule: RoutingRule, actor: Actor) -> dict:
         access.ensure_may_route(actor, rule.division)
         repo = Repository(uow.db, uow.session)
-        repo.department(rule.department_id, "department_id")
+        department = repo.department(rule.department_id, "department_id")
+        if rule.division is not None:
+            access.ensure_serves(department, rule.division)
         route = {"_id": f"{rule.category or '*'}|{rule.division or '*'}", "category": rule.category,
                  "division": rule.division, "department_id": rule.department_id, "updated_at": uow.now,
                  "updated_by": actor.username}

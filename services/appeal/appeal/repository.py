@@ -28,6 +28,7 @@ def ensure_indexes(db) -> None:
     db.appeals.create_index("closes_at")
     db.appeals.create_index("due_provisional")
     db.appeals.create_index("raised_by")
+    db.appeals.create_index("submitted_at")  # Open311's time window
     db.appeals.create_index([("department", ASCENDING), ("_id", ASCENDING)])
     db.appeals.create_index([("division", ASCENDING), ("_id", ASCENDING)])
     db.appeals.create_index([("status", ASCENDING), ("_id", ASCENDING)])
@@ -102,9 +103,11 @@ class Repository(DocumentRepository):
         return [a for a, _ in nearby.find_near(self.db.appeals, lng, lat, radius_m, 10_000, query, {"contact": 0},
                                                session=self.session)]
 
-    def public_appeals(self, query: dict, limit: int) -> list[dict]:
-        return list(self.db.appeals.find(query, {"contact": 0}, session=self.session)
-                    .sort("submitted_at", -1).limit(limit))
+    def public_appeals(self, first: dict, rest: dict, limit: int) -> list[dict]:
+        """Newest first: `first` (one indexed field) in a stage of its own, then `rest`."""
+        pipeline = [{"$match": first}, *([{"$match": rest}] if rest else []), {"$project": {"contact": 0}},
+                    {"$sort": {"submitted_at": -1}}, {"$limit": limit}]
+        return list(self.db.appeals.aggregate(pipeline, session=self.session))
 
     def due(self, field: str, now: datetime, limit: int) -> list[str]:
         """Ids of appeals whose timer key `field` has come (an indexed range on one field)."""
@@ -112,7 +115,9 @@ class Repository(DocumentRepository):
         return [a["_id"] for a in found.sort(field, ASCENDING).limit(limit)]
 
     def provisional(self, limit: int) -> list[dict]:
-        return list(self.db.appeals.find({"due_provisional": True}, session=self.session).limit(limit))
+        """Appeals whose deadline was counted past the calendar's data, earliest deadline first."""
+        found = self.db.appeals.find({"due_provisional": True}, session=self.session)
+        return list(found.sort("due_at", ASCENDING).limit(limit))
 
     def count_overdue(self, department: str | None, district: str, change: int) -> None:
         self.db.overdue_counts.update_one(

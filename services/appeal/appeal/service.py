@@ -187,8 +187,8 @@ class AppealService(ChassisService):
 
     @consumes("service-station", "calendar.year_loaded", CalendarYear)
     def on_calendar_year_loaded(self, uow, year):
-        recounted = self.commands.load_calendar_year(uow, year)
-        log.info("the %s holiday calendar arrived: %d provisional deadlines counted again", year.year, recounted)
+        self.commands.load_calendar_year(uow, year)
+        log.info("the %s holiday calendar arrived: provisional deadlines it covers are counted again", year.year)
 
     # ---- timers --------------------------------------------------------------------------
 
@@ -210,6 +210,17 @@ class AppealService(ChassisService):
     def raise_overdue(self):
         """Appeals past their deadline: flagged, escalated and announced, each once."""
         self._each_batch("overdue_at", OVERDUE_BATCH, self.commands.raise_overdue, "flag overdue appeals")
+
+    @timer(interval=OVERDUE_CHECK_SECONDS, eager=True)
+    def recount_deadlines(self):
+        """Provisional deadlines (counted past the calendar's data) that a newly loaded year
+        covers: counted again, a batch per transaction."""
+        try:
+            while self.store.transaction(lambda uow: self.commands.recount_deadlines(uow, FEEDBACK_BATCH),
+                                         correlationid="recount-deadlines") == FEEDBACK_BATCH:
+                pass
+        except Exception:
+            log.exception("could not count deadlines again")
 
     @timer(interval=FEEDBACK_CHECK_SECONDS, eager=True)
     def follow_up_resolutions(self):

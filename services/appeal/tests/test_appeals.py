@@ -39,8 +39,9 @@ def department(rpc, name="长清区人社局", division="370113", supervisor="ch
 
 
 def routed_street(rpc, category: str, dept: dict) -> str:
-    """A street of the test's own, its appeals of `category` routed to `dept`."""
-    street = f"370113{uuid.uuid4().int % 1000:03d}"
+    """A division of the test's own within the department's (a street of a district department's,
+    a community of a street department's), its appeals of `category` routed to `dept`."""
+    street = f"{dept['division']}{uuid.uuid4().int % 1000:03d}"
     rpc.set_route({"category": category, "division": street, "department_id": dept["id"]}, actor=OPERATOR,
                   command_id=cid())
     return street
@@ -254,8 +255,45 @@ def test_a_nearby_appeal_is_offered_as_a_duplicate_merged_and_both_raisers_told_
     rpc.resolve_appeal(first["id"], {"resolution": "已修复"}, actor=clerk, command_id=cid())
     resolved = appeal_events.wait_for(lambda e: e["subject"] == first["id"] and e["type"] == "appeal.resolved")[0]
     assert resolved["data"]["raised_by"] == "sentinel1" and resolved["data"]["also_raised_by"] == ["sentinel2"]
-    # The second rider reads the appeal theirs was merged into.
-    assert rpc.get_appeal(first["id"], actor=worker("sentinel2"))["status"] == "resolved"
+    # The second rider reads the appeal theirs was merged into, in its public view: not who raised it.
+    joined = rpc.get_appeal(first["id"], actor=worker("sentinel2"))
+    assert joined["status"] == "resolved" and joined["raised_by"] is None and joined["submitter"] == {"kind": "worker"}
+    assert rejected(rpc.reopen_appeal, first["id"], {"reason": "x"}, actor=worker("sentinel2"),
+                    command_id=cid())["status"] == 403
+
+
+def test_a_duplicate_merged_into_a_resolved_appeal_is_announced_with_whoever_raised_it(rpc, appeal_events):
+    dept = department(rpc)
+    street = routed_street(rpc, "hazard", dept)
+    here = somewhere()
+    first = submit(rpc, worker("early"), street, category="hazard", at=here)
+    rpc.accept_appeal(first["id"], {}, actor=OPERATOR, command_id=cid())
+    rpc.resolve_appeal(first["id"], {"resolution": "已修复"}, actor=OPERATOR, command_id=cid())
+    late = submit(rpc, worker("late"), street, category="hazard", at=here)
+    rpc.merge_appeal(late["id"], {"into": first["id"]}, actor=OPERATOR, command_id=cid())
+    merged = appeal_events.wait_for(lambda e: e["subject"] == first["id"] and e["type"] == "appeal.merged")[0]
+    assert merged["data"]["merged_raisers"] == ["late"] and merged["data"]["status"] == "resolved"
+    assert "member_id" not in merged["data"]
+
+
+def test_an_appeal_goes_only_to_a_department_that_works_in_its_division(rpc):
+    elsewhere = department(rpc, name="历下区人社局", division="370102", actor=ADMIN)
+    appeal = submit(rpc, worker("r8"), "370113001")
+    problem = rejected(rpc.accept_appeal, appeal["id"], {"department_id": elsewhere["id"]}, actor=OPERATOR,
+                       command_id=cid())
+    assert problem["status"] == 422 and ("body", "department_id") in fields_named(problem)
+    problem = rejected(rpc.set_route, {"division": "370113", "department_id": elsewhere["id"]}, actor=OPERATOR,
+                       command_id=cid())
+    assert problem["status"] == 422 and ("body", "department_id") in fields_named(problem)
+    street_operator = {"username": "op-street", "role": "operator", "scope": "370113001"}
+    district = department(rpc, name="长清区住建局")
+    assert rpc.get_department(district["id"], actor=street_operator)["id"] == district["id"]
+    assert district["id"] in [d["id"] for d in rpc.list_departments(None, 500, actor=street_operator)["items"]]
+
+
+def test_a_filter_time_out_of_range_is_refused_by_name(rpc):
+    problem = rejected(rpc.list_appeals, {"submitted_after": "0001-01-01T00:00:00+08:00"}, actor=ADMIN)
+    assert problem["status"] == 422 and ("query", "submitted_after") in fields_named(problem)
 
 
 # ---- overdue ---------------------------------------------------------------------------------
@@ -307,10 +345,19 @@ def test_the_public_view_shows_no_account_contact_or_internal_note(rpc):
                                                         "scope": "public"})
     assert public["status_notes"] == "已解决" and public["location"] and "raised_by" not in public
     assert "内部" not in str(public) and PHONE not in str(public) and "139****5678" in public["description"]
-    private = submit(rpc, worker("r7"), "370113001", public=False, address="某小区 3 号楼")
+    private = submit(rpc, worker("r7"), "370113001", public=False, address="某小区 3 号楼", at=somewhere())
+    rpc.accept_appeal(private["id"], {"department_id": department(rpc)["id"]}, actor=OPERATOR, command_id=cid())
+    rpc.resolve_appeal(private["id"], {"resolution": "已协调 3 号楼物业"}, actor=OPERATOR, command_id=cid())
     hidden = rpc.get_public_appeal(private["id"], actor={"username": "open311:public", "role": "open311_client",
                                                          "scope": "public"})
-    assert hidden["description"] is None and hidden["address"] is None
+    assert hidden["description"] is None and hidden["address"] is None and hidden["location"] is None
+    assert hidden["status_notes"] is None and "3 号楼" not in str(hidden)
+    # Whoever raised it: their rating's words stay out of the public view.
+    rpc.rate_appeal(appeal["id"], {"rating": 5, "solved": True, "comment": "谢谢王科长"}, actor=worker("r6"),
+                    command_id=cid())
+    rated = rpc.get_public_appeal(appeal["id"], actor={"username": "open311:public", "role": "open311_client",
+                                                       "scope": "public"})
+    assert "王科长" not in str(rated) and rated["status_notes"] == "已解决"
     listed = rpc.list_public_appeals({"ids": [appeal["id"], private["id"]]},
                                      actor={"username": "open311:public", "role": "open311_client", "scope": "x"})
     assert {a["id"] for a in listed["items"]} == {appeal["id"], private["id"]}
@@ -322,3 +369,37 @@ def test_categories_keep_an_admins_settings(rpc):
     rpc.set_category("legal", {"sla_working_days": 7, "anonymous_allowed": False}, actor=ADMIN, command_id=cid())
     legal = next(c for c in rpc.list_categories(actor=worker("w"))["items"] if c["category"] == "legal")
     assert legal["sla_working_days"] == 7 and isinstance(legal["updated_at"], str)
+
+
+def test_a_calendar_year_that_arrives_counts_provisional_deadlines_again_and_clears_a_false_overdue(
+        rpc, database, amqp_uri, appeal_service):
+    """A deadline counted past the calendar's data treats New Year's Day 2027 as a working day;
+    when the 2027 calendar arrives (calendar.year_loaded from the service-station service) it is
+    counted again, a day later, and an overdue flag the early count raised is cleared."""
+    import json
+
+    from kombu import Connection, Exchange, Producer
+
+    dept = department(rpc)
+    appeal = submit(rpc, worker("r9"), routed_street(rpc, "rights", dept))
+    rpc.accept_appeal(appeal["id"], {}, actor=OPERATOR, command_id=cid())
+    started = datetime(2026, 12, 30, 3, 0, tzinfo=timezone.utc)  # Wednesday 11:00 in China
+    provisional_due = datetime(2027, 1, 6, 3, 0, tzinfo=timezone.utc)
+    database.appeals.update_one({"_id": appeal["id"]}, {"$set": {
+        "clock_started_at": started, "sla_working_days": 5, "due_at": provisional_due, "due_provisional": True,
+        "overdue": True, "overdue_at": None, "overdue_counted": True, "escalated_to": "370113"}})
+    database.overdue_counts.update_one({"_id": f"{dept['id']}|370113"}, {"$inc": {"count": 1}, "$setOnInsert": {
+        "department": dept["id"], "district": "370113"}}, upsert=True)
+    event = {"specversion": "1.0", "id": uuid.uuid4().hex, "source": "service-station", "type": "calendar.year_loaded",
+             "time": datetime.now(timezone.utc).isoformat(), "subject": "2027", "datacontenttype": "application/json",
+             "data": {"year": 2027, "holidays": ["2027-01-01", "2027-01-02", "2027-01-03"], "workdays": []}}
+    with Connection(amqp_uri) as connection:
+        Producer(connection.channel(), exchange=Exchange("service-station.events", "topic", durable=True)).publish(
+            json.dumps(event), routing_key="calendar.year_loaded", content_type="application/cloudevents+json",
+            message_id=event["id"], delivery_mode=2)
+    wait_for(lambda: database.appeals.find_one({"_id": appeal["id"]})["due_provisional"] is False, timeout=20,
+             what="the deadline counted again")
+    stored = database.appeals.find_one({"_id": appeal["id"]})
+    assert stored["due_at"] == datetime(2027, 1, 7, 3, 0, tzinfo=timezone.utc)
+    assert stored["overdue"] is False and stored["overdue_at"] == stored["due_at"] and stored["escalated_to"] is None
+    assert database.overdue_counts.find_one({"_id": f"{dept['id']}|370113"})["count"] == 0

@@ -138,8 +138,8 @@ def _appeal_rules(event: CloudEvent) -> list[Notification]:
     """Who must act on an appeal, or hear of it: a new appeal, one assigned or reopened → the
     handlers of its department (and the handler it was assigned to); overdue → those handlers and
     the department's supervisor; escalated → the operators over the level it went up to; resolved
-    → the account that raised it and those of every appeal merged into it; rejected → the account
-    that raised it. A new appeal no department took (no route) → the operators over its division,
+    → the account that raised it and those of every appeal merged into it, as rejected; merged into
+    one resolved already → those who raised the duplicate. A new appeal no department took (no route) → the operators over its division,
     who route it."""
     a: AppealEventData = data_of(event, AppealEventData)
     ref, step = a.appeal_id, event.type.removeprefix("appeal.")
@@ -171,10 +171,14 @@ def _appeal_rules(event: CloudEvent) -> list[Notification]:
         zh, en = (("您的诉求已办结，请评价", "resolved: please rate it") if step == "resolved"
                   else ("您的诉求未予受理", "not taken up (see its public note)"))
         notes = [note("raised_by", event.type, {"username": a.raised_by}, zh, en)] if a.raised_by else []
-        if step == "resolved":  # those who raised the appeals merged into it (none for a rejection)
-            notes += [note(f"also_raised_by:{username}", event.type, {"username": username}, zh, en)
-                      for username in dict.fromkeys(a.also_raised_by) if username and username != a.raised_by]
+        # and those who raised the appeals merged into it
+        notes += [note(f"also_raised_by:{username}", event.type, {"username": username}, zh, en)
+                  for username in dict.fromkeys(a.also_raised_by) if username and username != a.raised_by]
         return notes
+    if step == "merged" and a.status == "resolved":  # merged into one resolved already: told now
+        return [note(f"merged_raiser:{username}", "appeal.merged", {"username": username},
+                     "您的诉求已并入已办结的诉求，请评价", "merged into an appeal that is resolved")
+                for username in dict.fromkeys(a.merged_raisers) if username]
     if step == "feedback_requested" and a.raised_by:  # the questionnaire, when nobody rated it
         return [note("raised_by", "appeal.feedback_requested", {"username": a.raised_by}, "请评价诉求办理结果",
                      "was it solved? please rate how it was handled")]

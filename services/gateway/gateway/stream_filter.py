@@ -122,10 +122,33 @@ def parse_division(raw: str | None) -> str | None:
     return normalize_division_prefix(raw)
 
 
+# Who else an appeal event names: the staff who act on it see them; whoever raised it (or a
+# duplicate merged into it) sees only themselves there.
+_APPEAL_PEOPLE = ("raised_by", "also_raised_by", "merged_raisers", "supervisor", "handler")
+
+
+def _appeal_as_raiser_sees_it(entry: LogEntry, reader: Principal) -> dict:
+    data = entry.envelope.get("data")
+    actor = reader.actor
+    if not isinstance(data, dict) or actor.role in DIVISION_ROLES or (
+            isinstance(data.get("department"), str) and actor.handles_department(data["department"])) \
+            or actor.username in (data.get("supervisor"), data.get("handler")):
+        return entry.envelope
+    mine = {"raised_by": actor.username if data.get("raised_by") == actor.username else None,
+            "also_raised_by": [actor.username] if actor.username in (data.get("also_raised_by") or ()) else [],
+            "supervisor": None, "handler": None}
+    if "merged_raisers" in data:
+        mine["merged_raisers"] = [actor.username] if actor.username in (data.get("merged_raisers") or ()) else []
+    return {**entry.envelope, "data": {**{k: v for k, v in data.items() if k not in _APPEAL_PEOPLE}, **mine}}
+
+
 def envelope_for(entry: LogEntry, reader: Principal) -> dict:
     """The event as `reader` may see it. A coverage.changed also carries the figures of the
     divisions above its own (district, city, all); an operator gets only those in their scope,
-    as `GET /coverage` would give them."""
+    as `GET /coverage` would give them. An appeal event reaches whoever raised the appeal (or a
+    duplicate of it) without the other people it names."""
+    if entry.type.startswith(APPEAL_EVENTS):
+        return _appeal_as_raiser_sees_it(entry, reader)
     if entry.type != "coverage.changed" or reader.actor.role != Role.operator:
         return entry.envelope
     data = entry.envelope.get("data") or {}

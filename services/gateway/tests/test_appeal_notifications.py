@@ -128,7 +128,27 @@ def test_a_reopened_appeal_tells_its_departments_handlers_and_a_rejected_one_who
     assert audiences(appeal_event("reopened", status="accepted")) == [
         {"role": "handler", "department_ids": [DEPARTMENT]}]
     assert audiences(appeal_event("rejected", status="rejected", also_raised_by=["rider-zhao"])) == [
-        {"username": "rider-wang"}]
+        {"username": "rider-wang"}, {"username": "rider-zhao"}]
+
+
+def test_a_duplicate_merged_into_a_resolved_appeal_tells_whoever_raised_it_at_once():
+    merged = appeal_event("merged", status="resolved", also_raised_by=["rider-zhao"], merged_raisers=["rider-zhao"])
+    assert audiences(merged) == [{"username": "rider-zhao"}] and told(merged, MERGED_WORKER)
+    assert notification_events(appeal_event("merged", status="accepted", merged_raisers=["rider-zhao"])) == []
+
+
+def test_whoever_raised_an_appeal_sees_its_events_without_the_other_people_named():
+    from gateway.stream_filter import envelope_for
+
+    event = appeal_event("resolved", status="resolved", also_raised_by=["rider-zhao"], handler="zhang-handler")
+    entry = LogEntry(seq=1, type=event.type, division=STREET, envelope=event.model_dump(mode="json"))
+    for reader, raised_by, also in ((WORKER, "rider-wang", []), (MERGED_WORKER, None, ["rider-zhao"])):
+        data = envelope_for(entry, reader)["data"]
+        assert (data["raised_by"], data["also_raised_by"], data["supervisor"], data["handler"]) == (
+            raised_by, also, None, None)
+        assert "chief-liu" not in str(data) and ("rider-zhao" if reader is WORKER else "rider-wang") not in str(data)
+    staff = envelope_for(entry, HANDLER)["data"]
+    assert staff["raised_by"] == "rider-wang" and staff["supervisor"] == "chief-liu"
 
 
 def test_an_unrated_resolution_asks_whoever_raised_it_for_feedback():

@@ -232,6 +232,8 @@ def w3_datetime(raw: str, name: str) -> datetime:
         raise Open311Error(400, f"{name}: must be a W3C date-time with its time zone, e.g. 2010-01-01T00:00:00Z")
     if parsed.tzinfo is None:
         raise Open311Error(400, f"{name}: give the time zone (Z or an offset such as +08:00)")
+    if not 1970 <= parsed.year <= 9000:  # the 90-day window around it must stay a date
+        raise Open311Error(400, f"{name}: must be a time between 1970 and 9000")
     return parsed
 
 
