@@ -223,6 +223,9 @@ def test_ids_override_the_other_filters_and_malformed_ids_match_nothing():
     ("start_date=2026-10-01T00:00:00", 400),  # no time zone
     ("start_date=2026-01-01T00:00:00Z&end_date=2026-12-01T00:00:00Z", 400),  # more than 90 days
     ("start_date=2026-12-01T00:00:00Z&end_date=2026-11-01T00:00:00Z", 400),
+    ("start_date=9999-12-31T00:00:00Z", 400),  # its 90-day window overflowed: a 500
+    ("end_date=0001-01-01T00:00:00Z", 400),
+    ("start_date=0001-01-01T00:00:00%2B08:00", 400),  # BSON overflowed in the service: a 502
     ("service_request_id=" + ",".join(f"a{i}" for i in range(201)), 400),
 ])
 def test_bad_filters_are_refused(query, status):
