@@ -21,8 +21,8 @@ from platform_contracts.appeal import (AcceptAppeal, AddNote, AppealCategory, Ap
 from platform_contracts.calendar import CalendarYear
 from platform_contracts.errors import InvalidValue, Unavailable
 from platform_contracts.problems import Rejected
-from service_kit import divisions
 from service_kit.actor_tokens import SigningProxy
+from service_kit.chassis import divisions
 from service_kit.chassis.base import ActorSigning, ChassisService
 from service_kit.chassis.entrypoints import command, query
 from service_kit.chassis.events import consumes

@@ -17,8 +17,8 @@ from platform_contracts.calendar import CalendarYear
 from platform_contracts.events import MemberCheckedIn
 from platform_contracts.station import (AdjustSupply, CancelActivity, RecordVisit, RegisterStation, ScheduleActivity,
                                         SetSupply, SignUp, StationFilter, UpdateStation, UtilisationQuery)
-from service_kit import divisions
 from service_kit.actor_tokens import SigningProxy
+from service_kit.chassis import divisions
 from service_kit.chassis.base import ActorSigning, ChassisService
 from service_kit.chassis.entrypoints import command, query
 from service_kit.chassis.events import consumes
