@@ -17,7 +17,7 @@ from appeal import domain
 from platform_testing import EventTap, wait_for
 from service_kit import nearby
 
-APPEALS = 2_000
+APPEALS = 600
 
 
 def overdue_appeal(now: datetime, department_id: str) -> dict:
@@ -53,7 +53,7 @@ def test_each_overdue_appeal_is_announced_exactly_once_across_a_kill(start_servi
         def announced() -> list[dict]:
             return [e for e in tap.drain() if e["subject"] in ids and e["type"] == "appeal.overdue"]
 
-        wait_for(lambda: len(announced()) >= 200, timeout=120, what="the sweep under way")
+        wait_for(lambda: len(announced()) >= 100, timeout=120, what="the sweep under way")
         first.kill()
         unflagged = db.appeals.count_documents({"overdue_at": {"$ne": None}})
         unpublished = db.outbox.count_documents({"published_at": None}) if "outbox" in db.list_collection_names() \
