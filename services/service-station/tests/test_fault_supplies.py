@@ -34,6 +34,9 @@ def lone_platform(mongodb_uri, start_service):
                 yield {"env": env, "rpc": proxy["service-station"], "db": client[env["MONGODB_SERVICE_STATION_DB"]]}
         finally:
             client.close()
+            # Stopped while their vhost is still there: without it a stopping service retries the
+            # broker until it is killed (30 s each).
+            start_service.stop_all()
 
 
 def test_a_crash_mid_burst_loses_no_adjustment_and_applies_none_twice(lone_platform, start_service):
