@@ -429,9 +429,9 @@ class Commands:
     def raise_overdue(self, uow, appeal_ids: list[str]) -> int:
         """Flag the appeals among `appeal_ids` that are past their deadline: `appeal.overdue` and
         `appeal.escalated`, once per deadline (the flags and the events commit together; another
-        replica's pass, or this one's after a crash, finds them flagged). Appeals that get the
-        same flag (one department, one status) are written in one update, and the counters move
-        once per department and district. The number flagged."""
+        replica's pass, or this one's after a crash, finds them flagged). Each write is just the
+        fields that change, and the counters move once per department and district. The number
+        flagged."""
         repo = self._repo(uow)
         departments: dict = {}
         counts: Counter = Counter()
@@ -452,7 +452,8 @@ class Commands:
             self._emit(uow, "appeal.escalated", appeal, department)
             counts[(dept_id, appeal["division"][:6])] += 1
         for changes, entries, ids in same_flag.values():
-            repo.flag_overdue(ids, changes, entries, domain.OVERDUE_STEPS)
+            for appeal_id in ids:
+                repo.flag_overdue(appeal_id, changes, entries, domain.OVERDUE_STEPS)
         for (dept_id, district), flagged in counts.items():
             repo.count_overdue(dept_id, district, flagged)
         uow.on_commit.append(lambda: [OVERDUE_RAISED.labels(district).inc(n) for (_, district), n in counts.items()])

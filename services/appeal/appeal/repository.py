@@ -82,11 +82,12 @@ class Repository(DocumentRepository):
         return list(self.db.appeals.find({"_id": {"$in": appeal_ids}}, {"contact": 0, "history": 0},
                                          session=self.session))
 
-    def flag_overdue(self, appeal_ids: list[str], changes: dict, entries: list[dict], versions: int) -> None:
-        """Write the same overdue flag on many appeals in one update: the fields that change, the
-        history entries added, the versions moved on. The caller read them in this transaction
-        and found them due; a concurrent change of any conflicts with it."""
-        self.db.appeals.update_many({"_id": {"$in": appeal_ids}}, {
+    def flag_overdue(self, appeal_id: str, changes: dict, entries: list[dict], versions: int) -> None:
+        """Write an overdue flag: the fields that change, the history entries added, the versions
+        moved on. By `_id` alone, one appeal at a time: SecantusDB answers `update_many` on
+        `_id $in [...]` by reading the whole collection (about 5 s a batch over 100,000). The
+        caller read the appeal in this transaction; a concurrent change conflicts with it."""
+        self.db.appeals.update_one({"_id": appeal_id}, {
             "$set": changes, "$inc": {"version": versions}, "$push": {"history": {"$each": entries}}},
             session=self.session)
 
