@@ -288,14 +288,21 @@ class Commands:
             repo.count_overdue(appeal.get("department"), appeal["division"][:6], -1)
             appeal["overdue_counted"] = False
 
+    @staticmethod
+    def _other_department(repo: Repository, appeal: dict, current: dict | None, department_id: str,
+                          actor: Actor) -> dict:
+        """The department an appeal is passed to: by those who may pass it, one serving its division."""
+        access.ensure_may_reroute(actor, appeal, current)
+        department = repo.department(department_id, "department_id")
+        access.ensure_serves(department, appeal["division"])
+        return department
+
     def accept(self, uow, appeal_id: str, command: AcceptAppeal, actor: Actor) -> dict:
         repo, appeal, department = self._load(uow, appeal_id)
         access.ensure_staff(actor, appeal, department)
         domain.ensure_may(appeal, "accept")
         if command.department_id and command.department_id != appeal.get("department"):
-            access.ensure_may_reroute(actor, appeal, department)
-            department = repo.department(command.department_id, "department_id")
-            access.ensure_serves(department, appeal["division"])
+            department = self._other_department(repo, appeal, department, command.department_id, actor)
             appeal["department"] = department["_id"]
         if department is None:
             raise InvalidValue("department_id", "the appeal was routed to no department: name the one that takes it")
@@ -312,9 +319,7 @@ class Commands:
         access.ensure_staff(actor, appeal, department)
         domain.ensure_may(appeal, "assign")
         if command.department_id and command.department_id != appeal.get("department"):
-            access.ensure_may_reroute(actor, appeal, department)
-            department = repo.department(command.department_id, "department_id")
-            access.ensure_serves(department, appeal["division"])
+            department = self._other_department(repo, appeal, department, command.department_id, actor)
             self._leave_overdue(repo, appeal)
             appeal.update(department=department["_id"], handler=None)
             if appeal["status"] == AppealStatus.assigned:
