@@ -6,8 +6,11 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from pymongo import AsyncMongoClient, MongoClient
 
 from service_kit import topology, tracing
@@ -105,4 +108,28 @@ def create_app(settings: Settings) -> FastAPI:
                    admin, industries, stream, ops, open311):
         app.include_router(module.router)
     app.include_router(appeals.router)
+    mount_console(app, Path(settings.console_dir))
     return app
+
+
+CONSOLE_MISSING = """<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>控制台未构建</title>
+<h1>控制台未构建 (console not built)</h1>
+<p>The operator console's files are not in {directory}: run <code>make install</code> (or
+<code>bash scripts/ensure_console.sh</code>) to build console/dist, or point CONSOLE_DIR at a build.</p></html>"""
+
+
+def mount_console(app: FastAPI, directory: Path) -> None:
+    """The operator console (console/, a single-page app) at /console/, outside the OpenAPI
+    document. Without its build the gateway still serves the API, and /console/ says why not."""
+    @app.get("/console", include_in_schema=False)
+    async def console_root() -> RedirectResponse:
+        return RedirectResponse("/console/")
+
+    if (directory / "index.html").is_file():
+        app.mount("/console", StaticFiles(directory=directory, html=True), name="console")
+        return
+    log.warning("no operator console in %s: /console/ answers 503 (make builds console/dist)", directory)
+
+    @app.get("/console/{path:path}", include_in_schema=False)
+    async def console_missing(path: str) -> HTMLResponse:
+        return HTMLResponse(CONSOLE_MISSING.format(directory=directory), status_code=503)

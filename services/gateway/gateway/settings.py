@@ -4,12 +4,15 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from service_kit.actor_tokens import GATEWAY, SIGNING_KEY_ENV, ActorSigner
 
 log = logging.getLogger(__name__)
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
+# The operator console's build in a checkout (make builds it), served at /console/.
+DEFAULT_CONSOLE_DIR = str(Path(__file__).resolve().parents[3] / "console" / "dist")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Settings:
     appeal_submissions_per_device: str = "10/hour"
     appeal_submissions_per_address: str = "30/hour"
     appeal_submissions_per_api_key: str = "1000/hour"
+    console_dir: str = DEFAULT_CONSOLE_DIR
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -86,6 +90,7 @@ class Settings:
             appeal_submissions_per_device=env.get("APPEAL_SUBMISSIONS_PER_DEVICE", "10/hour"),
             appeal_submissions_per_address=env.get("APPEAL_SUBMISSIONS_PER_ADDRESS", "30/hour"),
             appeal_submissions_per_api_key=env.get("APPEAL_SUBMISSIONS_PER_API_KEY", "1000/hour"),
+            console_dir=env.get("CONSOLE_DIR") or DEFAULT_CONSOLE_DIR,
         )
 
     def actor_signer(self) -> ActorSigner:
