@@ -6,9 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PACKAGES := -e libs -e libs/testing $(foreach service,$(wildcard services/*/pyproject.toml),-e $(dir $(service)))
 
-.PHONY: run test bench install clean-data
+.PHONY: run test bench install console clean-data
 
-install: $(STAMP)
+install: $(STAMP) console
+
+# The operator console's build (console/dist), which the gateway serves at /console/.
+console:
+	bash scripts/ensure_console.sh
 
 $(STAMP): requirements.txt libs/pyproject.toml libs/testing/pyproject.toml services/*/pyproject.toml
 	bash scripts/bootstrap.sh $(PYTHON) $(VENV)
@@ -16,13 +20,14 @@ $(STAMP): requirements.txt libs/pyproject.toml libs/testing/pyproject.toml servi
 	$(BIN)/pip install --quiet -r requirements.txt $(PACKAGES)
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(STAMP) console
 	$(BIN)/python scripts/run_platform.py
 
 test: $(STAMP)
 	bash scripts/ensure_rabbitmq.sh
 	bash scripts/ensure_deploy_tools.sh
 	bash scripts/ensure_node_tools.sh
+	bash scripts/ensure_console.sh --browser
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
