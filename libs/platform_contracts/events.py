@@ -23,6 +23,28 @@ class UnitEvent(Unit):
     model_config = ConfigDict(extra="allow")
 
 
+class UnitsImported(EventData):
+    """Units of one district registered by a ledger import, one event per batch and district
+    (an import of 230,000 units would otherwise be 230,000 `unit.registered`)."""
+    import_id: str
+    district: str
+    count: int
+    unit_ids: list[str]
+
+
+class ImportProgress(EventData):
+    """A ledger import's progress, for whoever started it (GET /imports/{id} has the same)."""
+    id: str
+    ledger: str
+    status: str
+    rows: int | None = None
+    imported: int
+    already_present: int
+    rejected: int
+    progress: float
+    created_by: str
+
+
 class OrganizationEvent(Organization):
     model_config = ConfigDict(extra="allow")
 
@@ -264,6 +286,7 @@ CATALOGUE: dict[str, tuple[str, type[BaseModel]]] = {
     "unit.registered": ("organization", UnitEvent),
     "unit.updated": ("organization", UnitEvent),
     "unit.deregistered": ("organization", UnitEvent),
+    "unit.imported": ("organization", UnitsImported),
     "organization.created": ("organization", OrganizationEvent),
     "organization.updated": ("organization", OrganizationEvent),
     "organization.unit_attached": ("organization", UnitAttachment),
@@ -309,6 +332,8 @@ CATALOGUE: dict[str, tuple[str, type[BaseModel]]] = {
     "appeal.merged": ("appeal", AppealEventData),
     "appeal.feedback_requested": ("appeal", AppealEventData),
     "notification.created": ("gateway", NotificationCreated),
+    "import.progressed": ("gateway", ImportProgress),
+    "import.finished": ("gateway", ImportProgress),
 }
 
 SOURCES = sorted({source for source, _ in CATALOGUE.values()})

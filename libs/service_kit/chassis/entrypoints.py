@@ -128,6 +128,27 @@ def parse_each(model, items, field: str, max_items: int) -> list:
     return parsed
 
 
+def parse_rows(model, rows, max_rows: int) -> tuple[list, list[dict]]:
+    """A batch of a ledger import: `rows` as `[{"row": n, "data": {...}}]`, each against `model`
+    on its own. The rows that fit, as `(n, parsed)`, and the others rejected with their fields
+    (as platform_contracts.ledgers.RejectedRow), so that a bad row never holds back the rest."""
+    if not isinstance(rows, list) or not 1 <= len(rows) <= max_rows:
+        raise InvalidValue("rows", f"must be a list of 1 to {max_rows} rows")
+    parsed, rejected = [], []
+    for index, item in enumerate(rows):
+        if not isinstance(item, dict) or not isinstance(item.get("row"), int) or not isinstance(item.get("data"), dict):
+            raise InvalidValue(("rows", index), "must be {row: <int>, data: <object>}")
+        try:
+            parsed.append((item["row"], model.model_validate(item["data"])))
+        except ValidationError as exc:
+            rejected.append({"row": item["row"], "errors": [
+                {"field": ".".join(str(part) for part in e["loc"]) or "data",
+                 "problem": "missing" if e["type"] == "missing" else "invalid",
+                 "detail": e["msg"].removeprefix("Value error, ")}
+                for e in exc.errors(include_input=False, include_url=False)]})
+    return parsed, rejected
+
+
 def query(model=None, *, body: str | None = "filters", path: str | Sequence[str] = ()):
     """A read: `method(self, <args>, actor)`, with `body` (if a model is given) validated
     as query parameters and `limit` checked as a page size."""

@@ -14,24 +14,27 @@ from fastapi.staticfiles import StaticFiles
 from pymongo import AsyncMongoClient, MongoClient
 
 from service_kit import topology, tracing
+from service_kit.pii import FieldCipher
 from service_kit.outbox import OutboxRelay
 
 from .appeal_guard import AppealGuard
 from .event_consumer import EventConsumer
 from .event_log import EventLog, purge_periodically
 from .fanout import Broadcaster
+from .ledgers.imports import ImportRunner, ImportStore, import_event
 from .login_guard import LoginGuard
 from .metrics import RequestMiddleware
 from .notifications import NOTIFICATION_SOURCE, NotificationStore
 from . import open311
 from .problems import install as install_problem_handlers
-from .routes import appeals
+from .routes import appeals, ledgers
 from .routes import (admin, coverage, industries, instructors, members, notifications, ops, organizations, stations,
                      stream, transfers, units, users)
 from .rate_limit import RateLimitMiddleware
 from .rpc import RpcClient
 from .settings import Settings
 from .tracing import TELEMETRY
+from .auth import Principal
 from .users import UserRepository
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,30 @@ async def ensure_indexes(db) -> None:
     await NotificationStore(db).ensure_indexes()
     await open311.ensure_indexes(db)
     await AppealGuard.ensure_indexes(db)
+    await ImportStore.ensure_indexes(db)
+
+
+def ledger_imports(app: FastAPI, db, settings: Settings, rpc: RpcClient, users: UserRepository,
+                   broadcaster: Broadcaster) -> ImportRunner:
+    """Imports run in the background of every replica. Uploads are sealed at rest under a key
+    derived from JWT_SECRET (a members ledger holds ID numbers), which every replica shares.
+    Progress events are logged by an event log writer of their own, as another replica's would be."""
+    secret = settings.jwt_secret.encode()
+    store = ImportStore(db, FieldCipher(secret))
+    progress_log = EventLog(db)
+
+    async def actor_of(user_id: str):
+        account = await users.by_id(user_id)
+        return Principal.of(account).actor if account and account.get("active", True) else None
+
+    async def log_event(event_type: str, job: dict) -> None:
+        await progress_log.append(import_event(event_type, job, NOTIFICATION_SOURCE))
+        broadcaster.notify()
+
+    runner = ImportRunner(store, rpc, actor_of, log_event, command_secret=secret)
+    runner.start()
+    app.state.imports, app.state.import_runner = store, runner
+    return runner
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -74,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
         consumer = EventConsumer(settings.amqp_uri, event_log, broadcaster, notification_store, relay.committed)
         await consumer.start()
         purger = asyncio.create_task(purge_periodically(event_log, settings.event_log_retention_hours))
+        import_runner = ledger_imports(app, db, settings, rpc, users_repo, broadcaster)
         app.state.settings, app.state.db, app.state.users = settings, db, users_repo
         app.state.rpc, app.state.broadcaster, app.state.consumer = rpc, broadcaster, consumer
         app.state.notifications = notification_store
@@ -82,6 +110,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await import_runner.stop()  # a job stopped mid-way resumes from its last batch
             purger.cancel()
             await consumer.stop()
             await asyncio.to_thread(relay.stop)  # marks what it has published
@@ -108,6 +137,7 @@ def create_app(settings: Settings) -> FastAPI:
                    admin, industries, stream, ops, open311):
         app.include_router(module.router)
     app.include_router(appeals.router)
+    app.include_router(ledgers.router)
     mount_console(app, Path(settings.console_dir))
     return app
 

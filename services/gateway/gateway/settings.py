@@ -47,6 +47,9 @@ class Settings:
     appeal_submissions_per_device: str = "10/hour"
     appeal_submissions_per_address: str = "30/hour"
     appeal_submissions_per_api_key: str = "1000/hour"
+    # Ledger imports (routes/ledgers.py): the largest file taken, and imports one account may have running.
+    import_max_bytes: int = 64 * 1024 * 1024
+    imports_running_per_user: int = 3
     console_dir: str = DEFAULT_CONSOLE_DIR
 
     @classmethod
@@ -90,6 +93,8 @@ class Settings:
             appeal_submissions_per_device=env.get("APPEAL_SUBMISSIONS_PER_DEVICE", "10/hour"),
             appeal_submissions_per_address=env.get("APPEAL_SUBMISSIONS_PER_ADDRESS", "30/hour"),
             appeal_submissions_per_api_key=env.get("APPEAL_SUBMISSIONS_PER_API_KEY", "1000/hour"),
+            import_max_bytes=int(env.get("IMPORT_MAX_BYTES", str(64 * 1024 * 1024))),
+            imports_running_per_user=int(env.get("IMPORTS_RUNNING_PER_USER", "3")),
             console_dir=env.get("CONSOLE_DIR") or DEFAULT_CONSOLE_DIR,
         )
 

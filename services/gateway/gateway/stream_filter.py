@@ -13,6 +13,7 @@ from .notifications import NOTIFICATION_CREATED, addressed_to
 MAX_TYPE_PATTERNS = 32
 STATION_EVENTS = "station."  # the type key of every station.* event (event_log.filter_keys)
 APPEAL_EVENTS = "appeal."  # and of every appeal.* event
+IMPORT_EVENTS = "import."  # a ledger import's progress: for whoever started it, and admins
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class EventFilter:
             if self.reader is not None and not addressed_to(audience, self.reader):
                 return False
             return entry.division is None or self._in_division(entry)
+        if entry.type.startswith(IMPORT_EVENTS):
+            return self.reader is None or self._of_own_import(entry)
         if self.reader is not None and self.reader.actor.role not in DIVISION_ROLES:
             return (self._of_managed_station(entry) or self._of_own_appeal(entry)) and self._in_division(entry)
         return self._in_division(entry)
@@ -48,14 +51,18 @@ class EventFilter:
         plain equality and `$in`, which SecantusDB answers from the index."""
         query = {}
         if self.reader is not None and self.reader.actor.role == Role.station_manager:
-            query["type_keys"] = {"$in": [NOTIFICATION_CREATED, STATION_EVENTS, APPEAL_EVENTS]}
+            query["type_keys"] = {"$in": [NOTIFICATION_CREATED, STATION_EVENTS, APPEAL_EVENTS, IMPORT_EVENTS]}
         elif self.reader is not None and self.reader.actor.role not in DIVISION_ROLES:
-            query["type_keys"] = {"$in": [NOTIFICATION_CREATED, APPEAL_EVENTS]}
+            query["type_keys"] = {"$in": [NOTIFICATION_CREATED, APPEAL_EVENTS, IMPORT_EVENTS]}
         elif self.types and None not in (keys := [_type_key(p) for p in self.types]):
             query["type_keys"] = {"$in": keys}
         if self.division is not None:  # notifications without a division pass a division filter
             query["division_keys"] = {"$in": [self.division, NO_DIVISION]}
         return query
+
+    def _of_own_import(self, entry: LogEntry) -> bool:
+        data = entry.envelope.get("data")
+        return self.reader.actor.is_admin or (isinstance(data, dict) and data.get("created_by") == self.reader.id)
 
     def _of_managed_station(self, entry: LogEntry) -> bool:
         return (entry.type.startswith(STATION_EVENTS) and self.reader.actor.role == Role.station_manager

@@ -10,6 +10,7 @@ from platform_contracts.organization import (
 )
 from platform_contracts.actors import Actor
 from platform_contracts.errors import Conflict, Field, InvalidValue, NotFound
+from platform_contracts.ledgers import BatchOutcome, RejectedRow, RowError, RowProblem
 from service_kit.documents import new_id
 from service_kit.pii import FieldCipher, mask_phone
 
@@ -81,12 +82,7 @@ class Commands:
         repo = self._repo(uow)
         self._require_known_division(repo, command.division)
         self._require_known_industry(repo, command.industry)
-        unit = domain.refresh_unit({
-            "_id": new_id(), **command.model_dump(mode="json"),
-            "full_members": 0, "probationary_members": 0,
-            "organization_ids": [], "standalone_organization_ids": [], "instructor_id": None,
-            "status": UnitStatus.active.value, "registered_at": uow.now, "updated_at": uow.now,
-        })
+        unit = self._new_unit(uow, command)
         repo.insert_unit(unit)
         self._emit_unit(uow, "unit.registered", unit)
         projection.apply_unit_changes(uow, repo, [(None, unit)], "unit.registered")
@@ -101,17 +97,66 @@ class Commands:
                 raise InvalidValue(("units", index, "division"),
                                        f"unknown division: district {command.division[:6]} is not registered")
             self._require_known_industry(repo, command.industry, ("units", index, "industry"))
-        units = [domain.refresh_unit({
-            "_id": new_id(), **command.model_dump(mode="json"),
-            "full_members": 0, "probationary_members": 0,
-            "organization_ids": [], "standalone_organization_ids": [], "instructor_id": None,
-            "status": UnitStatus.active.value, "registered_at": uow.now, "updated_at": uow.now,
-        }) for command in commands]
+        units = [self._new_unit(uow, command) for command in commands]
         repo.insert_units(units)
         for unit in units:
             self._emit_unit(uow, "unit.registered", unit)
         projection.apply_unit_changes(uow, repo, [(None, unit) for unit in units], "unit.registered", report_level=6)
         return [as_resource(unit) for unit in units]
+
+    def import_units(self, uow, import_id: str, rows: list[tuple[int, RegisterUnit]], actor: Actor) -> dict:
+        """A batch of a ledger import (台账导入), row by row: imported, already registered (its
+        credit code: a file uploaded again imports nothing twice), or rejected with its reasons.
+        The good rows are written together, with one counter update for the batch and one
+        `unit.imported` per district instead of an event per unit."""
+        repo = self._repo(uow)
+        outcome = BatchOutcome()
+        candidates: list[tuple[int, RegisterUnit]] = []
+        for row, command in rows:
+            errors = []
+            if not actor.covers_division(command.division):
+                errors.append(RowError(field="division", problem=RowProblem.outside_scope))
+            elif not repo.division_known(command.division[:6]):
+                errors.append(RowError(field="division", problem=RowProblem.unknown_division,
+                                       detail=f"district {command.division[:6]} is not registered"))
+            if not repo.industry_known(command.industry):
+                errors.append(RowError(field="industry", problem=RowProblem.unknown_industry))
+            if errors:
+                outcome.rejected.append(RejectedRow(row=row, errors=errors))
+            else:
+                candidates.append((row, command))
+        registered = repo.registered_credit_codes([command.credit_code for _, command in candidates])
+        units, seen = [], set()
+        for row, command in candidates:
+            if command.credit_code in registered:
+                outcome.present.append(row)
+            elif command.credit_code in seen:
+                outcome.rejected.append(RejectedRow(row=row, errors=[
+                    RowError(field="credit_code", problem=RowProblem.duplicate_in_file)]))
+            else:
+                seen.add(command.credit_code)
+                outcome.imported.append(row)
+                units.append(self._new_unit(uow, command))
+        if units:
+            repo.insert_new_units(units)
+            by_district: dict[str, list[str]] = {}
+            for unit in units:
+                by_district.setdefault(unit["division"][:6], []).append(unit["_id"])
+            for district, unit_ids in sorted(by_district.items()):
+                uow.emit("unit.imported", subject=import_id, division=district, data={
+                    "import_id": import_id, "district": district, "count": len(unit_ids), "unit_ids": unit_ids})
+            projection.apply_unit_changes(uow, repo, [(None, unit) for unit in units], "unit.imported",
+                                          report_level=6)
+        return outcome.model_dump(mode="json")
+
+    @staticmethod
+    def _new_unit(uow, command: RegisterUnit) -> dict:
+        return domain.refresh_unit({
+            "_id": new_id(), **command.model_dump(mode="json"),
+            "full_members": 0, "probationary_members": 0,
+            "organization_ids": [], "standalone_organization_ids": [], "instructor_id": None,
+            "status": UnitStatus.active.value, "registered_at": uow.now, "updated_at": uow.now,
+        })
 
     def update_unit(self, uow, unit_id: str, changes: UpdateUnit, actor: Actor) -> dict:
         repo = self._repo(uow)

@@ -100,12 +100,22 @@ class Repository(DocumentRepository):
             if code in seen:
                 raise InvalidValue(("units", index, "credit_code"), f"same credit code as units[{seen[code]}]")
             seen[code] = index
-        taken = {d["credit_code"] for d in self.db.units.find({"credit_code": {"$in": codes}}, {"credit_code": 1},
-                                                               session=self.session)}
+        taken = self.registered_credit_codes(codes)
         if taken:
             raise Conflict(f"{len(taken)} of these credit codes are already registered",
                            fields=[(("units", i, "credit_code"), "already registered")
                                    for i, code in enumerate(codes) if code in taken])
+        self.insert_new_units(units)
+
+    def registered_credit_codes(self, codes: list[str]) -> set[str]:
+        """Those of `codes` a unit is registered under."""
+        if not codes:
+            return set()
+        return {d["credit_code"] for d in self.db.units.find({"credit_code": {"$in": codes}}, {"credit_code": 1},
+                                                            session=self.session)}
+
+    def insert_new_units(self, units: list[dict]) -> None:
+        """Units whose credit codes were checked in this transaction (registered_credit_codes)."""
         self.db.units.insert_many(units, ordered=True, session=self.session)
 
     def save_unit(self, unit: dict) -> None:

@@ -15,9 +15,10 @@ from platform_contracts.organization import (
     InstructorFilter, OrganizationFilter, RegisterDivision, RegisterIndustry, RegisterUnit, UnitFilter,
     UpdateOrganization, UpdateUnit,
 )
+from platform_contracts.ledgers import IMPORT_BATCH_MAX_ROWS
 from platform_contracts.problems import parse_or_reject
 from service_kit.chassis.base import ChassisService, FieldCipherProvider, StoreProvider
-from service_kit.chassis.entrypoints import command, operation, parse_each, query
+from service_kit.chassis.entrypoints import command, operation, parse_each, parse_rows, query
 from service_kit.chassis.events import consumes
 
 from . import domain, reconciliation
@@ -82,6 +83,12 @@ class OrganizationService(ChassisService):
     def register_units(self, uow, commands, actor):
         return {"items": self.commands.register_units(uow, parse_each(RegisterUnit, commands, "units", BULK_MAX_UNITS),
                                                       actor)}
+
+    @command(body=None)
+    def import_units(self, uow, import_id, rows, actor):
+        parsed, rejected = parse_rows(RegisterUnit, rows, IMPORT_BATCH_MAX_ROWS)
+        outcome = self.commands.import_units(uow, str(import_id), parsed, actor)
+        return {**outcome, "rejected": rejected + outcome["rejected"]}
 
     @command(UpdateUnit, body="changes", path="unit_id")
     def update_unit(self, uow, unit_id, changes, actor):
