@@ -9,7 +9,6 @@ unit with 2, so the transfer clears the one and raises the other, and `coverage.
 on both sides."""
 
 import os
-import random
 import uuid
 from datetime import date, timedelta
 
@@ -17,8 +16,7 @@ import httpx
 import pymongo
 import pytest
 
-from platform_contracts.member import id_number_check_character
-from platform_testing import credit_code, wait_for
+from platform_testing import credit_code, new_id_number, new_phone, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -26,16 +24,6 @@ PASSWORD = "s3cret-pass"
 
 
 # ---- helpers -------------------------------------------------------------------------------
-
-def new_id_number(district: str = "370113") -> str:
-    born = date(1970, 1, 1) + timedelta(days=random.randrange(15000))
-    body = f"{district}{born:%Y%m%d}{random.randrange(1000):03d}"
-    return body + id_number_check_character(body)
-
-
-def new_phone() -> str:
-    return f"13{random.randrange(10**9):09d}"
-
 
 def created(response: httpx.Response) -> dict:
     assert response.status_code == 201, response.text

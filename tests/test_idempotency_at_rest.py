@@ -7,21 +7,14 @@ import json
 import os
 import random
 import uuid
-from datetime import date, timedelta
 
 import pymongo
 import pytest
 
 from gateway.idempotency import canonical_request
-from platform_contracts.member import id_number_check_character
-from platform_testing import credit_code
+from platform_testing import credit_code, new_id_number
 
 pytestmark = pytest.mark.slow
-
-
-def new_id_number() -> str:
-    body = f"370113{date(1970, 1, 1) + timedelta(days=random.randrange(15000)):%Y%m%d}{random.randrange(1000):03d}"
-    return body + id_number_check_character(body)
 
 
 def test_idempotency_fingerprint_at_rest_is_not_a_plain_sha256_of_the_body(platform):

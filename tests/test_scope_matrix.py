@@ -13,7 +13,6 @@ Known authorization bugs stay visible as strict xfails (KNOWN_BUGS below): the c
 the bug is fixed, then the xfail itself fails and is removed."""
 
 import json
-import random
 import re
 import threading
 import uuid
@@ -23,8 +22,7 @@ import chinese_calendar
 import httpx
 import pytest
 
-from platform_contracts.member import id_number_check_character
-from platform_testing import credit_code, wait_for
+from platform_testing import credit_code, new_id_number, new_phone, wait_for
 from tests import scope_matrix as M
 
 pytestmark = pytest.mark.slow
@@ -44,16 +42,6 @@ KNOWN_BUGS: dict[tuple[str, str, str], str] = {}
 
 
 # ---- fresh valid values --------------------------------------------------------------------
-
-def new_id_number(district: str) -> str:
-    born = date(1970, 1, 1) + timedelta(days=random.randrange(15000))
-    body = f"{district}{born:%Y%m%d}{random.randrange(1000):03d}"
-    return body + id_number_check_character(body)
-
-
-def new_phone() -> str:
-    return f"13{random.randrange(10**9):09d}"
-
 
 def fresh_name(prefix: str = "矩阵") -> str:
     return f"{prefix}{uuid.uuid4().hex[:6]}"

@@ -32,7 +32,7 @@ from amqp.exceptions import AccessRefused
 from kombu import Connection, Exchange, Queue
 
 from platform_contracts.events import CATALOGUE
-from platform_testing import credit_code, wait_for
+from platform_testing import credit_code, new_id_number, wait_for
 from service_kit import broker_permissions as bp
 from service_kit import registry, topology
 from service_kit.broker_permissions import KEDA, RPC_EXCHANGE
@@ -504,17 +504,6 @@ def created(response: httpx.Response) -> dict:
 def ok(response: httpx.Response) -> dict:
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def new_id_number(district: str) -> str:
-    import random
-    from datetime import date, timedelta
-
-    from platform_contracts.member import id_number_check_character
-
-    born = date(1970, 1, 1) + timedelta(days=random.randrange(15000))
-    body = f"{district}{born:%Y%m%d}{random.randrange(1000):03d}"
-    return body + id_number_check_character(body)
 
 
 def test_the_platform_runs_each_service_on_its_own_user(broker, tls, start_service, mongodb_uri):

@@ -6,13 +6,13 @@ image), a pytest plugin (see plugin.py for its fixtures) and these helpers:
   close_broker_connections, queue_consumers
 - processes: ServiceProcess, ServiceStarter, metric_value
 - events: EventTap, rpc_cluster, register_rejected
-- factories: credit_code
+- factories: credit_code, new_id_number, new_phone
 - fake_uow: FakeUnitOfWork, fake_database (imported on first use: it loads mongomock and
   the service kit's store)
 """
 
 from .events import EventTap, register_rejected, rpc_cluster
-from .factories import credit_code
+from .factories import credit_code, new_id_number, new_phone
 from .infrastructure import (
     DEFAULT_AMQP_URI, broker_connections, close_broker_connections, mongo_ready, mongodb_server, queue_consumers,
     rabbit_vhost, start_secantus,
@@ -34,6 +34,6 @@ def __getattr__(name: str):
 __all__ = [
     "DEFAULT_AMQP_URI", "EventTap", "FakeUnitOfWork", "QUICK_ENV", "ServiceProcess", "ServiceStarter",
     "broker_connections", "close_broker_connections", "credit_code", "fake_database", "free_port", "metric_value",
-    "mongo_ready", "mongodb_server", "queue_consumers", "rabbit_vhost", "register_rejected", "rpc_cluster",
-    "start_secantus", "wait_for",
+    "mongo_ready", "mongodb_server", "new_id_number", "new_phone", "queue_consumers", "rabbit_vhost",
+    "register_rejected", "rpc_cluster", "start_secantus", "wait_for",
 ]
