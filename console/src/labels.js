@@ -32,7 +32,7 @@ export const APPEAL_ACTION = {
   submitted: '提交', accepted: '受理', accept: '受理', assigned: '分派', assign: '分派', resolved: '办结',
   resolve: '办结', rated: '评价', rate: '评价', reopened: '重新办理', reopen: '重新办理', rejected: '不予受理',
   reject: '不予受理', closed: '关闭', close: '关闭', overdue: '超期', escalated: '升级督办', merged: '合并',
-  note: '备注', rerouted: '转办',
+  note: '备注', rerouted: '转办', routed: '自动分派',
 }
 export const TRANSFER_STATUS = {
   requested: '待审批', approved: '已开具介绍信', received: '已接收', completed: '已报到', rejected: '已退回',
@@ -42,6 +42,10 @@ export const TRANSFER_ACTION = {
   approve: '审批通过', receive: '接收', 'report-in': '确认报到', reject: '退回', cancel: '撤销',
 }
 
+export const ACTOR = { system: '系统', anonymous: '匿名' }
+
 export const label = (table, key) => (key == null ? '—' : table[key] || key)
+// Notification texts come as "中文 / English" (gateway/notifications.py): the console shows the Chinese.
+export const chinese = (text) => text.split(/(?<=。)\/ | \/ /)[0]
 export const percent = (rate) => `${(100 * (rate || 0)).toFixed(1)}%`
 export const dateTime = (value) => (value ? new Date(value).toLocaleString('zh-CN', { hour12: false }) : '—')
