@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := -e libs -e libs/testing $(foreach service,$(wildcard services/*/pyproject.toml),-e $(dir $(service)))
+PACKAGES := -e libs -e libs/testing $(foreach service,$(wildcard services/*/pyproject.toml),-e $(dir $(service))) -e cli
 
 .PHONY: run test bench install console clean-data
 
