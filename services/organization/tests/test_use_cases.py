@@ -106,3 +106,37 @@ def test_a_unit_stored_with_an_unregistered_industry_keeps_it_but_cannot_move_to
     with pytest.raises(InvalidValue) as refused, fake_uow("organization") as uow:
         commands.update_unit(uow, unit["id"], UpdateUnit(industry="另一个未登记行业"), ADMIN)
     assert refused.value.field == ("industry",)
+
+
+def test_an_import_batch_takes_each_row_on_its_own_with_one_counter_update_and_one_event_per_district(
+        commands, fake_uow, db):
+    taken, _ = register_unit(commands, fake_uow)
+
+    def row(n, **fields):
+        return n, RegisterUnit(**{"credit_code": credit_code(STREET), "name": f"网点{n}", "type": "enterprise",
+                                  "industry": "express", "division": STREET + "001", **fields})
+    rows = [row(2), row(3, division="370112001001"), row(4, credit_code=taken["credit_code"]),
+            row(5, division="110101001001"), row(6, industry="nosuchindustry"), row(7)]
+    rows.append(row(8, credit_code=rows[0][1].credit_code))  # the same code twice in one batch
+    with fake_uow("organization") as uow:
+        outcome = commands.import_units(uow, "imp1", rows, Actor.parse({"username": "op", "role": "operator",
+                                                                         "scope": "3701"}))
+
+    assert (outcome["imported"], outcome["present"]) == ([2, 3, 7], [4])
+    assert {r["row"]: [(e["field"], e["problem"]) for e in r["errors"]] for r in outcome["rejected"]} == {
+        5: [("division", "outside_scope")], 6: [("industry", "unknown_industry")],
+        8: [("credit_code", "duplicate_in_file")]}
+    assert uow.event_types == ["unit.imported", "unit.imported", "coverage.changed", "coverage.changed"]
+    imported = {e.data["district"]: e.data for e in uow.events if e.type == "unit.imported"}
+    assert {d: data["count"] for d, data in imported.items()} == {"370112": 1, "370113": 2}
+    assert counts(db, "370113")["units"] == 3 and counts(db, "370112")["units"] == 1
+    assert db.units.count_documents({}) == 4
+
+
+def test_an_import_batch_rejects_rows_outside_the_operators_scope(commands, fake_uow, db):
+    command = RegisterUnit(credit_code=credit_code(STREET), name="网点", type="enterprise", industry="express",
+                           division=STREET + "001")
+    with fake_uow("organization") as uow:
+        outcome = commands.import_units(uow, "imp2", [(2, command)], LICHENG_OPERATOR)
+    assert outcome["imported"] == [] and outcome["rejected"][0]["errors"][0]["problem"] == "outside_scope"
+    assert uow.event_types == [] and db.units.count_documents({}) == 0

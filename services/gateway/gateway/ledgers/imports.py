@@ -42,7 +42,7 @@ from .workbook import UnreadableFile, is_blank, read_table
 log = logging.getLogger(__name__)
 
 REPLICA = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-LEASE_SECONDS = 30.0
+LEASE_SECONDS = 10.0  # renewed every third of it while a job runs: a dead runner's job waits no longer
 PROGRESS_EVENT_SECONDS = 1.0  # at most one import.progressed a second per import
 ROW_CALLS_AT_ONCE = 8  # members and stations: rows in flight at once, each its own command
 RETRY_SECONDS = (1, 2, 5, 10, 30)  # a batch the platform could not take now (503, timeout) is sent again
@@ -129,6 +129,11 @@ class ImportStore:
                       "lease_until": now + timedelta(seconds=LEASE_SECONDS)}},
             return_document=ReturnDocument.AFTER)
 
+    async def renew_lease(self, job: dict, now: datetime) -> bool:
+        renewed = await self.imports.update_one({"_id": job["_id"], "lease_holder": REPLICA},
+                                                {"$set": {"lease_until": now + timedelta(seconds=LEASE_SECONDS)}})
+        return renewed.matched_count == 1
+
     async def record_batch(self, job: dict, batch: int, outcome: BatchOutcome, rejected_cells: dict[int, list],
                            spec: LedgerSpec, now: datetime) -> dict | None:
         """The batch's rejected rows, then its counts and the next batch's position, once: None
@@ -142,7 +147,7 @@ class ImportStore:
                 await self.rejections.insert_many(documents, ordered=False)
         return await self.imports.find_one_and_update(
             {"_id": job["_id"], "lease_holder": REPLICA, "next_batch": batch},
-            {"$set": {"next_batch": batch + 1, "lease_until": now + timedelta(seconds=LEASE_SECONDS)},
+            {"$set": {"next_batch": batch + 1},
              "$inc": {"imported": len(outcome.imported), "already_present": len(outcome.present),
                       "rejected": len(outcome.rejected)}},
             return_document=ReturnDocument.AFTER)
@@ -228,12 +233,28 @@ class ImportRunner:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
                 continue
+            run = asyncio.create_task(self.run(job))
+            heartbeat = asyncio.create_task(self._keep_lease(job, run))
             try:
-                await self.run(job)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the lease lapses and the job is taken up again
-                log.exception("imports: import %s stopped; it resumes once its lease lapses", job["_id"])
+                await asyncio.wait([run])
+            finally:  # stopping the gateway stops the job where it is: it resumes from its last batch
+                heartbeat.cancel()
+                run.cancel()
+            if run.cancelled():
+                log.warning("imports: import %s lost its lease; another replica has it", job["_id"])
+            elif run.exception() is not None:  # the lease lapses and the job is taken up again
+                log.error("imports: import %s stopped; it resumes once its lease lapses", job["_id"],
+                          exc_info=run.exception())
+
+    async def _keep_lease(self, job: dict, run: asyncio.Task) -> None:
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            try:
+                if not await self.store.renew_lease(job, _now()):
+                    run.cancel()
+                    return
+            except Exception:  # the database away: the batch's own write fails too, and says so
+                log.warning("imports: could not renew the lease of import %s", job["_id"])
 
     async def run(self, job: dict) -> None:
         log.info("imports: running import %s (%s, batch %d on)", job["_id"], job["ledger"], job["next_batch"])

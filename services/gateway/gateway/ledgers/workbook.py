@@ -9,6 +9,7 @@ from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from python_calamine import CalamineWorkbook
 
@@ -79,10 +80,23 @@ def workbook_bytes(sheets: Iterable[tuple[str, Sequence[Any], Iterable[Sequence[
             header_cells.append(cell)
         sheet.append(header_cells)
         for row in rows:
-            sheet.append(list(row))
+            sheet.append([_safe(sheet, value) for value in row])
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()
+
+
+def _safe(sheet, value: Any) -> Any:
+    """A value as a literal cell: text that a workbook cannot hold (control characters) dropped,
+    and text that Excel would run as a formula ("=HYPERLINK(...)" typed as a unit's name) kept text."""
+    if not isinstance(value, str):
+        return value
+    value = ILLEGAL_CHARACTERS_RE.sub("", value)
+    if not value.startswith("="):
+        return value
+    cell = WriteOnlyCell(sheet, value=value)
+    cell.data_type = "s"
+    return cell
 
 
 def template(spec: LedgerSpec) -> bytes:
