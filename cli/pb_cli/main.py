@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from . import __version__, credentials, render
-from .client import API_PREFIX, NotSignedIn, PbError, Platform
+from .client import API_PREFIX, ApiRefused, NotSignedIn, PbError, Platform
 from .credentials import Credentials
 
 LEDGERS = ("units", "members", "stations")
@@ -44,9 +44,7 @@ class PbGroup(click.Group):
 
 
 def error_lines(error: PbError) -> list[str]:
-    if error.exit_code == 1 and "status" in error.problem:
-        return render.problem_lines(error.problem)
-    return [error.message]
+    return render.problem_lines(error.problem) if isinstance(error, ApiRefused) else [error.message]
 
 
 def remember_json(ctx: click.Context, _param, value: bool) -> bool:
@@ -123,11 +121,7 @@ def login(url, username, password_stdin, as_json):
     platform = connect(url, signed_in=False)
     token = platform.call("POST", "/auth/token", json={"username": username, "password": password}, login=True)
     expires_at = datetime.now(timezone.utc) + timedelta(seconds=token["expires_in"])
-    me = Platform(platform.url, token["access_token"], transport=click.get_current_context().obj.get("transport"))
-    try:
-        user = me.call("GET", "/me")
-    finally:
-        me.close()
+    user = platform.call("GET", "/me", headers={"Authorization": f"Bearer {token['access_token']}"})
     path = credentials.save(Credentials(url=platform.url, token=token["access_token"], username=user["username"],
                                         expires_at=expires_at.isoformat(timespec="seconds")))
     if as_json:
@@ -380,9 +374,12 @@ def list_imports(url, limit, as_json):
     items = connect(url).call("GET", "/imports", params={"limit": limit})["items"]
     if as_json:
         click.echo(render.as_json(items))
-    elif items:
-        stdout().print(render.imports_table(items, IMPORT_STATES, LEDGER_NAMES))
-    else:
+        return
+    # Two lines each rather than a table: the 32-character ids leave a table no room in 80 columns.
+    for item in items:
+        click.echo(f"{item['id']}  {import_state(item)}  开始于 {render.local_time(item['created_at'])}")
+        click.echo(f"  {LEDGER_NAMES[item['ledger']]} {item['filename']}，{import_counts(item)}")
+    if not items:
         click.echo("还没有导入")
 
 

@@ -135,17 +135,6 @@ def dead_letters_table(service: str, items: list[dict]) -> Table:
     return table
 
 
-def imports_table(items: list[dict], states: dict[str, str], ledgers: dict[str, str]) -> Table:
-    table = Table(title=f"最近的导入 · {len(items)} 次")
-    for header in ("导入 ID", "台账", "文件", "状态", "行数", "导入", "已存在", "出错", "开始时间"):
-        table.add_column(header, overflow="fold")
-    for item in items:
-        table.add_row(item["id"], ledgers.get(item["ledger"], item["ledger"]), item["filename"],
-                      states.get(item["status"], item["status"]), cell(item.get("rows")), str(item["imported"]),
-                      str(item["already_present"]), str(item["rejected"]), local_time(item["created_at"]))
-    return table
-
-
 def shortened(text: str | None, limit: int = 80) -> str:
     if not text:
         return "-"
