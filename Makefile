@@ -14,7 +14,7 @@ install: $(STAMP) console
 console:
 	bash scripts/ensure_console.sh
 
-$(STAMP): requirements.txt libs/pyproject.toml libs/testing/pyproject.toml services/*/pyproject.toml
+$(STAMP): requirements.txt libs/pyproject.toml libs/testing/pyproject.toml services/*/pyproject.toml cli/pyproject.toml
 	bash scripts/bootstrap.sh $(PYTHON) $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt $(PACKAGES)

@@ -50,6 +50,7 @@ class Settings:
     # Ledger imports (routes/ledgers.py): the largest file taken, and imports one account may have running.
     import_max_bytes: int = 64 * 1024 * 1024
     imports_running_per_user: int = 3
+    exports_per_user: str = "60/hour"  # each reads a whole ledger: thousands of RPC pages for a district
     console_dir: str = DEFAULT_CONSOLE_DIR
 
     @classmethod
@@ -95,6 +96,7 @@ class Settings:
             appeal_submissions_per_api_key=env.get("APPEAL_SUBMISSIONS_PER_API_KEY", "1000/hour"),
             import_max_bytes=int(env.get("IMPORT_MAX_BYTES", str(64 * 1024 * 1024))),
             imports_running_per_user=int(env.get("IMPORTS_RUNNING_PER_USER", "3")),
+            exports_per_user=env.get("EXPORTS_PER_USER", "60/hour"),
             console_dir=env.get("CONSOLE_DIR") or DEFAULT_CONSOLE_DIR,
         )
 

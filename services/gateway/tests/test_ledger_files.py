@@ -92,3 +92,22 @@ def test_formula_injection_in_exports_is_written_as_text_and_control_characters_
     workbook = load_workbook(io.BytesIO(content))
     assert workbook.active["A2"].data_type == "s" and workbook.active["A2"].value.startswith("=HYPERLINK")
     assert workbook.active["A3"].value == "坏字符"
+
+
+def test_exports_are_limited_per_account_with_a_retry_after():
+    from types import SimpleNamespace
+
+    from gateway.auth import Principal
+    from gateway.problems import ApiProblem
+    from gateway.routes.ledgers import _limit_exports
+    from platform_contracts.actors import Actor
+
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(
+        settings=SimpleNamespace(exports_per_user="2/hour"))))
+    caller = Principal(id="u-export-limit", actor=Actor.parse({"username": "op", "role": "operator", "scope": "3701"}))
+    _limit_exports(request, caller)
+    _limit_exports(request, caller)
+    with pytest.raises(ApiProblem) as refused:
+        _limit_exports(request, caller)
+    assert refused.value.status == 429 and int(refused.value.headers["Retry-After"]) > 0
+    _limit_exports(request, Principal(id="u-other", actor=caller.actor))  # another account is not held back

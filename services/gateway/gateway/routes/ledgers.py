@@ -2,11 +2,16 @@
 templates, and exports of the ledgers and the coverage tables to `.xlsx`."""
 
 import asyncio
+import math
+import time
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from platform_contracts.actors import DIVISION_ROLES, Role
 from platform_contracts.ledgers import Import, ImportStatus, Ledger
@@ -34,11 +39,21 @@ LEDGER_ROLES = {
 EXPORT_PAGE = 500
 UNFINISHED = [ImportStatus.queued.value, ImportStatus.running.value]
 REFUSED = {403: {"description": "your role may not import or export this ledger"}}
+# Per replica, in memory, like the general request limits (rate_limit.py): a bound, not a quota.
+_EXPORTS = MovingWindowRateLimiter(MemoryStorage())
 
 
 def _may(caller: Principal, ledger: Ledger) -> None:
     if caller.actor.role not in LEDGER_ROLES[ledger]:
         raise ApiProblem.of(403, f"your role ({caller.actor.role}) may not import or export the {ledger} ledger")
+
+
+def _limit_exports(request: Request, caller: Principal) -> None:
+    limit = parse(request.app.state.settings.exports_per_user)
+    if not _EXPORTS.hit(limit, "exports", caller.id):
+        reset = _EXPORTS.get_window_stats(limit, "exports", caller.id).reset_time
+        raise ApiProblem.of(429, f"at most {limit} exports per account: try again later",
+                            headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))})
 
 
 def _resource(job: dict) -> dict:
@@ -136,12 +151,14 @@ ExportName = Annotated[str, Path(pattern=r"^(units|members|stations|coverage)\.x
 
 @router.get("/exports/{name}", response_class=Response,
             summary="A ledger (units, members, stations) or the coverage tables as .xlsx, narrowed to your scope",
-            responses={200: {"content": {XLSX_MEDIA_TYPE: {}}}, **REFUSED})
+            responses={200: {"content": {XLSX_MEDIA_TYPE: {}}}, **REFUSED,
+                       429: {"description": "more exports than EXPORTS_PER_USER"}})
 async def export(request: Request, name: ExportName, caller: Anyone, rpc: Rpc,
                  division: Annotated[DivisionPrefix | None, Query()] = None,
                  by: Annotated[str | None, Query(pattern=r"^(division|industry|type)$",
                                                  description="coverage only: one breakdown (default: all three)")] = None):
     what = name.removesuffix(".xlsx")
+    _limit_exports(request, caller)
     if what == "coverage":
         if caller.actor.role not in DIVISION_ROLES:
             raise ApiProblem.of(403, "coverage is for operators and admins")
