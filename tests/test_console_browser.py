@@ -12,12 +12,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 from tests.harness import ROOT
 from tests.test_e2e_transfers import PASSWORD, created, full_member, joint_branch, ok, unit_body
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +29,8 @@ LIVE_WITHIN_MS = 3_000  # "within a second or two" of the POST, with room for a 
 @pytest.fixture(scope="module")
 def browser():
     assert CHROMIUM.exists(), "no /usr/bin/chromium: make test installs it (scripts/ensure_console.sh --browser)"
-    with playwright_api.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
+        # No sandbox: make test runs as root (CI does), where chromium refuses to start with one.
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield browser
         browser.close()

@@ -22,7 +22,12 @@ export async function api(path, { method = 'GET', query, body } = {}) {
   if (body !== undefined) headers['Content-Type'] = 'application/json'
   const response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) })
   const text = await response.text()
-  const data = text ? JSON.parse(text) : null
+  let data = null
+  try {
+    data = text ? JSON.parse(text) : null
+  } catch {  // not the gateway's JSON (a proxy's error page): its start is the detail
+    data = { detail: text.slice(0, 200) }
+  }
   if (!response.ok) {
     if (response.status === 401 && session.token) {
       signOut()

@@ -32,8 +32,7 @@ function matches(pattern, type) {
   return pattern.endsWith('.*') ? type.startsWith(pattern.slice(0, -1)) : pattern === type
 }
 
-function deliver(message) {
-  const event = JSON.parse(message.data)
+function dispatch(event) {
   for (const listener of listeners) {
     if (listener.patterns.some((p) => matches(p, event.type))) listener.handler(event)
   }
@@ -45,9 +44,11 @@ export function openStream() {
   source = new EventSource(`${API}/events/stream?${query}`)
   source.onopen = () => { streamState.connected = true }
   source.onerror = () => { streamState.connected = false }
-  for (const type of Object.keys(FOLLOWED).flatMap(typesOf)) source.addEventListener(type, deliver)
-  // Events were missed (past the log's retention): every view reloads what it shows.
-  source.addEventListener('stream.gap', () => listeners.forEach((l) => l.handler({ type: 'stream.gap' })))
+  for (const type of Object.keys(FOLLOWED).flatMap(typesOf)) {
+    source.addEventListener(type, (message) => dispatch(JSON.parse(message.data)))
+  }
+  // Events were missed (past the log's retention): views that follow `stream.gap` reload what they show.
+  source.addEventListener('stream.gap', () => dispatch({ type: 'stream.gap' }))
   // The gateway's last word when the token expired or the account changed: sign in again.
   source.addEventListener('stream.closed', () => {
     closeStream()
