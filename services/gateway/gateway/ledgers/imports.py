@@ -12,7 +12,9 @@ gives back in the operator's own columns."""
 
 import asyncio
 import base64
+import collections
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 REPLICA = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 LEASE_SECONDS = 10.0  # renewed every third of it while a job runs: a dead runner's job waits no longer
 PROGRESS_EVENT_SECONDS = 1.0  # at most one import.progressed a second per import
+BATCHES_IN_FLIGHT = 2  # the batch being written, and the next one queued behind it
 ROW_CALLS_AT_ONCE = 8  # members and stations: rows in flight at once, each its own command
 RETRY_SECONDS = (1, 2, 5, 10, 30)  # a batch the platform could not take now (503, timeout) is sent again
 
@@ -281,17 +284,38 @@ class ImportRunner:
             return
         last_progress_event = 0.0
         loop = asyncio.get_running_loop()
-        for number in range(job["next_batch"], len(batches)):
-            batch = batches[number]
-            outcome = await self._with_retries(lambda: self._send(ledger, job, number, batch, actor))
-            recorded = await self.store.record_batch(job, number, outcome, {r.row: r.cells for r in batch}, spec, _now())
+        # The next batch is on its way while the service writes this one, so that the service is
+        # not idle while the answer travels back and the batch is recorded. Batches are recorded
+        # in order; one the service committed out of order is answered from its command log
+        # when the job resumes after a crash.
+        in_flight: collections.deque[tuple[int, asyncio.Task]] = collections.deque()
+
+        async def record_oldest() -> bool:
+            nonlocal job, last_progress_event
+            number, sending = in_flight.popleft()
+            recorded = await self.store.record_batch(job, number, await sending,
+                                                     {r.row: r.cells for r in batches[number]}, spec, _now())
             if recorded is None:
                 log.warning("imports: import %s was taken over by another replica", job["_id"])
-                return
+                return False
             job = recorded
             if loop.time() - last_progress_event >= PROGRESS_EVENT_SECONDS:
                 last_progress_event = loop.time()
                 await self._emit("import.progressed", job)
+            return True
+
+        try:
+            for number in range(job["next_batch"], len(batches)):
+                in_flight.append((number, asyncio.create_task(self._with_retries(
+                    functools.partial(self._send, ledger, job, number, batches[number], actor)))))
+                if len(in_flight) == BATCHES_IN_FLIGHT and not await record_oldest():
+                    return
+            while in_flight:
+                if not await record_oldest():
+                    return
+        finally:
+            for _, sending in in_flight:
+                sending.cancel()
         finished = await self.store.finish(job, ImportStatus.done, _now())
         if finished is not None:
             log.info("imports: import %s done: %d imported, %d already there, %d rejected", job["_id"],
