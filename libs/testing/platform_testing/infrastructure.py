@@ -109,3 +109,13 @@ def queue_consumers(amqp_uri: str, queue: str) -> int:
     with Connection(amqp_uri) as connection:
         _, _, consumers = connection.default_channel.queue_declare(queue, passive=True)
     return consumers
+
+
+def queue_depth(amqp_uri: str, queue: str) -> int:
+    """How many messages wait on `queue`, ready for a consumer (not those delivered and not yet
+    acknowledged): a passive declare."""
+    from kombu import Connection
+
+    with Connection(amqp_uri) as connection:
+        _, ready, _ = connection.default_channel.queue_declare(queue, passive=True)
+    return ready

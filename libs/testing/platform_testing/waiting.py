@@ -1,5 +1,6 @@
 """Waiting for things that become true, and picking free ports."""
 
+import asyncio
 import socket
 import time
 
@@ -21,4 +22,20 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
         except Exception as exc:  # the thing waited for may raise until it is ready
             last_error = exc
         time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")
+
+
+async def wait_for_async(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """wait_for inside an event loop: `predicate` is a coroutine function, awaited until what it
+    returns is true."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = await predicate()
+            if value:
+                return value
+        except Exception as exc:  # the thing waited for may raise until it is ready
+            last_error = exc
+        await asyncio.sleep(interval)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}; last error: {last_error!r}")
