@@ -5,18 +5,21 @@
   pragma: clean, not silenced;
 - multi-stage: a builder stage makes the wheels; the runtime stage (FROM the same base)
   takes only the built environment from it (and the registry), installs nothing from an
-  index, installs no compiler, runs as uid 10001;
+  index, installs no compiler, runs as uid 10001; the gateway's image builds the console
+  first, in a stage on Node.js pinned by tag and digest, and takes only its static files,
+  which CONSOLE_DIR names;
 - an exec-form HEALTHCHECK that asks the process's own /healthz with Python's urllib
   (no curl or wget in the image);
-- .dockerignore keeps tests, docs, deploy, bench, tools, node_modules, the virtual
-  environment, local data and git out of the build context, and lets in every file the
-  Dockerfiles copy.
+- .dockerignore keeps tests, docs, deploy, bench, tools, node_modules, a local console
+  build, the virtual environment, local data and git out of the build context, and lets in
+  every file the Dockerfiles copy (the console's sources among them).
 
 Building the images is left to CI with Docker (deploy/README.md); nothing here needs it.
 """
 
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -33,6 +36,8 @@ from dockerfiles import (
 
 DOCKERFILES = sorted({dockerfile_path(name) for name in SERVICES})
 COMPILERS = re.compile(r"\b(gcc|g\+\+|clang|build-essential|make|cc|cargo|rustc|python3-dev|libc6-dev)\b")
+GATEWAY_DOCKERFILE = REPO / "services" / "gateway" / "Dockerfile"
+NODE_PINNED = re.compile(r"node:\d+\.\d+\.\d+-bookworm-slim@sha256:[0-9a-f]{64}")
 
 
 def hadolint_binary() -> str:
@@ -84,6 +89,8 @@ def test_hadolint_runs_and_finds_faults(tmp_path):
 def test_dockerfile_is_multi_stage_with_a_slim_runtime(path):
     text = path.read_text()
     found = stages(text)
+    # The gateway's image builds the console first (test_gateway_image_builds_the_console).
+    found = found[1:] if path == GATEWAY_DOCKERFILE else found
     assert len(found) == 2, f"{path.name}: a builder stage and a runtime stage"
     builder, runtime = found
     assert builder.name == "builder" and runtime.name is None
@@ -99,7 +106,8 @@ def test_dockerfile_is_multi_stage_with_a_slim_runtime(path):
     assert ["--from=builder", "/opt/venv", "/opt/venv"] in runtime_copies
     from_context = [c for c in runtime_copies if not c[0].startswith("--from=")]
     assert from_context in ([], [["services/registry.toml", "./services/registry.toml"]]), from_context
-    assert not [c for c in runtime_copies if c[0].startswith("--from=") and c[0] != "--from=builder"]
+    other_stages = {"--from=builder", "--from=console"} if path == GATEWAY_DOCKERFILE else {"--from=builder"}
+    assert not [c for c in runtime_copies if c[0].startswith("--from=") and c[0] not in other_stages]
     runtime_runs = " ".join(i.arguments for i in runtime.all("RUN"))
     assert not re.search(r"\bpip\b", runtime_runs), "the runtime stage installs nothing"
     assert not re.search(r"apt-get|apk add", runtime_runs) or not COMPILERS.search(runtime_runs), \
@@ -111,6 +119,23 @@ def test_dockerfile_is_multi_stage_with_a_slim_runtime(path):
     for keyword in ("CMD", "ENTRYPOINT"):
         for instruction in runtime.all(keyword):
             assert instruction.arguments.startswith("["), f"{path.name}: {keyword} in exec form"
+
+
+def test_gateway_image_builds_the_console():
+    """The console stage: Node.js pinned by tag and digest, `npm ci` from the lock file and the
+    build from console/'s sources alone; the runtime takes the static files only, where
+    CONSOLE_DIR points (a gateway without them answers 503 at /console/)."""
+    console, _builder, runtime = stages(GATEWAY_DOCKERFILE.read_text())
+    assert console.name == "console" and NODE_PINNED.fullmatch(console.base), console.base
+    assert [i.arguments for i in console.all("RUN")] == ["npm ci --no-audit --no-fund --loglevel=error",
+                                                         "npm run build"]
+    sources = [source for words in copies(console) for source in words[:-1]]
+    assert "console/package-lock.json" in sources and all(s.startswith("console/") for s in sources), sources
+    [(source, destination)] = [c[1:] for c in copies(runtime) if c[0] == "--from=console"]
+    [workdir] = [i.arguments for i in runtime.all("WORKDIR")]
+    assert source == "/console/dist" and posixpath.normpath(posixpath.join(workdir, destination)) == "/app/console"
+    env = " ".join(i.arguments for i in runtime.all("ENV"))
+    assert re.search(r"\bCONSOLE_DIR=/app/console\b", env), env
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -176,11 +201,12 @@ def repository_files() -> list[str]:
 
 # What may exist in a working tree beside the tracked files (a developer's or CI's).
 UNTRACKED_EXAMPLES = [".venv/bin/python", ".data/mongo/WiredTiger", ".git/HEAD", "node_modules/x/index.js",
+                      "console/node_modules/vue/index.js", "console/dist/index.html",
                       "tools/asyncapi/node_modules/x/index.js", "services/gateway/node_modules/x/index.js",
                       "libs/service_kit/__pycache__/registry.cpython-311.pyc",
                       "services/member/partybuilding_member.egg-info/PKG-INFO", "services/member/.pytest_cache/x",
                       "bench/results/run.json", ".pytest_cache/v/x", ".hypothesis/examples/x"]
-KEPT_OUT = re.compile(r"^(tests|docs|deploy|bench|tools|scripts|\.venv|\.data|\.git|\.ci)(/|$)"
+KEPT_OUT = re.compile(r"^(tests|docs|deploy|bench|tools|scripts|\.venv|\.data|\.git|\.ci|console/dist)(/|$)"
                       r"|(^|/)(tests|node_modules|__pycache__|\.pytest_cache)(/|$)|^libs/testing(/|$)|\.egg-info(/|$)")
 
 
@@ -191,10 +217,13 @@ def test_dockerignore_keeps_everything_but_the_images_sources_out():
     wrongly_in = [f for f in let_in if KEPT_OUT.search(f)]
     assert not wrongly_in, f"in the build context: {wrongly_in[:20]}"
     for path in ("tests/conftest.py", "docs", "deploy/README.md", "bench", "tools/asyncapi", "node_modules/x",
-                 ".venv/bin/python", ".data/x", "libs/tests/test_x.py", "services/member/tests/test_x.py"):
+                 ".venv/bin/python", ".data/x", "libs/tests/test_x.py", "services/member/tests/test_x.py",
+                 "console/node_modules/vue/index.js", "console/dist/index.html"):
         assert excluded(path, rules), path
-    # Only the images' inputs remain: requirements.txt, libs/ and services/.
-    assert {f.split("/")[0] for f in let_in} <= {"requirements.txt", "libs", "services"}, \
+    for path in ("console/package-lock.json", "console/src/main.js", "console/index.html"):
+        assert not excluded(path, rules), path
+    # Only the images' inputs remain: requirements.txt, libs/, services/ and the console's sources.
+    assert {f.split("/")[0] for f in let_in} <= {"requirements.txt", "libs", "services", "console"}, \
         sorted({f.split("/")[0] for f in let_in})
 
 
