@@ -42,6 +42,10 @@ export const TRANSFER_ACTION = {
   approve: '审批通过', receive: '接收', 'report-in': '确认报到', reject: '退回', cancel: '撤销',
 }
 
+export const LEDGER = { units: '单位台账', members: '党员台账', stations: '阵地台账' }
+export const IMPORT_STATUS = { queued: '排队中', running: '导入中', done: '完成', failed: '失败' }
+export const COVERAGE_BY = { division: '按区划', industry: '按行业', type: '按单位类型' }
+
 export const ACTOR = { system: '系统', anonymous: '匿名' }
 
 export const label = (table, key) => (key == null ? '—' : table[key] || key)

@@ -1,5 +1,5 @@
 import { createRouter, createWebHashHistory } from 'vue-router'
-import { homeRoute, seesCoverage, seesTransfers, session } from './session'
+import { homeRoute, seesCoverage, seesLedgers, seesTransfers, session } from './session'
 import LoginView from './views/LoginView.vue'
 import CoverageView from './views/CoverageView.vue'
 import StationsView from './views/StationsView.vue'
@@ -7,6 +7,7 @@ import StationView from './views/StationView.vue'
 import AppealsView from './views/AppealsView.vue'
 import TransfersView from './views/TransfersView.vue'
 import NotificationsView from './views/NotificationsView.vue'
+import LedgersView from './views/LedgersView.vue'
 
 // `allowed`: whether the signed-in role may open the view at all (its data is narrowed by the API).
 export const routes = [
@@ -17,6 +18,7 @@ export const routes = [
   { path: '/appeals', component: AppealsView, meta: { title: '诉求办理' } },
   { path: '/transfers', component: TransfersView, meta: { title: '组织关系转接', allowed: seesTransfers } },
   { path: '/notifications', component: NotificationsView, meta: { title: '消息通知' } },
+  { path: '/ledgers', component: LedgersView, meta: { title: '台账导入导出', allowed: seesLedgers } },
   { path: '/:pathMatch(.*)*', redirect: () => (session.token ? homeRoute() : '/login') },
 ]
 

@@ -85,6 +85,13 @@ export function appealActions(a) {
   return actions
 }
 
+// ---- ledgers (gateway routes/ledgers.py LEDGER_ROLES): import, export and their templates
+const LEDGER_ROLES = {
+  units: ['admin', 'operator'], members: ['admin', 'operator', 'secretary'], stations: ['admin', 'operator'],
+}
+export const ledgersOf = () => Object.keys(LEDGER_ROLES).filter((ledger) => LEDGER_ROLES[ledger].includes(role()))
+export const seesLedgers = () => ledgersOf().length > 0
+
 export function homeRoute() {
   if (seesCoverage()) return '/coverage'
   return { station_manager: '/stations', secretary: '/transfers' }[role()] || '/appeals'

@@ -20,6 +20,7 @@ const FOLLOWED = {
   'appeal.*': ['submitted', 'accepted', 'assigned', 'resolved', 'rated', 'reopened', 'rejected', 'closed',
     'overdue', 'escalated', 'merged'],
   'notification.created': [''],
+  'import.*': ['progressed', 'finished'],
 }
 const typesOf = (pattern) => FOLLOWED[pattern].map((name) => (name ? pattern.replace('*', name) : pattern))
 
@@ -42,7 +43,13 @@ export function openStream() {
   closeStream()
   const query = new URLSearchParams({ types: Object.keys(FOLLOWED).join(','), access_token: session.token })
   source = new EventSource(`${API}/events/stream?${query}`)
-  source.onopen = () => { streamState.connected = true }
+  let opened = false
+  source.onopen = () => {
+    streamState.connected = true
+    // Connected again after a drop: views that keep a running job's state GET it once.
+    if (opened) dispatch({ type: 'stream.reopened' })
+    opened = true
+  }
   source.onerror = () => { streamState.connected = false }
   for (const type of Object.keys(FOLLOWED).flatMap(typesOf)) {
     source.addEventListener(type, (message) => dispatch(JSON.parse(message.data)))
