@@ -24,7 +24,7 @@ class BusyService(ChassisService):
     def hold(self, seconds):
         # One file per worker that started: the test counts the workers in use.
         Path(os.environ["BUSY_MARKER_DIR"], uuid.uuid4().hex).touch()
-        eventlet.sleep(seconds)
+        eventlet.sleep(seconds)  # the work itself (not a wait): it holds a worker while the test probes
         return "done"
 
     @query(body=None)

@@ -28,7 +28,7 @@ class StopperService(ChassisService):
         not a command with an id: a call executed twice shows as two documents."""
         # Outside the transaction: which calls a worker took up, and how often.
         self.store.db.started.insert_one({"key": key, "pid": os.getpid()})
-        eventlet.sleep(seconds)
+        eventlet.sleep(seconds)  # the work itself (not a wait): in flight when the signal comes
 
         def work(uow):
             uow.db.writes.insert_one({"key": key, "pid": os.getpid()}, session=uow.session)

@@ -7,7 +7,6 @@ started afterwards answers them. A real service process, RabbitMQ vhost and Seca
 import signal
 import subprocess
 import threading
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -28,7 +27,7 @@ SERVICE = "stopper"  # stop_service.py
 WORKERS = 4
 CALLS = 12  # three rounds of WORKERS calls
 WORK_SECONDS = 3.0  # each call, before it commits: longer than nameko takes to close its consumer connection
-STOP_WITHIN_SECONDS = 10.0
+STOP_WITHIN_SECONDS = 10.0  # the grace period: a process still running then is killed, as supervisors do
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +63,16 @@ def platform(tmp_path, mongodb_uri):
             client.close()
 
 
-def stop(service: ServiceProcess, signals: list[signal.Signals]) -> tuple[int | None, float]:
+def stop(service: ServiceProcess, signals: list[signal.Signals]) -> int | None:
     """Send `signals` (at once, as a terminal's Ctrl-C and run_platform's SIGTERM arrive) and
-    wait; the exit code (None if it had to be killed) and how long the process took."""
-    started = time.monotonic()
+    wait out the grace period; the exit code, None if it had to be killed at its end."""
     for sig in signals:
         service.process.send_signal(sig)
     try:
-        code = service.process.wait(STOP_WITHIN_SECONDS + 20)
+        return service.process.wait(STOP_WITHIN_SECONDS)
     except subprocess.TimeoutExpired:
         service.kill()
-        code = None
-    return code, time.monotonic() - started
+        return None
 
 
 def queue_depth(amqp_uri: str, queue: str) -> tuple[int, int]:
@@ -106,16 +103,15 @@ def test_a_busy_service_stops_cleanly_in_time_and_loses_nothing(platform, signal
         with rpc_cluster(amqp_uri, timeout=60) as proxy:
             calls = {key: proxy[SERVICE].write.call_async(key, WORK_SECONDS) for key in keys}
             # The first round committed; the second has been taken up and is in flight.
-            wait_for(lambda: db.writes.count_documents({}) >= WORKERS and db.started.count_documents({}) > WORKERS,
+            wait_for(lambda: db.writes.count_documents({}) >= WORKERS
+                     and db.started.count_documents({}) >= 2 * WORKERS,
                      timeout=30, what="a round done and the next in flight")
-            time.sleep(0.3)
             in_flight = set(keys_of(db.started)) - set(keys_of(db.writes))
             assert in_flight, "the signal must find calls in flight"
 
-            code, took = stop(first, signals)
+            code = stop(first, signals)
 
-            assert code == 0, f"exit code {code}:\n{log_tail(platform, 1)}"
-            assert took < STOP_WITHIN_SECONDS, f"took {took:.1f}s to stop:\n{log_tail(platform, 1)}"
+            assert code == 0, f"exit code {code} (None: killed after the grace period):\n{log_tail(platform, 1)}"
             # What its workers took up, they finished: each call once, written once, answered.
             started, written = keys_of(db.started), keys_of(db.writes)
             assert set(written) == set(started) and in_flight <= set(written)
@@ -132,8 +128,7 @@ def test_a_busy_service_stops_cleanly_in_time_and_loses_nothing(platform, signal
             rest = {key: calls[key].result() for key in keys if key not in written}
             assert rest == {key: {"key": key, "pid": second.process.pid} for key in rest}
 
-            code, took = stop(second, [signal.SIGTERM])
-            assert code == 0 and took < STOP_WITHIN_SECONDS, f"second replica: exit {code} after {took:.1f}s"
+            assert stop(second, [signal.SIGTERM]) == 0, f"second replica:\n{log_tail(platform, 2)}"
             tap.drain()
     finally:
         tap.close()

@@ -5,7 +5,6 @@ within the probes' timeout. The service runs as a process, as in production."""
 import json
 import os
 import shutil
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from platform_contracts.problems import Rejected
-from platform_testing import ServiceProcess, free_port, mongo_ready, rabbit_vhost, rpc_cluster, start_secantus, wait_for
+from platform_testing import (
+    ServiceProcess, free_port, mongo_ready, queue_depth, rabbit_vhost, rpc_cluster, start_secantus, wait_for,
+)
 from platform_testing.actors import actor_env
 
 MAX_WORKERS = 2
@@ -22,14 +23,13 @@ PROBE_TIMEOUT = 2  # well under a hold: an answer that had to wait for a worker 
 READINESS_PROBE_TIMEOUT = 3  # the Deployments' readinessProbe timeoutSeconds
 
 
-def get(url: str, timeout: float = PROBE_TIMEOUT) -> tuple[int, str, str, float]:
-    started = time.monotonic()
+def get(url: str, timeout: float = PROBE_TIMEOUT) -> tuple[int, str, str]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             body, status, content_type = response.read().decode(), response.status, response.headers["Content-Type"]
     except urllib.error.HTTPError as error:
         body, status, content_type = error.read().decode(), error.code, error.headers["Content-Type"]
-    return status, content_type, body, time.monotonic() - started
+    return status, content_type, body
 
 
 @pytest.fixture
@@ -70,14 +70,15 @@ def workers_in_use(markers: Path) -> int:
 def test_health_answers_while_every_worker_is_busy(busy):
     replies = [busy["rpc"].hold.call_async(HOLD_SECONDS) for _ in range(MAX_WORKERS + 1)]
     wait_for(lambda: workers_in_use(busy["markers"]) >= MAX_WORKERS, timeout=15, what="every worker busy")
-    time.sleep(0.5)
-    assert workers_in_use(busy["markers"]) == MAX_WORKERS, "the pool is full: the other calls wait in the queue"
+    # The pool is full: the call beyond it waits on the service's queue, not taken up.
+    wait_for(lambda: queue_depth(busy["amqp_uri"], "rpc-busy") == 1, timeout=15, what="the extra call queued")
+    assert workers_in_use(busy["markers"]) == MAX_WORKERS
 
-    status, content_type, body, _ = get(busy["url"] + "/healthz")  # with the probe's own timeout
+    status, content_type, body = get(busy["url"] + "/healthz")  # with the probe's own timeout
     assert (status, json.loads(body)) == (200, {"status": "alive"}) and content_type == "application/json"
-    status, _, body, _ = get(busy["url"] + "/readyz")
+    status, _, body = get(busy["url"] + "/readyz")
     assert (status, json.loads(body)) == (200, {"status": "ready"})
-    status, content_type, body, _ = get(busy["url"] + "/metrics")
+    status, content_type, body = get(busy["url"] + "/metrics")
     assert status == 200 and content_type.startswith("text/plain") and "service_entrypoint_requests_total" in body
     # Still answered from outside the pool: no held call had finished meanwhile.
     assert workers_in_use(busy["markers"]) == MAX_WORKERS
@@ -127,7 +128,7 @@ def test_readyz_reports_an_unreachable_database_within_the_probe_timeout(busy):
     # Asked as the kubelet asks, with its timeout (3 s): a slower answer fails the request itself.
     wait_for(lambda: get(busy["url"] + "/readyz", timeout=READINESS_PROBE_TIMEOUT)[0] == 503, timeout=15,
              what="/readyz to report the database (past its cache)")
-    status, _, body, _ = get(busy["url"] + "/readyz", timeout=READINESS_PROBE_TIMEOUT)
+    status, _, body = get(busy["url"] + "/readyz", timeout=READINESS_PROBE_TIMEOUT)
     assert (status, json.loads(body)) == (503, {"status": "not ready", "detail": "database unreachable"})
     # Liveness is not readiness: the process is fine, the database is not.
     assert get(busy["url"] + "/healthz")[0] == 200

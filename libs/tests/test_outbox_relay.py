@@ -4,7 +4,6 @@ backlog gauges still tell the operator."""
 
 import contextlib
 import threading
-import time
 import uuid
 from datetime import timedelta
 
@@ -14,7 +13,7 @@ from kombu import Connection, Exchange, Queue
 from prometheus_client import generate_latest
 
 from platform_contracts.envelope import CloudEvent
-from platform_testing import metric_value, rabbit_vhost
+from platform_testing import metric_value, rabbit_vhost, wait_for
 from service_kit.outbox import LEFTOVER_AFTER_SECONDS, OutboxRelay
 from service_kit.store import Store, utc_now
 
@@ -39,14 +38,6 @@ def emit(store: Store, count: int = 1) -> list[str]:
     events = [CloudEvent(source=store.source, type="unit.updated", subject=f"u{i}", data={}) for i in range(count)]
     store.transaction(lambda uow: uow.events.extend(events))
     return [e.id for e in events]
-
-
-def wait(predicate, seconds: float = 20):
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 @contextlib.contextmanager
@@ -74,17 +65,18 @@ def test_committed_events_are_published_in_order_and_leftovers_are_found(mongodb
             relay.start(in_a_thread)
             try:
                 ids = emit(store, 3) + emit(store, 2)
-                wait(lambda: len(drain()) >= 5)
+                wait_for(lambda: len(drain()) >= 5, what="five events published")
                 assert received == ids
                 # Marked published together, shortly after.
-                wait(lambda: store.db.outbox.count_documents({"published_at": None}) == 0, seconds=5)
+                wait_for(lambda: store.db.outbox.count_documents({"published_at": None}) == 0, timeout=5,
+                         what="the events marked published")
 
                 # A record written by a process that died before handing it over.
                 leftover = CloudEvent(source=store.source, type="unit.updated", subject="x", data={})
                 store.db.outbox.insert_one({
                     "_id": ObjectId(), "type": leftover.type, "envelope": leftover.to_json_dict(),
                     "created_at": utc_now() - timedelta(seconds=LEFTOVER_AFTER_SECONDS + 1), "published_at": None})
-                wait(lambda: leftover.id in drain())
+                wait_for(lambda: leftover.id in drain(), what="the leftover published")
                 assert received.count(leftover.id) == 1 and len(received) == 6
             finally:
                 relay.stop()
@@ -102,7 +94,7 @@ def test_while_the_broker_is_away_the_backlog_gauges_still_move(mongodb_uri):
             return (metric_value(text, "outbox_pending_events", service=store.source),
                     metric_value(text, "outbox_publish_failures_total", service=store.source))
 
-        wait(lambda: gauges()[0] == 2 and gauges()[1] >= 1, seconds=40)
+        wait_for(lambda: gauges()[0] == 2 and gauges()[1] >= 1, timeout=40, what="the backlog gauges moving")
         assert store.db.outbox.count_documents({"published_at": None}) == 2
     finally:
         relay._running = False  # stop() would wait out the publisher's connection retries
@@ -120,7 +112,7 @@ def test_a_restarted_relay_publishes_what_was_left_before_anything_new(mongodb_u
             relay.start(in_a_thread)
             try:
                 new = emit(store, 2)
-                wait(lambda: len(drain()) >= 5)
+                wait_for(lambda: len(drain()) >= 5, what="the leftovers and the new events published")
             finally:
                 relay.stop()
             assert drain() == [e.id for e in left] + new
@@ -140,11 +132,12 @@ def test_a_batch_the_broker_refuses_stays_in_the_outbox_until_it_is_taken(mongod
                 ids = emit(store, 3)
                 failures = lambda: metric_value(generate_latest().decode(), "outbox_publish_failures_total",  # noqa: E731
                                                 service=store.source)
-                wait(lambda: (failures() or 0) >= 2)
+                wait_for(lambda: (failures() or 0) >= 2, what="two refused publishes")
                 assert store.db.outbox.count_documents({"published_at": None}) == 3
 
                 full(connection.default_channel).delete()
-                wait(lambda: store.db.outbox.count_documents({"published_at": None}) == 0, seconds=10)
+                wait_for(lambda: store.db.outbox.count_documents({"published_at": None}) == 0, timeout=10,
+                         what="the batch taken and marked")
                 # Each refused attempt also reached the open queue: consumers absorb repeats by id.
                 received = drain()
                 assert received[-3:] == ids and set(received) == set(ids)
@@ -162,7 +155,7 @@ def test_events_published_but_not_marked_in_a_database_outage_go_out_again_and_c
     import subprocess
     import sys
 
-    from platform_testing import free_port, mongo_ready, wait_for
+    from platform_testing import free_port, mongo_ready
 
     port = free_port()
     config = tmp_path / "secantusd.toml"
