@@ -2,9 +2,9 @@
 Playwright, on the console the gateway serves at /console/ of the platform as `make run` starts
 it (make builds console/dist and installs chromium: scripts/ensure_console.sh). Each test signs
 in through the login form as an account of its own and works on divisions of its own (district
-370116 and, for the other district's data, 370117), so the tests do not depend on each other
-or on their order. Every wait is on a condition in the page (Playwright's `expect`), never on
-time. A screenshot of each view goes to test-artifacts/console/."""
+370116 and, for the other district's data, 370117; the ledger import, 370114's street 906), so the
+tests do not depend on each other or on their order. Every wait is on a condition in the page
+(Playwright's `expect`), never on time. A screenshot of each view goes to test-artifacts/console/."""
 
 import re
 import time
@@ -12,9 +12,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from openpyxl import load_workbook
 from playwright.sync_api import expect, sync_playwright
 
+from platform_testing import credit_code
 from tests.harness import ROOT
+from tests.test_e2e_ledgers import UNIT_HEADERS, xlsx
 from tests.test_e2e_transfers import PASSWORD, created, full_member, joint_branch, ok, unit_body
 
 pytestmark = pytest.mark.slow
@@ -24,6 +27,7 @@ SCREENSHOTS = ROOT / "test-artifacts" / "console"
 DISTRICT, OTHER_DISTRICT = "370116", "370117"  # Laiwu and Gangcheng, Jinan: no other test's data
 LAIWU = (117.6766, 36.2136)  # WGS-84, near the district government
 LIVE_WITHIN_MS = 3_000  # "within a second or two" of the POST, with room for a busy 2-core machine
+IMPORT_WITHIN_MS = 30_000  # a five-row ledger, queued behind whatever else the platform imports
 
 
 @pytest.fixture(scope="module")
@@ -224,3 +228,51 @@ def test_appeals_transfers_and_notifications_offer_what_the_user_may_do(platform
     show(page, platform, "/notifications")
     expect(page.get_by_test_id("notifications-table")).to_contain_text("转接待接收")
     screenshot(page, "notifications")
+
+
+def test_an_operator_imports_a_ledger_and_gets_the_rejected_rows_back(platform, page, tmp_path):
+    street = "370114906"  # Zhangqiu, a street of this test's own
+    good = [[credit_code(street), f"章丘快递网点{n}", "非公企业", "快递", f"{street}{n:03d}", 8, "否"] for n in (1, 2, 3)]
+    bad = [["91370114MA3C0XXX1X", "信用代码错", "非公企业", "快递", street + "001", 3, "否"],
+           [credit_code(street), "", "非公企业", "快递", street + "001", 3, "否"]]  # no name
+    ledger = tmp_path / "章丘单位台账.xlsx"
+    ledger.write_bytes(xlsx(UNIT_HEADERS, good + bad))
+    with platform.client() as admin:
+        operator = user(admin, "operator", "370114")
+
+    sign_in(page, platform, operator)
+    page.get_by_test_id("menu-ledgers").click()
+    expect(page.get_by_test_id("ledger-units")).to_be_visible()
+    with page.expect_download() as template:
+        page.get_by_test_id("template-xlsx").click()
+    assert template.value.suggested_filename == "units.xlsx"
+
+    page.get_by_test_id("upload").locator("input[type=file]").set_input_files(ledger)
+    # Progress and counts follow the stream's import.progressed / import.finished, without a reload.
+    expect(page.get_by_test_id("import-status")).to_have_text("完成", timeout=IMPORT_WITHIN_MS)
+    expect(page.get_by_test_id("import-progress")).to_have_attribute("aria-valuenow", "100")
+    for count, value in (("rows", "5"), ("imported", "3"), ("already-present", "0"), ("rejected", "2")):
+        expect(page.get_by_test_id(f"count-{count}")).to_have_text(value)
+    listed = page.get_by_test_id("imports-table").locator("tr", has_text=ledger.name)
+    expect(listed).to_contain_text("完成")
+    screenshot(page, "ledgers")
+
+    with page.expect_download() as errors:
+        page.get_by_test_id("download-errors").click()
+    assert errors.value.suggested_filename.endswith("-errors.xlsx")
+    saved = tmp_path / errors.value.suggested_filename
+    errors.value.save_as(saved)
+    rows = list(load_workbook(saved).active.iter_rows(values_only=True))
+    assert rows[0][:2] == ("错误原因", "原行号") and [row[1] for row in rows[1:]] == [5, 6], rows
+    assert "【单位名称】必填" in rows[2][0] and rows[2][2] == bad[1][0]
+    with platform.client() as admin:
+        units = ok(admin.get("/units", params={"division": street, "limit": 100}))["items"]
+        assert sorted(u["credit_code"] for u in units) == sorted(row[0] for row in good)
+
+    # A file without a required column is refused at once, the missing column named in Chinese.
+    missing = tmp_path / "缺列.xlsx"
+    missing.write_bytes(xlsx(UNIT_HEADERS[1:], [row[1:] for row in good]))
+    page.get_by_test_id("upload").locator("input[type=file]").set_input_files(missing)
+    expect(page.get_by_test_id("upload-problem")).to_contain_text("未导入任何行")
+    expect(page.get_by_test_id("upload-problem")).to_contain_text("缺少必填列：统一社会信用代码")
+    screenshot(page, "ledgers-refused")
