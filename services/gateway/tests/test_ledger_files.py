@@ -111,3 +111,30 @@ def test_exports_are_limited_per_account_with_a_retry_after():
         _limit_exports(request, caller)
     assert refused.value.status == 429 and int(refused.value.headers["Retry-After"]) > 0
     _limit_exports(request, Principal(id="u-other", actor=caller.actor))  # another account is not held back
+
+
+def test_an_imports_progress_reaches_only_whoever_started_it_and_admins():
+    from datetime import datetime, timezone
+
+    from gateway.auth import Principal
+    from gateway.event_log import LogEntry, filter_keys
+    from gateway.ledgers.imports import import_event
+    from gateway.stream_filter import EventFilter
+    from platform_contracts.actors import Actor
+
+    def principal(user_id, role, scope):
+        return Principal(id=user_id, actor=Actor.parse({"username": user_id, "role": role, "scope": scope}))
+    job = {"_id": "a" * 32, "ledger": "members", "status": "running", "rows": 10, "imported": 3, "already_present": 0,
+           "rejected": 1, "next_batch": 1, "batches": 2, "created_by": "u-secretary",
+           "created_at": datetime.now(timezone.utc)}
+    envelope = import_event("import.progressed", job, "gateway").to_json_dict()
+    entry = LogEntry(seq=1, type=envelope["type"], division=None, envelope=envelope)
+    importer = principal("u-secretary", "secretary", ["org-1"])
+    assert envelope["data"]["progress"] == 0.5
+    assert EventFilter(reader=importer).matches(entry)
+    assert EventFilter(reader=principal("u-admin", "admin", None)).matches(entry)
+    assert not EventFilter(reader=principal("u-operator", "operator", "3701")).matches(entry)
+    assert not EventFilter(reader=principal("u-other-secretary", "secretary", ["org-1"])).matches(entry)
+    # A resuming stream's query finds it for the importer, whatever their role.
+    query = EventFilter(reader=importer).log_query()
+    assert set(query["type_keys"]["$in"]) & set(filter_keys(envelope)["type_keys"])
