@@ -163,7 +163,7 @@ class EventLog:
 
     async def _reload_position_if_stale(self) -> None:
         if self._next_seq is None or time.monotonic() - self._appended_at > self.RELOAD_AFTER_IDLE_SECONDS:
-            self._next_seq = await self.last_seq() + 1
+            self._next_seq = await self.last_seq(after=self._next_seq - 1 if self._next_seq else None) + 1
 
     def _advance(self, count: int) -> None:
         self._next_seq += count
@@ -197,7 +197,15 @@ class EventLog:
         docs = await self.collection.find({**(where or {}), "seq": bounds}).sort("seq", ASCENDING).limit(limit).to_list()
         return [_entry(doc) for doc in docs]
 
-    async def last_seq(self) -> int:
+    async def last_seq(self, after: int | None = None) -> int:
+        """The newest entry's position. With `after` (a position this writer logged), read as the
+        entries from there on, which the index answers: SecantusDB reads the whole index for a
+        sort with a limit, seconds once the log holds 50,000 entries, and a writer reloads its
+        position after every pause."""
+        if after:
+            newer = await self.collection.find({"seq": {"$gte": after}}, {"seq": 1, "_id": 0}).to_list()
+            if newer:
+                return max(doc["seq"] for doc in newer)
         doc = await self.collection.find_one({}, {"seq": 1}, sort=[("seq", DESCENDING)])
         return doc["seq"] if doc else 0
 

@@ -160,6 +160,39 @@ async def test_a_writer_back_from_standing_by_reloads_its_position(db):
     assert (await log.append(event())).seq == 5
 
 
+async def test_a_writer_back_from_a_pause_reads_its_position_from_its_last_entry_on(mongodb_uri):
+    """Not with a sort and a limit over the whole log, which SecantusDB answers by reading all of
+    it (seconds at 50,000 entries; the consumer pauses between most bursts)."""
+    finds: list[dict] = []
+
+    class FindRecorder(CommandListener):
+        def started(self, event):
+            if event.command_name == "find":
+                finds.append(dict(event.command))
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    client = AsyncMongoClient(mongodb_uri, tz_aware=True, event_listeners=[FindRecorder()])
+    try:
+        db = client[f"gateway_log_{uuid.uuid4().hex[:8]}"]
+        log, rival = EventLog(db), EventLog(db)
+        await log.ensure_indexes()
+        for _ in range(3):
+            await log.append(event())
+        for _ in range(2):
+            await rival.append(event())
+        log._appended_at -= EventLog.RELOAD_AFTER_IDLE_SECONDS + 1
+        finds.clear()
+        assert (await log.append(event())).seq == 6
+        assert [(f["filter"], f.get("sort")) for f in finds] == [({"seq": {"$gte": 3}}, None)]
+    finally:
+        await client.close()
+
+
 async def test_what_is_written_with_a_batch_is_undone_with_it(db):
     log = EventLog(db)
     await log.ensure_indexes()
