@@ -209,8 +209,8 @@ def test_other_events_stay_hidden_from_handlers_and_workers():
                     envelope={"type": "unit.registered", "subject": "u-1", "division": STREET,
                               "data": {"department": DEPARTMENT, "raised_by": "rider-wang"}})
     assert not EventFilter(reader=HANDLER).matches(unit) and not EventFilter(reader=WORKER).matches(unit)
-    assert EventFilter(reader=HANDLER).log_query() == {"type_keys": {"$in": [NOTIFICATION_CREATED, "appeal."]}}
-    assert EventFilter(reader=WORKER).log_query() == {"type_keys": {"$in": [NOTIFICATION_CREATED, "appeal."]}}
+    assert EventFilter(reader=HANDLER).log_query() == {"type_keys": {"$in": [NOTIFICATION_CREATED, "appeal.", "import."]}}
+    assert EventFilter(reader=WORKER).log_query() == {"type_keys": {"$in": [NOTIFICATION_CREATED, "appeal.", "import."]}}
 
 
 def test_a_handler_sees_the_notifications_of_their_departments_on_the_stream():

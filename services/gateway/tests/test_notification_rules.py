@@ -147,5 +147,5 @@ def test_a_station_manager_streams_the_events_of_their_own_stations_only():
     assert not keeper.matches(station_entry("station.supply_low", "s2"))
     assert not keeper.matches(LogEntry(seq=4, type="unit.registered", division="370113001",
                                        envelope={"type": "unit.registered", "subject": "s1"}))
-    assert keeper.log_query() == {"type_keys": {"$in": [NOTIFICATION_CREATED, "station.", "appeal."]}}
+    assert keeper.log_query() == {"type_keys": {"$in": [NOTIFICATION_CREATED, "station.", "appeal.", "import."]}}
     assert not EventFilter(reader=principal("worker", "m-1")).matches(station_entry("station.supply_low", "s1"))
