@@ -51,7 +51,7 @@ class FakeOrganization:
         if unit_id == "boom":
             raise RuntimeError("internal detail: connection string mongodb://secret")
         if unit_id == "slow":
-            time.sleep(3)
+            time.sleep(3)  # a slow service on purpose: the gateway's timeout is what the test watches
         return unit_from({"credit_code": "91370113000000000X", "name": "n", "type": "enterprise",
                           "industry": "快递", "division": "370113", "employees": 1}, unit_id)
 

@@ -132,7 +132,7 @@ def test_the_right_password_works_again_after_the_window(briefly_guarded):
         assert client.post(TOKEN_PATH, json={"username": username, "password": "a-guess"}).status_code == 401
         locked = client.post(TOKEN_PATH, json={"username": username, "password": password})
         assert locked.status_code == 429 and int(locked.headers["Retry-After"]) <= SHORT_WINDOW_SECONDS
-        time.sleep(int(locked.headers["Retry-After"]) + 0.1)
+        time.sleep(int(locked.headers["Retry-After"]) + 0.1)  # what is tested: the lockout lapses, as it said
         assert client.post(TOKEN_PATH, json={"username": username, "password": password}).status_code == 200
 
 
@@ -169,7 +169,7 @@ async def test_failures_are_counted_across_replicas_and_forgotten_after_the_wind
         with pytest.raises(ApiProblem) as locked:
             await replica_a.refuse_if_locked("alice", "203.0.113.3")
         assert locked.value.status == 429
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.6)  # what is tested: the 0.5 s window lapses, and its failures with it
         await replica_b.refuse_if_locked("alice", "203.0.113.3")  # a new window
         await replica_b.record_failure("alice", "203.0.113.1")
         await replica_a.refuse_if_locked("alice", "203.0.113.3")  # one failure in it: not locked

@@ -15,7 +15,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from platform_contracts.events import validate_event
-from platform_testing import broker_connections, close_broker_connections, metric_value, rabbit_vhost
+from platform_testing import broker_connections, close_broker_connections, metric_value, rabbit_vhost, wait_for_async
 from service_kit.outbox import relay_connection_name
 from gateway.app import ensure_indexes
 from gateway.event_log import EventLog
@@ -48,14 +48,6 @@ async def listening(amqp_uri: str):
         yield drain
 
 
-async def eventually(condition, timeout: float = 20):
-    """What `condition()` returns once it is true."""
-    async with asyncio.timeout(timeout):
-        while not (value := await condition()):
-            await asyncio.sleep(0.1)
-    return value
-
-
 async def published_once_in_log_order(db, drain, cause_ids: list[str], expected: int) -> list:
     """Wait until the causes' `expected` notifications are logged, published and marked so (no
     relay publishes a record again after that); their messages, checked against the log."""
@@ -67,9 +59,9 @@ async def published_once_in_log_order(db, drain, cause_ids: list[str], expected:
     async def all_marked():
         return await db["outbox"].count_documents({"_id": {"$in": seqs}, "published_at": None}) == 0
 
-    logged = await eventually(all_logged)
+    logged = await wait_for_async(all_logged, what=f"{expected} notifications logged")
     seqs = [entry["seq"] for entry in logged]
-    await eventually(all_marked)
+    await wait_for_async(all_marked, what="their outbox records marked published")
     messages = [m for m in await drain() if json.loads(m.body)["causationid"] in cause_ids]
     assert [m.message_id for m in messages] == [entry["event_id"] for entry in logged]
     for message, entry in zip(messages, logged):

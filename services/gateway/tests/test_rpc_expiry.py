@@ -56,7 +56,9 @@ def test_rpc_request_that_timed_out_is_not_carried_out_when_the_service_comes_ba
         async with rpc_client(amqp_uri, CALLER_TIMEOUT) as client:
             with pytest.raises(ApiProblem) as timed_out:
                 await client.call("expiry_probe", "record", label="timed out")
-        await asyncio.sleep(CALLER_TIMEOUT / 2)  # past the request's expiry, however late the broker took it
+        # Part of the test, not a wait for something: the request's expiry must lapse while it is
+        # queued, however late the broker took it.
+        await asyncio.sleep(CALLER_TIMEOUT / 2)
         return timed_out.value
 
     answer = asyncio.run(call_while_away())
