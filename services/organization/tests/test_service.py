@@ -680,9 +680,12 @@ def test_the_periodic_reconciliation_runs_on_the_replica_holding_the_lease(servi
         def runs() -> float:
             return metric_value(replica.metrics(), "coverage_reconciliation_runs_total", trigger="periodic")
 
-        import time
-        time.sleep(3)  # three timer ticks: the lease is held, so none of them reconciles
-        assert runs() == 0
+        def ticks() -> float:
+            return metric_value(replica.metrics(), "service_entrypoint_requests_total",
+                                entrypoint="reconcile_periodically", outcome="success")
+
+        wait_for(lambda: ticks() >= 3, timeout=30, what="three timer ticks")
+        assert runs() == 0  # the lease is held: none of them reconciled
         database.leases.update_one(lease, {"$set": {"expires_at": datetime.now(timezone.utc) - timedelta(seconds=1)}})
         wait_for(lambda: runs() >= 1, timeout=30, what="a periodic reconciliation")
         assert database.leases.find_one(lease)["holder"] != "another-replica"

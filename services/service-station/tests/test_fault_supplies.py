@@ -75,7 +75,7 @@ def test_a_crash_mid_burst_loses_no_adjustment_and_applies_none_twice(lone_platf
             except (Rejected, RpcTimeout) as failure:  # 503 while the new replica's database warms up
                 assert isinstance(failure, RpcTimeout) or failure.status == 503, failure
                 assert time.monotonic() < deadline, "the burst was not through 3 minutes after the crash"
-                time.sleep(0.2)
+                time.sleep(0.2)  # the client's pause before it sends again, as a real client's
     print(f"every command answered {time.monotonic() - restarted:.1f} s after the restart")
     del replies  # the answers of the killed replica, never to come for some
 

@@ -6,7 +6,6 @@ cleanly on SIGTERM. Its rules: test_stations.py (through RPC), test_use_cases.py
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -16,6 +15,7 @@ from platform_testing.waiting import wait_for
 
 ADMIN = {"username": "root", "role": "admin", "scope": None}
 OPERATOR = {"username": "op", "role": "operator", "scope": "370113"}
+STOP_GRACE_SECONDS = 10  # after which a supervisor kills a process that has not stopped
 
 
 def test_its_dead_letters_are_for_admins_only_and_every_call_is_counted(station, cluster_rpc):
@@ -45,10 +45,8 @@ def test_migrate_prepares_and_exits(station, mongodb_uri, amqp_uri):
 
 def test_sigterm_stops_it_cleanly_and_soon(start_service):
     replica = start_service("service-station")
-    began = time.monotonic()
     replica.process.send_signal(signal.SIGTERM)
-    assert replica.process.wait(10) == 0
-    assert time.monotonic() - began < 10
+    assert replica.process.wait(STOP_GRACE_SECONDS) == 0  # by itself, before a supervisor would kill it
 
 
 def test_sigterm_while_it_is_still_starting_stops_it_cleanly(start_service):

@@ -2,7 +2,6 @@
 service (the division registry), over real RabbitMQ and SecantusDB, called over RPC as the
 gateway calls it."""
 
-import time
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -174,14 +173,16 @@ def test_bad_searches_are_422_naming_the_parameter(rpc, filters, loc):
 
 # ---- supplies --------------------------------------------------------------------------------
 
-def crossings_of(tap, station: dict, count: int) -> list[dict]:
-    """The station's supply_low and supply_restocked events, once `count` have arrived (and a
-    moment more, so that one too many would show)."""
+def crossings_of(tap, rpc, station: dict, count: int) -> list[dict]:
+    """The station's supply_low and supply_restocked events, once `count` have arrived and then
+    a station registered after them: the relay publishes in commit order, so one too many
+    would have arrived before it."""
     def arrived():
         found = [e for e in tap.drain() if e["type"].startswith("station.supply_") and e["subject"] == station["id"]]
         return (found,) if len(found) >= count else None
     wait_for(arrived, what=f"{count} crossing(s)")
-    time.sleep(0.5)
+    later = register(rpc)
+    tap.wait_for(lambda e: e["type"] == "station.registered" and e["subject"] == later["id"])
     return arrived()[0]
 
 def test_supplies_alert_once_per_crossing(rpc, station_events):
@@ -191,7 +192,7 @@ def test_supplies_alert_once_per_crossing(rpc, station_events):
                    command_id=cid())
     for delta in (-3, -4, +10):
         rpc.adjust_supply(station["id"], "water", {"delta": delta, "reason": "发放"}, actor=keeper, command_id=cid())
-    crossings = crossings_of(station_events, station, 2)
+    crossings = crossings_of(station_events, rpc, station, 2)
     assert [e["type"] for e in crossings] == ["station.supply_low", "station.supply_restocked"]
     assert crossings[0]["data"]["quantity"] == 9 and crossings[0]["data"]["manager"] == "keeper"
     assert rpc.get_station(station["id"], actor=ADMIN)["supplies"][0]["quantity"] == 15
@@ -236,7 +237,7 @@ def test_concurrent_adjustments_lose_nothing_and_cross_once(rpc, database, stati
     # exactly those crossings, alternating, and the quantity ends below the threshold.
     expected = sum((a["quantity_after"] - a["delta"] < 50) != (a["quantity_after"] < 50)
                    for a in database.supply_adjustments.find({"station_id": station["id"]}))
-    crossings = crossings_of(station_events, station, expected)
+    crossings = crossings_of(station_events, rpc, station, expected)
     assert expected % 2 == 1
     assert [e["type"] for e in crossings] == (["station.supply_low", "station.supply_restocked"] * expected)[:expected]
 
