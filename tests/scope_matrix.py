@@ -83,6 +83,7 @@ PATH_PARAMETERS = {
     "transfer_id": "transfer", "station_id": "station", "activity_id": "activity", "sign_up_id": "sign_up",
     "notification_id": "notification", "user_id": "user", "item": "supply_item", "year": "calendar_year",
     "appeal_id": "appeal", "department_id": "department", "category": "category", "entry_id": "block_entry",
+    "import_id": "import",
 }
 
 # Operations the matrix does not call, each with its reason.
@@ -96,12 +97,21 @@ EXCLUDED = {
     "metrics_metrics_get": "operations probe outside /api/v1: Prometheus scrapes it without a token by design",
     "healthz_healthz_get": "operations probe outside /api/v1: Kubernetes probes it without a token by design",
     "readyz_readyz_get": "operations probe outside /api/v1: Kubernetes probes it without a token by design",
+    "start_import_api_v1_imports_post":
+        "a multipart upload, not a JSON body: who may import which ledger, rows outside the caller's scope rejected, "
+        "and every role refused are tested in tests/test_e2e_ledgers.py",
     "revoke_api_key_api_v1_open311_api_keys__key_id__delete":
         "admins only, on a key issued just before (the matrix has no maker of API keys): every other role's 403, "
         "401 without a token and 404 for an unknown key are tested in services/gateway/tests/test_open311_http.py",
 }
 
 MATRIX: dict[str, Row] = {
+    # Ledgers: the data's import is the admin's, and an import is its starter's alone (and admins').
+    "list_imports_api_v1_imports_get": Row(EVERYONE),
+    "get_import_api_v1_imports__import_id__get": Row(ONLY_ADMIN),
+    "import_errors_api_v1_imports__import_id__errors_xlsx_get": Row(ONLY_ADMIN),
+    "ledger_template_api_v1_templates__name__get": Row(EVERYONE, path={"name": "units.xlsx"}),
+    "export_api_v1_exports__name__get": Row(DISTRICT, path={"name": "units.xlsx"}, query={"division": "{district}"}),
     # ---- accounts ----
     "me_api_v1_me_get": Row(EVERYONE),
     "create_user_api_v1_users_post": Row(ONLY_ADMIN, body={"role": "worker", "scope": "{member}"}),

@@ -223,3 +223,27 @@ def test_exports_give_the_ledger_and_the_coverage_tables(platform):
         template = api.get("/templates/units.xlsx")
         assert sheet_rows(template.content)[0][0] == "统一社会信用代码*"
         assert api.get("/templates/members.csv").content.decode("utf-8-sig").startswith("姓名*,身份证号*")
+
+
+def test_only_the_roles_that_keep_a_ledger_may_import_it(platform):
+    content = xlsx(UNIT_HEADERS, [[credit_code("370113"), "某单位", "非公企业", "快递", "370113001001", 1, "否"]])
+    member_headers = xlsx(["姓名", "身份证号", "所在党组织编号"], [["张三", "370113199001011234", "org"]])
+    with platform.client() as api:
+        def token(role: str, scope) -> str:
+            username = f"{role.replace('_', '')}{uuid.uuid4().hex[:6]}"
+            assert api.post("/users", json={"username": username, "password": "pass-word-123", "role": role,
+                                            "scope": scope}).status_code == 201
+            return platform.token(username, "pass-word-123")
+        secretary = token("secretary", ["org-matrix"])
+        refused = [token("worker", "m-1"), token("station_manager", ["s-1"]), token("handler", ["d-1"])]
+    for caller in refused:
+        with platform.client(caller) as other:
+            for ledger in ("units", "members", "stations"):
+                response = upload(other, ledger, content if ledger != "members" else member_headers)
+                assert response.status_code == 403, response.text
+            assert other.get("/exports/units.xlsx").status_code == 403
+    with platform.client(secretary) as other:
+        assert upload(other, "units", content).status_code == 403
+        assert upload(other, "stations", content).status_code == 403
+        job = finished(other, upload(other, "members", member_headers))
+        assert (job["imported"], job["rejected"]) == (0, 1)  # not their organization: refused by the member service

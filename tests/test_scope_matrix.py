@@ -248,6 +248,7 @@ class World:
             self.account("handler", [data["department"]], data["dept_handler"])
         self.data["other_appeal"] = self.other["appeal"]
         self.data["block_entry"] = self.block_entry()
+        self.data["import"] = self.ledger_import(self.data["street"])
 
     def close(self):
         for client in [self.admin, *self.clients.values()]:
@@ -306,6 +307,17 @@ class World:
         return created(self.client(self.tokens[worker]).post("/appeals", json={
             "category": APPEAL_CATEGORY, "title": "矩阵诉求", "description": "范围矩阵检查的诉求", "division": street,
             "location": {"lng": 117.05, "lat": 36.68}}))["id"]
+
+    def ledger_import(self, street: str) -> str:
+        """The admin's import of a units ledger with one good row and one bad one (an errors workbook)."""
+        rows = [f"{credit_code(street)},矩阵单位,非公企业,express,{street}001",
+                f"{credit_code(street)},,非公企业,express,{street}001"]
+        content = "\n".join(["统一社会信用代码,单位名称,单位类型,所属行业,区划代码", *rows]).encode()
+        response = self.admin.post("/imports", data={"ledger": "units"}, files={"file": ("units.csv", content)})
+        assert response.status_code == 202, response.text
+        import_id = response.json()["id"]
+        wait_for(lambda: ok(self.admin.get(f"/imports/{import_id}"))["status"] == "done", what="the data's import")
+        return import_id
 
     def block_entry(self) -> str:
         return created(self.admin.post("/appeal-blocklist", json={"kind": "device",
