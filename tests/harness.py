@@ -122,6 +122,38 @@ class RunningPlatform:
                    if count.isdigit() and int(count)}
         return {"outbox_unpublished": {k: v for k, v in outbox.items() if v}, "unacknowledged": unacked}
 
+    def left_to_deliver(self) -> dict:
+        """What could still deliver an event somewhere: outbox rows not yet marked published, per
+        service, and messages on the vhost's queues (ready, unacknowledged or waiting to be
+        retried), but dead letters and RPC replies (a killed caller's stay until its reply queue
+        expires). Empty once settled: then no late repeat of an event can still arrive."""
+        import pymongo
+
+        client = pymongo.MongoClient(self.mongodb_uri, serverSelectionTimeoutMS=2000)
+        try:
+            outbox = {name: client[database].outbox.count_documents({"published_at": None})
+                      for name, database in self.databases.items()}
+        finally:
+            client.close()
+        vhost = self.amqp_uri.rsplit("/", 1)[1] or "/"
+        rows = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages"],
+                              capture_output=True, text=True, timeout=30, check=True).stdout.splitlines()
+        queued = {name: int(count) for name, count in (row.split("\t") for row in rows if "\t" in row)
+                  if count.isdigit() and int(count) and not name.endswith(".dead-letters")
+                  and not name.startswith("rpc.reply-")}
+        return {**{f"outbox of {k}": v for k, v in outbox.items() if v}, **queued}
+
+    def wait_until_settled(self, timeout: float = 60) -> None:
+        left: list[dict] = [{}]
+
+        def settled() -> bool:
+            left[0] = self.left_to_deliver()
+            return not left[0]
+        try:
+            wait_for(settled, timeout=timeout, interval=0.5, what="nothing left to deliver")
+        except TimeoutError:
+            raise TimeoutError(f"still left to deliver after {timeout:.0f} s: {left[0]}") from None
+
     def kill(self, name: str) -> None:
         """SIGKILL one process; the launcher restarts it, as a process supervisor would."""
         old = self.pid(name)
@@ -233,6 +265,6 @@ def register_units_until_answered(platform: RunningPlatform, division: str, coun
                 if response is not None and response.status_code < 500:
                     record.failures.append(response.text)
                     break
-                time.sleep(pause)
+                time.sleep(pause)  # the client's pause before it sends again, as a real client's
             else:
                 record.failures.append(f"command {key} never answered")

@@ -7,7 +7,6 @@ once, reconnects and sends the calls in flight again under their command ids; cl
 import os
 import signal
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -41,9 +40,11 @@ def test_dropped_broker_connections_cost_clients_nothing(platform):
         service = platform.pid("organization")
         os.kill(service, signal.SIGSTOP)  # calls wait for it: in flight when the connection drops
         try:
-            time.sleep(0.5)
+            # Every client waits for an answer the stopped service cannot give (quickly: their
+            # calls time out after RPC_TIMEOUT_SECONDS).
+            wait_for(lambda: len(record.outstanding) == CLIENTS, timeout=30, interval=0.01,
+                     what="every client waiting")
             assert close_broker_connections(platform.amqp_uri, "gateway rpc"), "no gateway RPC connection to drop"
-            time.sleep(0.5)
         finally:
             os.kill(service, signal.SIGCONT)
     for client in clients:

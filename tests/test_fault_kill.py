@@ -37,8 +37,8 @@ def publish_member_events(amqp_uri: str, unit_ids: dict, sent: Counter, publishe
     with Connection(amqp_uri, transport_options={"confirm_publish": True}) as connection:
         producer = Producer(connection.default_channel, exchange=exchange)
         for index in range(MEMBER_EVENTS):
-            while len(unit_ids) <= index * UNITS // MEMBER_EVENTS:
-                time.sleep(0.01)
+            wait_for(lambda: len(unit_ids) > index * UNITS // MEMBER_EVENTS, timeout=180, interval=0.01,
+                     what=f"the units registered before member event {index}")
             unit_id = random.choice(list(unit_ids.values()))
             envelope = {"specversion": "1.0", "id": uuid.uuid4().hex, "source": "member",
                         "type": "member.registered", "time": "2026-11-22T08:00:00+00:00",

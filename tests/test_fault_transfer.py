@@ -59,7 +59,7 @@ def send(api: httpx.Client, path: str, key: str, failures: list, json: dict | No
                 failures.append(f"{path}: {response.status_code} {response.text[:300]}")
                 return None
             return response.json()
-        time.sleep(0.5)
+        time.sleep(0.5)  # the client's pause before it sends again, as a frontend's
     failures.append(f"{path}: never answered")
     return None
 
@@ -158,7 +158,7 @@ def test_kill_member_service_between_approval_and_receipt(platform, sse):
             for transfer in batch:
                 if send(side, f"/transfers/{transfer['id']}/receive", uuid.uuid4().hex, failures):
                     answered.append(f"receive:{transfer['id']}")
-                time.sleep(0.3)
+                time.sleep(0.3)  # pacing, not a wait: the steps spread out so that the kill lands among them
                 # The member reports in themselves where they can; otherwise the receiving side.
                 api = me if transfer["member_id"] == members[0]["id"] else side
                 result = send(api, f"/transfers/{transfer['id']}/report-in", uuid.uuid4().hex, failures)
@@ -166,7 +166,7 @@ def test_kill_member_service_between_approval_and_receipt(platform, sse):
                     answered.append(f"report-in:{transfer['id']}")
                     if result["status"] != "completed":
                         failures.append(f"report-in answered {result['status']}")
-                time.sleep(0.3)
+                time.sleep(0.3)  # pacing, as above
 
     clients = [threading.Thread(target=receive_and_report_in, args=(transfers[i::5],)) for i in range(5)]
     for client in clients:
@@ -200,7 +200,8 @@ def test_kill_member_service_between_approval_and_receipt(platform, sse):
         # One transfer.received and one transfer.completed per transfer on the stream.
         wait_for(lambda: set(per_transfer(stream, ids, "transfer.completed")) == ids, timeout=120,
                  what="every transfer.completed")
-        time.sleep(1)  # a late duplicate would show up now
+        # Once nothing is left to deliver anywhere, a late duplicate would be on the stream.
+        platform.wait_until_settled()
         for event_type in ("transfer.received", "transfer.completed"):
             counted = per_transfer(stream, ids, event_type)
             assert set(counted) == ids and set(counted.values()) == {1}, (event_type, counted)
@@ -208,7 +209,7 @@ def test_kill_member_service_between_approval_and_receipt(platform, sse):
         wait_for(lambda: (unit_figures(admin, sending_unit), unit_figures(admin, receiving_unit))
                  == ((0, False), (receiving_before + TRANSFERS, True)),
                  timeout=120, interval=0.5, what="both units counted the transfers")
-        time.sleep(1)
+        platform.wait_until_settled()
         assert unit_figures(admin, sending_unit) == (0, False)
         assert unit_figures(admin, receiving_unit) == (receiving_before + TRANSFERS, True)
         # The organization service applied each completion once, to each of its two units.
@@ -246,7 +247,7 @@ def test_kill_organization_service_between_completion_and_coverage(platform, sse
                 result = send(api, f"/transfers/{transfer['id']}/report-in", uuid.uuid4().hex, failures)
                 if result:
                     reported.append(transfer["id"])
-                time.sleep(0.15)
+                time.sleep(0.15)  # pacing, not a wait: report-ins still come after the kill
 
     clients = [threading.Thread(target=report_in, args=(transfers[i::2],)) for i in range(2)]
     for client in clients:
@@ -275,7 +276,7 @@ def test_kill_organization_service_between_completion_and_coverage(platform, sse
         expected = ((0, False), (TRANSFERS, True))
         wait_for(lambda: (unit_figures(admin, sending_unit), unit_figures(admin, receiving_unit)) == expected,
                  timeout=120, interval=0.5, what="both units counted every transfer once")
-        time.sleep(2)
+        platform.wait_until_settled()  # nothing more to apply
         assert (unit_figures(admin, sending_unit), unit_figures(admin, receiving_unit)) == expected
         # Every completion was applied once: one unit.updated per unit for each of them.
         updates = unit_updates_per_completion(stream, ids)

@@ -11,7 +11,6 @@ supported queue TTL and message TTL since 3.10."""
 import json
 import re
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -20,6 +19,7 @@ from nameko.rpc import RPC_REPLY_QUEUE_TEMPLATE, get_rpc_exchange
 
 from deploy_helpers import NAMEKO_SERVICES, consumed_queues, nameko_queues, require_tool
 
+from platform_testing import wait_for
 from service_kit import topology
 
 
@@ -104,10 +104,7 @@ def test_a_quorum_reply_queue_expires(quorum_vhost):
     with Connection(amqp_uri) as connection:
         queue(connection.default_channel).declare()
     assert queues(quorum_vhost[0])[name]["type"] == "quorum"
-    deadline = time.monotonic() + 15
-    while exists(amqp_uri, name):
-        assert time.monotonic() < deadline, f"{name} did not expire"
-        time.sleep(0.25)
+    wait_for(lambda: not exists(amqp_uri, name), timeout=15, interval=0.25, what=f"{name} to expire")
 
 
 def test_a_quorum_retry_queue_returns_the_message_to_its_handler_queue(quorum_vhost):
@@ -121,10 +118,8 @@ def test_a_quorum_retry_queue_returns_the_message_to_its_handler_queue(quorum_vh
         bound.declare()
         Producer(channel).publish(b"{}", exchange=Exchange(topology.retry_exchange_name(service, 1)),
                                   routing_key=handler_queue.name)
-        deadline = time.monotonic() + 15
-        while (message := bound.get(no_ack=True)) is None:
-            assert time.monotonic() < deadline, "the retried message never came back"
-            time.sleep(0.2)
+        message = wait_for(lambda: bound.get(no_ack=True), timeout=15, interval=0.2,
+                           what="the retried message back on its handler queue")
         assert message.body == b"{}"
 
 
