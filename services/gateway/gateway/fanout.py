@@ -80,12 +80,16 @@ class Broadcaster:
         self._wake = asyncio.Event()
         self._gap_since: float | None = None
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         self.delivered = await self.log.last_seq()
         self._task = asyncio.create_task(self._run(), name="event-broadcaster")
 
     async def stop(self) -> None:
+        # The flag too: on Python 3.11 a cancellation that lands as the wait is woken (a notify()
+        # just before) is swallowed by asyncio.wait_for, and the loop would go on for ever.
+        self._stopping = True
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -152,7 +156,7 @@ class Broadcaster:
             self.unsubscribe(subscription)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             except TimeoutError:

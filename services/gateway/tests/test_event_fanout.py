@@ -196,3 +196,14 @@ async def test_stop_ends_streams():
     await waiting.wait()
     await broadcaster.stop()
     assert await waiter == []
+
+
+async def test_stop_right_after_a_notify_returns_on_python_3_11():
+    """asyncio.wait_for on 3.11 swallows a cancellation that lands as the wait is woken: stop()
+    once hung for ever when a notify() came just before it (three runs out of three)."""
+    for _ in range(3):
+        broadcaster = Broadcaster(MemoryLog(), poll_interval=3600)
+        await broadcaster.start()
+        await asyncio.sleep(0)  # the loop is waiting on its wake-up: the race needs it there
+        broadcaster.notify()
+        await asyncio.wait_for(broadcaster.stop(), 5)
