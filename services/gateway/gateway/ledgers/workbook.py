@@ -33,16 +33,18 @@ def file_format(content: bytes, filename: str) -> str:
     return "csv"
 
 
-def read_table(content: bytes, filename: str) -> list[list[Any]]:
-    """The first sheet's rows (header first), as cells."""
+def read_table(content: bytes, filename: str, header_only: bool = False) -> list[list[Any]]:
+    """The first sheet's rows (header first), as cells; with `header_only`, the header row alone
+    (what an upload is checked by before its job reads the rest)."""
     if file_format(content, filename) == "xlsx":
         try:
-            workbook = CalamineWorkbook.from_filelike(io.BytesIO(content))
-            rows = workbook.get_sheet_by_index(0).to_python(skip_empty_area=False)
+            sheet = CalamineWorkbook.from_filelike(io.BytesIO(content)).get_sheet_by_index(0)
+            rows = [next(sheet.iter_rows(), [])] if header_only else sheet.to_python(skip_empty_area=False)
         except Exception as error:  # calamine raises its own types for every kind of damage
             raise UnreadableFile(f"无法读取工作簿：{type(error).__name__}") from None
     else:
-        rows = list(csv.reader(io.StringIO(_decode(content))))
+        reader = csv.reader(io.StringIO(_decode(content)))
+        rows = [next(reader, [])] if header_only else list(reader)
     while rows and not any(_filled(cell) for cell in rows[-1]):
         rows.pop()
     if not rows:

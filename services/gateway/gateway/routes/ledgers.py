@@ -94,7 +94,7 @@ async def start_import(request: Request, caller: Anyone,
         raise ApiProblem.of(413, f"the file is larger than {settings.import_max_bytes} bytes: split it")
     filename = (file.filename or f"{ledger}.xlsx")[-200:]
     try:
-        table = await asyncio.to_thread(read_table, content, filename)
+        table = await asyncio.to_thread(read_table, content, filename, header_only=True)
     except UnreadableFile as error:
         raise ApiProblem.invalid(["body", "file"], str(error)) from None
     _columns, missing = spec_for(ledger).header_map(table[0])
