@@ -25,6 +25,9 @@ STOP_GRACE_SECONDS = 10  # uvicorn's timeout_graceful_shutdown (gateway.__main__
 
 async def take(source, count: int, timeout: float = 10) -> list:
     """The next `count` events of an open SSE stream."""
+    if source.response.status_code != 200:  # a refusal is a problem document: show it, not a content-type error
+        await source.response.aread()
+        raise AssertionError(f"the stream was refused: {source.response.status_code} {source.response.text}")
     received = []
     async with asyncio.timeout(timeout):
         async for event in source.aiter_sse():
@@ -336,6 +339,11 @@ async def test_second_replica_delivers_every_event_and_stops_on_sigterm(
         division = community()
         events = [alert_event(division) for _ in range(12)]
         async with replica.async_client(admin_token) as client:
+            # Ready is not yet warm: a fresh replica's first database round trip can exceed its
+            # 2 s budget on a loaded machine and be answered 503 (a CI run saw the stream refused).
+            async def serves_the_admin() -> bool:
+                return (await client.get("/api/v1/me")).status_code == 200
+            await wait_for_async(serves_the_admin, timeout=30, what="the replica serving the admin")
             async with aconnect_sse(client, "GET", STREAM, params={"division": division}) as source:
                 await publish(amqp_uri, *events)
                 received = await take(source, len(events))
