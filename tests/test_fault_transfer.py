@@ -31,9 +31,10 @@ pytestmark = pytest.mark.slow
 
 TRANSFERS = 10
 # How long a client keeps retrying one command. A process killed inside an open transaction
-# leaves it to the database to abort, which it does when the transaction's lifetime runs out
-# (60 s, as mongod's transactionLifetimeLimitSeconds): writes that touch what it wrote wait
-# that long, so the tests allow for it.
+# leaves it open; the restarted one ends it once the killed one has missed 4 heartbeats
+# (service_kit.transaction_owners; a second each in tests), and the database would at the
+# transaction's lifetime (60 s, as mongod's transactionLifetimeLimitSeconds): writes that touch
+# what it wrote wait until then, and the clients allow for the longer of the two.
 DEADLINE_SECONDS = 120
 
 

@@ -25,6 +25,7 @@ from platform_contracts.events import validate_event
 from . import tracing
 from .metrics import COMMANDS_PER_TRANSACTION, INBOX_DUPLICATES
 from .outbox import OUTBOX_INDEX, outbox_record
+from .transaction_owners import DEFAULT_HEARTBEAT_SECONDS, TransactionOwners
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,13 @@ class Store:
 
     def __init__(self, uri: str, database: str, source: str,
                  after_commit: Callable[[list[dict]], None] = lambda records: None, serialize_writes: bool = False,
-                 server_selection_timeout_ms: int = 30_000):
+                 server_selection_timeout_ms: int = 30_000,
+                 transaction_heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS):
         self.client = pymongo.MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=server_selection_timeout_ms)
         self.db = self.client[database]
+        # Run `owners.run` beside the service: a killed replica's open transactions are then
+        # ended within a few heartbeats instead of holding up writes for their whole lifetime.
+        self.owners = TransactionOwners(self.db, transaction_heartbeat_seconds)
         self.source = source
         self._after_commit = after_commit
         # Where every write touches the same few documents (coverage counters), concurrent
@@ -180,6 +185,13 @@ class Store:
     def close(self) -> None:
         self.client.close()
 
+    @contextlib.contextmanager
+    def _session(self):
+        """A session for a transaction, recorded as this process's (see transaction_owners)."""
+        with self.client.start_session() as session:
+            self.owners.session_started(session)
+            yield session
+
     def _transaction(self, work: Callable[[UnitOfWork], Any], correlationid, causationid,
                      exclusive: bool = True, traceparent: str | None = None) -> tuple[Any, UnitOfWork]:
         holder: dict[str, UnitOfWork] = {}
@@ -195,7 +207,7 @@ class Store:
             return result
 
         with self._write_lock if exclusive else contextlib.nullcontext():
-            with self.client.start_session() as session:
+            with self._session() as session:
                 result = session.with_transaction(attempt)
         uow = holder["uow"]
         if holder["outbox"]:
@@ -323,7 +335,7 @@ class Store:
                 self.db[collection].insert_many(documents, session=session)
             holder.update(results=results, uows=uows, outbox=outbox)
 
-        with self.client.start_session() as session:
+        with self._session() as session:
             session.with_transaction(attempt)
         return holder["results"], holder["uows"], holder["outbox"]
 

@@ -2,6 +2,7 @@
 it), the check of its callers' signed actors, and, where it holds personal data, its field
 cipher; a service that calls another signs the actors it passes with `ActorSigning`."""
 
+import threading
 from functools import partial
 
 from nameko.extensions import DependencyProvider
@@ -11,6 +12,7 @@ from ..actor_tokens import ActorSigner, ActorVerifier
 from ..outbox import OutboxRelay
 from ..pii import cipher_from_config
 from ..store import Store
+from ..transaction_owners import heartbeat_seconds_from
 
 
 class StoreProvider(DependencyProvider):
@@ -29,22 +31,33 @@ class StoreProvider(DependencyProvider):
             config["MONGODB_URI"], config["MONGODB_DATABASE"], service,
             after_commit=self.relay.committed, serialize_writes=self.serialize_writes,
             server_selection_timeout_ms=int(config.get("MONGODB_SERVER_SELECTION_TIMEOUT_MS", 2000)),
+            transaction_heartbeat_seconds=heartbeat_seconds_from(config),
         )
         self.relay.outbox = self.store.db.outbox
+        self.heartbeat_stopped = threading.Event()
 
     def start(self):
         self.store.ensure_indexes(float(self.container.config.get("COMMAND_LOG_RETENTION_HOURS", 168)))
         self.relay.start(partial(self.container.spawn_managed_thread, identifier="outbox_relay"))
+        self.heartbeat_stopped.clear()
+        self.container.spawn_managed_thread(partial(self.store.owners.run, self.heartbeat_stopped),
+                                            identifier="transaction_owners")
 
     def stop(self):
         # The container's workers have finished: nothing commits any more.
         self.relay.stop()
+        self.heartbeat_stopped.set()
+        try:
+            self.store.owners.leave()
+        except Exception:  # noqa: BLE001 - the record only goes stale, and another replica clears it
+            pass
         # Closing the client also ends its monitors, which at the interpreter's exit pymongo
         # would otherwise wait for, a second each, while they sit in a socket read.
         self.store.close()
 
     def kill(self):
         self.relay.stop()
+        self.heartbeat_stopped.set()
         self.store.close()
 
     def get_dependency(self, worker_ctx):

@@ -12,8 +12,10 @@ from pathlib import Path
 from .waiting import free_port, wait_for
 
 # What integration tests want quicker than production: the outbox polled every half second,
-# a failing event retried once after a second. A test's own env overrides them.
-QUICK_ENV = {"OUTBOX_POLL_SECONDS": "0.5", "EVENT_RETRY_DELAYS_SECONDS": "1", "EVENT_MAX_ATTEMPTS": "2"}
+# a failing event retried once after a second, the transaction a killed process left open ended
+# within about 4 s. A test's own env overrides them.
+QUICK_ENV = {"OUTBOX_POLL_SECONDS": "0.5", "EVENT_RETRY_DELAYS_SECONDS": "1", "EVENT_MAX_ATTEMPTS": "2",
+             "TRANSACTION_OWNER_HEARTBEAT_SECONDS": "1"}
 
 
 class ServiceProcess:

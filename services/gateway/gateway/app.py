@@ -16,6 +16,7 @@ from pymongo import AsyncMongoClient, MongoClient
 from service_kit import topology, tracing
 from service_kit.pii import FieldCipher
 from service_kit.outbox import OutboxRelay
+from service_kit.transaction_owners import TransactionOwners
 
 from .appeal_guard import AppealGuard
 from .event_consumer import EventConsumer
@@ -87,15 +88,19 @@ def create_app(settings: Settings) -> FastAPI:
         await users_repo.bootstrap_admin(settings.admin_password)
         rpc = RpcClient(settings.amqp_uri, settings.rpc_timeout_seconds, settings.actor_signer())
         await rpc.start()
-        event_log = EventLog(db)
+        # The services' relay and transaction heartbeat, unchanged: synchronous, so in threads of
+        # their own with a client of their own.
+        relay_mongo = MongoClient(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
+        owners = TransactionOwners(relay_mongo[settings.mongodb_database], settings.transaction_heartbeat_seconds)
+        heartbeat_stopped = threading.Event()
+        threading.Thread(target=owners.run, args=(heartbeat_stopped,), name="transaction-owners", daemon=True).start()
+        event_log = EventLog(db, owners)
         broadcaster = Broadcaster(event_log)
         await broadcaster.start()
         notification_store = NotificationStore(db)
-        # The services' relay, unchanged: synchronous, so in a thread of its own with a client of its own.
         relay = OutboxRelay(NOTIFICATION_SOURCE, settings.amqp_uri, settings.outbox_poll_seconds,
                             refresh_other_gauges=lambda: topology.count_dead_letters(settings.amqp_uri,
                                                                                      NOTIFICATION_SOURCE))
-        relay_mongo = MongoClient(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
         relay.outbox = relay_mongo[settings.mongodb_database][notification_store.outbox.name]
         relay.start(lambda run: threading.Thread(target=run, name="outbox-relay", daemon=True).start())
         consumer = EventConsumer(settings.amqp_uri, event_log, broadcaster, notification_store, relay.committed)
@@ -114,6 +119,9 @@ def create_app(settings: Settings) -> FastAPI:
             purger.cancel()
             await consumer.stop()
             await asyncio.to_thread(relay.stop)  # marks what it has published
+            heartbeat_stopped.set()
+            with contextlib.suppress(Exception):  # left behind, the record goes stale and a replica clears it
+                await asyncio.to_thread(owners.leave)
             relay_mongo.close()
             await broadcaster.stop()
             await rpc.close()

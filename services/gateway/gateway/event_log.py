@@ -18,6 +18,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from platform_contracts.codes import DIVISION_PREFIX_LENGTHS
 from platform_contracts.envelope import CloudEvent
+from service_kit.transaction_owners import TransactionOwners
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,11 @@ class EventLog:
 
     RELOAD_AFTER_IDLE_SECONDS = 1.0
 
-    def __init__(self, db: AsyncDatabase):
+    def __init__(self, db: AsyncDatabase, owners: TransactionOwners | None = None):
         self.client = db.client
+        # Records the sessions of the log's transactions, so that a standby can end them if
+        # this replica is killed inside one (see service_kit.transaction_owners).
+        self.owners = owners
         self.collection = db["event_log"]
         self._next_seq: int | None = None
         self._appended_at = 0.0
@@ -117,6 +121,8 @@ class EventLog:
             await self._reload_position_if_stale()
             try:
                 async with self.client.start_session() as session:
+                    if self.owners and (lsid := self.owners.new_session(session)) is not None:
+                        await asyncio.to_thread(self.owners.record, lsid)
                     results = await session.with_transaction(
                         lambda s: self._append_batch(events, on_logged, s, skip_logged))
             except BulkWriteError as exc:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service_kit.actor_tokens import GATEWAY, SIGNING_KEY_ENV, ActorSigner
+from service_kit.transaction_owners import DEFAULT_HEARTBEAT_SECONDS, heartbeat_seconds_from
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class Settings:
     login_max_failures_per_address: int = 100
     login_failure_window_seconds: float = 900.0
     outbox_poll_seconds: float = 1.0
+    transaction_heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
     log_level: str = "INFO"
     stream_recheck_seconds: float = 2.0
     stream_max_per_user: int = 5
@@ -83,6 +85,7 @@ class Settings:
             login_max_failures_per_address=int(env.get("LOGIN_MAX_FAILURES_PER_ADDRESS", "100")),
             login_failure_window_seconds=float(env.get("LOGIN_FAILURE_WINDOW_SECONDS", "900")),
             outbox_poll_seconds=float(env.get("OUTBOX_POLL_SECONDS", "1.0")),
+            transaction_heartbeat_seconds=heartbeat_seconds_from(env),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
             stream_recheck_seconds=float(env.get("STREAM_RECHECK_SECONDS", "2")),
             stream_max_per_user=int(env.get("STREAM_MAX_PER_USER", "5")),

@@ -61,9 +61,10 @@ def test_a_crash_mid_burst_loses_no_adjustment_and_applies_none_twice(lone_platf
     # The client sends every command again under its id (the killed replica's answers never
     # came; which ones it applied, the client cannot know); the new replica also takes what was
     # left queued. A command applied before is answered from the command log.
-    # A transaction the killed replica left open holds the station's document until the database
-    # gives up on it (its transaction lifetime, 60 s on MongoDB): the first calls after the crash
-    # may wait for that, and are sent again like any call that got no answer.
+    # A transaction the killed replica left open holds the station's document until the new
+    # replica finds the killed one silent and ends its sessions (service_kit.transaction_owners,
+    # 4 heartbeats of a second here): the first calls after the crash may wait for that, and are
+    # sent again like any call that got no answer.
     restarted = time.monotonic()
     deadline = restarted + 180
     for key, delta in commands.items():
