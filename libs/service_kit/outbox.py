@@ -7,7 +7,9 @@ any failed pass, it first catches up from the database instead: everything unpub
 outbox order, before anything handed over meanwhile, so that a broker blip does not let newer
 events overtake older ones. Every `OUTBOX_POLL_SECONDS` it also looks for records nobody
 handed it (a replica that died) — those older than `LEFTOVER_AFTER_SECONDS`, so that it does
-not race the replica that is publishing them right now. Delivery is at least once: a crash
+not race the replica that is publishing them right now, and only once its own hand-over is
+drained (or every `LEFTOVER_AFTER_SECONDS` under one that never is), leaving what it holds
+itself to the hand-over. Another replica's backlog older than that is still published by both. Delivery is at least once: a crash
 between the broker's confirm and the mark publishes an event again, which consumers' inboxes
 and the gateway's event log absorb by event id.
 
@@ -274,10 +276,11 @@ class OutboxRelay:
                 self._publish(self._take_committed())
                 self._refresh_gauges()
             if self._poll_due():
-                self._polled_at = time.monotonic()
                 self._mark_published(force=True)  # what is published is no leftover
-                while self.publish_leftovers() == BATCH and self._running:
+                after = None
+                while self._running and (after := self.publish_leftovers(after)) is not None:
                     self._refresh_gauges()
+                self._polled_at = time.monotonic()  # from the end: a long poll still leaves time to publish
         except Exception:  # broker or database away: keep the events, try again shortly
             self._catching_up = True
             OUTBOX_PUBLISH_FAILURES.labels(self.service).inc()
@@ -293,7 +296,10 @@ class OutboxRelay:
             self._wakeup.wait(wait)
 
     def _poll_due(self) -> bool:
-        return time.monotonic() - self._polled_at >= self.poll_seconds
+        """Leftovers are looked for once the hand-over is drained, and at the latest every
+        LEFTOVER_AFTER_SECONDS under a hand-over that never drains."""
+        since = time.monotonic() - self._polled_at
+        return since >= self.poll_seconds and (not self._committed or since >= LEFTOVER_AFTER_SECONDS)
 
     def _catch_up(self) -> None:
         """Publish every unpublished record from the database, in outbox order; then carry on
@@ -323,13 +329,22 @@ class OutboxRelay:
             batch.append(self._committed.popleft())
         return batch
 
-    def publish_leftovers(self) -> int:
-        """Publish records nobody handed over; how many there were (at most BATCH)."""
+    def publish_leftovers(self, after=None):
+        """Publish the next BATCH of records nobody handed over, from the outbox id `after` on;
+        the last id looked at if there may be more, else None. Records still waiting in this
+        relay's hand-over (a backlog older than LEFTOVER_AFTER_SECONDS) are left to it: taken
+        here too, they went out twice."""
         cutoff = utc_now() - timedelta(seconds=LEFTOVER_AFTER_SECONDS)
-        pending = list(self.outbox.find({"published_at": None, "created_at": {"$lt": cutoff}})
-                       .sort("_id", 1).limit(BATCH))
-        self._publish(pending)
-        return len(pending)
+        query = {"published_at": None, "created_at": {"$lt": cutoff}}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        pending = list(self.outbox.find(query).sort("_id", 1).limit(BATCH))
+        if not pending:
+            return None
+        with self._handover:
+            held = {record["_id"] for record in self._committed}
+        self._publish([record for record in pending if record["_id"] not in held])
+        return pending[-1]["_id"] if len(pending) == BATCH else None
 
     def _publish(self, records: list[dict]) -> None:
         if not records:

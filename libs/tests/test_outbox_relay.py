@@ -100,6 +100,34 @@ def test_while_the_broker_is_away_the_backlog_gauges_still_move(mongodb_uri):
         relay._running = False  # stop() would wait out the publisher's connection retries
 
 
+def test_a_handed_over_backlog_older_than_the_leftover_age_is_published_once(mongodb_uri):
+    """A relay behind by more than LEFTOVER_AFTER_SECONDS (a burst, a slow broker) holds records
+    the poll would take for a dead process's leftovers: its poll leaves them to the hand-over."""
+    with rabbit_vhost() as amqp_uri:
+        relay, store = relay_and_store(mongodb_uri, amqp_uri)
+        with listening(amqp_uri, store.source) as drain:
+            relay.start(in_a_thread)
+            try:
+                emit(store)  # the start's catch-up is over once this is out
+                wait_for(lambda: len(drain()) == 1, what="the first event published")
+                old = utc_now() - timedelta(seconds=LEFTOVER_AFTER_SECONDS + 1)
+                backlog = [{"_id": ObjectId(), "type": "unit.updated", "created_at": old, "published_at": None,
+                            "envelope": CloudEvent(source=store.source, type="unit.updated", subject=f"b{i}",
+                                                   data={}).to_json_dict()} for i in range(2_000)]
+                # Written and handed over as one step: after a real commit the poll cannot take a
+                # record before the hand-over, which is younger than the leftover age then.
+                with relay._handover:
+                    store.db.outbox.insert_many(backlog)
+                    relay._committed.extend(backlog)
+                relay.wake()
+                wait_for(lambda: store.db.outbox.count_documents({"published_at": None}) == 0, timeout=60,
+                         what="the backlog published and marked")
+            finally:
+                relay.stop()
+            received = drain()
+        assert sorted(received[1:]) == sorted(r["envelope"]["id"] for r in backlog)  # each once
+
+
 def test_a_restarted_relay_publishes_what_was_left_before_anything_new(mongodb_uri):
     """Records a crashed process left unpublished (just written, so no leftover yet) go out
     first, in outbox order, then what is committed after the start: nothing overtakes them."""
