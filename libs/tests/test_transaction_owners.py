@@ -12,7 +12,8 @@ import pymongo
 import pytest
 
 from platform_testing import wait_for
-from service_kit.transaction_owners import COLLECTION, TransactionOwners
+from service_kit.config import env_config
+from service_kit.transaction_owners import COLLECTION, TransactionOwners, heartbeat_seconds_from
 
 # Far below the 60 s the database would otherwise take: a stalled write fails the test.
 pytestmark = pytest.mark.timeout(40)
@@ -95,3 +96,11 @@ def test_a_clean_stop_leaves_no_record(db):
         owners.session_started(session)
     owners.leave()
     assert db[COLLECTION].count_documents({}) == 0
+
+
+def test_a_service_takes_its_heartbeat_from_the_environment(monkeypatch):
+    """env_config passes on only the variables it knows: this one was not among them, so every
+    service beat at the 5 s default whatever was set (a chaos run's 21 s of 504s after a kill)."""
+    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1/")
+    monkeypatch.setenv("TRANSACTION_OWNER_HEARTBEAT_SECONDS", "1")
+    assert heartbeat_seconds_from(env_config("organization", 8081)) == 1.0
