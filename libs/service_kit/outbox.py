@@ -8,10 +8,12 @@ outbox order, before anything handed over meanwhile, so that a broker blip does 
 events overtake older ones. Every `OUTBOX_POLL_SECONDS` it also looks for records nobody
 handed it (a replica that died) — those older than `LEFTOVER_AFTER_SECONDS`, so that it does
 not race the replica that is publishing them right now, and only once its own hand-over is
-drained (or every `LEFTOVER_AFTER_SECONDS` under one that never is), leaving what it holds
-itself to the hand-over. Another replica's backlog older than that is still published by both. Delivery is at least once: a crash
-between the broker's confirm and the mark publishes an event again, which consumers' inboxes
-and the gateway's event log absorb by event id.
+drained (or every `LEFTOVER_AFTER_SECONDS` under one that never is). However far behind a
+relay is, what it holds is left to it: its own poll skips its hand-over, and other replicas
+skip the records of a relay whose process is alive (each record names it; liveness is the
+transaction owners' heartbeat, service_kit.transaction_owners). Delivery is at least once: a
+crash between the broker's confirm and the mark publishes an event again, which consumers'
+inboxes and the gateway's event log absorb by event id.
 
 The relay runs in a thread of its own: a green thread in the nameko services (eventlet patches
 `threading` and `time` there), an OS thread beside the gateway's event loop. So nothing here
@@ -180,10 +182,12 @@ def relay_connection_name(source: str) -> str:
     return f"{source} outbox relay"
 
 
-def outbox_record(record_id, event_type: str, envelope: dict, created_at) -> dict:
-    """An event waiting in an outbox; the relay publishes records in `_id` order."""
+def outbox_record(record_id, event_type: str, envelope: dict, created_at, relay: str | None = None) -> dict:
+    """An event waiting in an outbox; the relay publishes records in `_id` order. `relay` is the
+    process whose relay it is handed to (its transaction owner id): while that process is alive,
+    other replicas' polls leave the record to it."""
     return {"_id": record_id, "type": event_type, "envelope": envelope, "created_at": created_at,
-            "published_at": None}
+            "published_at": None, "relay": relay}
 
 
 class OutboxRelay:
@@ -198,6 +202,9 @@ class OutboxRelay:
         self.exchange = Exchange(exchange_for(source), type="topic", durable=True)
         self.publisher = ConfirmedPublisher(amqp_uri, self.exchange, relay_connection_name(source))
         self.outbox: Collection | None = None  # set by whoever owns the database
+        # Set with it: the ids of the other processes alive on this outbox (their records are
+        # theirs to publish, however far behind they are).
+        self.other_relays_alive: Callable[[], list[str]] = lambda: []
         self._committed: deque[dict] = deque()  # handed over at commit, in commit order
         # Committing threads append while the relay takes from the left (each atomic on a
         # deque); rebuilding it after a catch-up must not lose an append made meanwhile.
@@ -336,6 +343,8 @@ class OutboxRelay:
         here too, they went out twice."""
         cutoff = utc_now() - timedelta(seconds=LEFTOVER_AFTER_SECONDS)
         query = {"published_at": None, "created_at": {"$lt": cutoff}}
+        if alive := self.other_relays_alive():
+            query["relay"] = {"$nin": alive}
         if after is not None:
             query["_id"] = {"$gt": after}
         pending = list(self.outbox.find(query).sort("_id", 1).limit(BATCH))

@@ -78,9 +78,10 @@ class UnitOfWork:
         self.events.append(event)
         return event
 
-    def write_outbox(self, events: list[CloudEvent]) -> list[dict]:
-        """Add `events` to the outbox in this transaction; the records, for the relay once committed."""
-        records = [outbox_record(ObjectId(), e.type, e.to_json_dict(), self.now) for e in events]
+    def write_outbox(self, events: list[CloudEvent], relay: str | None = None) -> list[dict]:
+        """Add `events` to the outbox in this transaction; the records, for the relay (of the
+        process `relay`) once committed."""
+        records = [outbox_record(ObjectId(), e.type, e.to_json_dict(), self.now, relay) for e in events]
         if records:
             self.db.outbox.insert_many(records, session=self.session)
         return records
@@ -203,7 +204,7 @@ class Store:
             result = work(uow)
             for hook in uow.before_commit:
                 hook()
-            holder["outbox"] = uow.write_outbox(uow.events)
+            holder["outbox"] = uow.write_outbox(uow.events, self.owners.owner)
             return result
 
         with self._write_lock if exclusive else contextlib.nullcontext():
@@ -330,7 +331,7 @@ class Store:
             for hook in before_commit:
                 hook()
             events = [e for uow in uows for e in uow.events]
-            outbox = UnitOfWork(self.db, session, self.source, None, None).write_outbox(events)
+            outbox = UnitOfWork(self.db, session, self.source, None, None).write_outbox(events, self.owners.owner)
             for collection, documents in records.items():
                 self.db[collection].insert_many(documents, session=session)
             holder.update(results=results, uows=uows, outbox=outbox)

@@ -86,6 +86,12 @@ class TransactionOwners:
                         len(record.get("sessions", [])), record["heartbeat_at"].isoformat())
         return len(gone)
 
+    def others_alive(self) -> list[str]:
+        """The other processes on this database whose heartbeat is not stale."""
+        fresh = _now() - self.stale_after
+        return [record["_id"] for record in self.collection.find(
+            {"heartbeat_at": {"$gte": fresh}, "_id": {"$ne": self.owner}}, {"_id": 1})]
+
     def leave(self) -> None:
         """On a clean stop: the driver ends its sessions itself; the record goes."""
         self.collection.delete_one({"_id": self.owner})

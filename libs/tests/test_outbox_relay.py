@@ -14,8 +14,9 @@ from prometheus_client import generate_latest
 
 from platform_contracts.envelope import CloudEvent
 from platform_testing import metric_value, rabbit_vhost, wait_for
-from service_kit.outbox import LEFTOVER_AFTER_SECONDS, OutboxRelay
+from service_kit.outbox import LEFTOVER_AFTER_SECONDS, OutboxRelay, outbox_record
 from service_kit.store import Store, utc_now
+from service_kit.transaction_owners import TransactionOwners
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -126,6 +127,37 @@ def test_a_handed_over_backlog_older_than_the_leftover_age_is_published_once(mon
                 relay.stop()
             received = drain()
         assert sorted(received[1:]) == sorted(r["envelope"]["id"] for r in backlog)  # each once
+
+
+def test_another_replicas_backlog_is_left_to_it_while_it_lives_and_taken_once_it_is_gone(mongodb_uri):
+    """Records another replica committed, and its relay has not published yet however old,
+    are its own while its heartbeat is fresh; once it is silent they are leftovers."""
+    with rabbit_vhost() as amqp_uri:
+        relay, store = relay_and_store(mongodb_uri, amqp_uri)
+        other = TransactionOwners(store.db, heartbeat_seconds=0.2)
+        with store.client.start_session() as session:
+            other.session_started(session)  # the other replica has written in a transaction
+        this = TransactionOwners(store.db, heartbeat_seconds=0.2)  # judges staleness by its own heartbeat
+        relay.other_relays_alive = this.others_alive
+        old = utc_now() - timedelta(seconds=LEFTOVER_AFTER_SECONDS + 1)
+        events = [CloudEvent(source=store.source, type="unit.updated", subject=f"o{i}", data={}) for i in range(3)]
+        store.db.outbox.insert_many([outbox_record(ObjectId(), e.type, e.to_json_dict(), old, other.owner)
+                                     for e in events])
+        beating = threading.Event()
+        threading.Thread(target=other.run, args=(beating,), daemon=True).start()
+        try:
+            with listening(amqp_uri, store.source) as drain:
+                relay.publish_leftovers()
+                assert drain() == []  # alive: its relay's to publish
+                beating.set()
+                wait_for(lambda: other.owner not in this.others_alive(), timeout=10,
+                         what="the other replica silent for four heartbeats")
+                relay.publish_leftovers()
+                assert drain() == [e.id for e in events]
+        finally:
+            beating.set()
+            relay.publisher.close()
+            store.close()
 
 
 def test_a_restarted_relay_publishes_what_was_left_before_anything_new(mongodb_uri):

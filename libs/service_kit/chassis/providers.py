@@ -34,6 +34,7 @@ class StoreProvider(DependencyProvider):
             transaction_heartbeat_seconds=heartbeat_seconds_from(config),
         )
         self.relay.outbox = self.store.db.outbox
+        self.relay.other_relays_alive = self.store.owners.others_alive
         self.heartbeat_stopped = threading.Event()
 
     def start(self):

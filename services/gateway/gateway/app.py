@@ -97,11 +97,12 @@ def create_app(settings: Settings) -> FastAPI:
         event_log = EventLog(db, owners)
         broadcaster = Broadcaster(event_log)
         await broadcaster.start()
-        notification_store = NotificationStore(db)
+        notification_store = NotificationStore(db, owners.owner)
         relay = OutboxRelay(NOTIFICATION_SOURCE, settings.amqp_uri, settings.outbox_poll_seconds,
                             refresh_other_gauges=lambda: topology.count_dead_letters(settings.amqp_uri,
                                                                                      NOTIFICATION_SOURCE))
         relay.outbox = relay_mongo[settings.mongodb_database][notification_store.outbox.name]
+        relay.other_relays_alive = owners.others_alive
         relay.start(lambda run: threading.Thread(target=run, name="outbox-relay", daemon=True).start())
         consumer = EventConsumer(settings.amqp_uri, event_log, broadcaster, notification_store, relay.committed)
         await consumer.start()

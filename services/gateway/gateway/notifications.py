@@ -264,17 +264,20 @@ def _item(doc: dict, principal: Principal) -> dict:
             "read": principal.id in doc.get("read_by", ())}
 
 
-def outbox_records(entries) -> list[dict]:
+def outbox_records(entries, relay: str | None = None) -> list[dict]:
     """The notifications among logged entries as the outbox records that publish them: a record's
-    id is its log position, so the relay publishes in log order; it dates from its notification."""
-    return [outbox_record(entry.seq, entry.type, entry.envelope, datetime.fromisoformat(entry.envelope["time"]))
+    id is its log position, so the relay publishes in log order; it dates from its notification.
+    `relay`: the process whose relay they are handed to."""
+    return [outbox_record(entry.seq, entry.type, entry.envelope, datetime.fromisoformat(entry.envelope["time"]),
+                          relay)
             for entry in entries if entry.type == NOTIFICATION_CREATED]
 
 
 class NotificationStore:
-    def __init__(self, db: AsyncDatabase):
+    def __init__(self, db: AsyncDatabase, relay: str | None = None):
         self.collection = db["notifications"]
         self.outbox = db["outbox"]
+        self.relay = relay  # this process's transaction owner id, named in its outbox records
 
     async def ensure_indexes(self) -> None:
         await self.collection.create_index([("seq", DESCENDING)], unique=True, name="seq_unique")
@@ -288,7 +291,7 @@ class NotificationStore:
                 for data in (entry.envelope["data"],)]
         if docs:
             await self.collection.insert_many(docs, ordered=True, session=session)
-            await self.outbox.insert_many(outbox_records(entries), ordered=True, session=session)
+            await self.outbox.insert_many(outbox_records(entries, self.relay), ordered=True, session=session)
 
     async def list_for(self, principal: Principal, unread: bool | None, limit: int,
                        before: int | None) -> tuple[list[dict], int | None]:
