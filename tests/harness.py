@@ -44,7 +44,7 @@ class RunningPlatform:
             PLATFORM_DATA_DIR=str(data_dir), AMQP_URI=amqp_uri, ADMIN_PASSWORD=self.admin_password,
             SECANTUS_PORT=str(self.secantus_port), RPC_TIMEOUT_SECONDS="5",
             RECONCILE_INTERVAL_SECONDS="86400", JOINT_ORGANIZATION_MAX_UNITS="3",
-            # What a kill -9 leaves open is ended within about 4 s, not the 20 s of the default.
+            # What a kill -9 leaves open is ended within about 4 s, not the 8 s of the default.
             TRANSACTION_OWNER_HEARTBEAT_SECONDS="1",
             # The fuzz run and the load of the fault tests come from one account and one address.
             RATE_LIMIT_PER_USER="1000000/minute", RATE_LIMIT_PER_ADDRESS="1000000/minute",

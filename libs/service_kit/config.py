@@ -20,7 +20,7 @@ COMMON_DEFAULTS = {
     "MONGODB_SERVER_SELECTION_TIMEOUT_MS": "2000",
     # How often a process records that it is alive beside its transactions' sessions; silent for
     # 4 of these, its open transactions are ended by another (service_kit.transaction_owners).
-    "TRANSACTION_OWNER_HEARTBEAT_SECONDS": "5",
+    "TRANSACTION_OWNER_HEARTBEAT_SECONDS": "2",
     # Signed actors (service_kit.actor_tokens): every issuer's public key, and this process's
     # own private key (needed by a service that calls another). No defaults: `make run` and
     # the test kit generate a keyring; production takes them from its Secrets.

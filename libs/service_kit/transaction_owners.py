@@ -23,7 +23,7 @@ from datetime import datetime, timedelta, timezone
 log = logging.getLogger(__name__)
 
 COLLECTION = "transaction_owners"
-DEFAULT_HEARTBEAT_SECONDS = 5.0
+DEFAULT_HEARTBEAT_SECONDS = 2.0
 STALE_AFTER_HEARTBEATS = 4  # missed heartbeats before a process counts as gone
 MAX_SESSIONS_RECORDED = 256  # the driver's pool is far smaller; a bound against churn
 
