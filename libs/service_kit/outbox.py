@@ -11,7 +11,9 @@ not race the replica that is publishing them right now, and only once its own ha
 drained (or every `LEFTOVER_AFTER_SECONDS` under one that never is). However far behind a
 relay is, what it holds is left to it: its own poll skips its hand-over, and other replicas
 skip the records of a relay whose process is alive (each record names it; liveness is the
-transaction owners' heartbeat, service_kit.transaction_owners). Delivery is at least once: a
+transaction owners' heartbeat, service_kit.transaction_owners), in the poll and in a catch-up
+alike, for up to `LIVE_RELAY_GRACE_SECONDS` (a relay cut off from the broker while its process
+lives on must not hold its events back for ever). Delivery is at least once: a
 crash between the broker's confirm and the mark publishes an event again, which consumers'
 inboxes and the gateway's event log absorb by event id.
 
@@ -69,6 +71,10 @@ BATCH = 200
 PUBLISHED_RETENTION_SECONDS = 24 * 3600
 GAUGE_REFRESH_SECONDS = 5.0
 LEFTOVER_AFTER_SECONDS = 5.0
+# A live replica's records are left to its relay; older than this they are anyone's, in case
+# that relay cannot publish while its process lives on (cut off from the broker): a duplicate
+# then, rather than events held for as long as that lasts.
+LIVE_RELAY_GRACE_SECONDS = 60.0
 # Published records are marked together, at most this long after publishing: one write for
 # many batches when commands come one by one. A crash before the mark republishes them, which
 # consumers absorb by event id.
@@ -315,7 +321,8 @@ class OutboxRelay:
         self._committed.clear()  # committed before this line: the queries below see them
         done = set()
         while self._running:
-            pending = list(self.outbox.find({"published_at": None}).sort("_id", 1).limit(BATCH))
+            pending = list(self.outbox.find({"published_at": None, **self._not_live_relays()})
+                           .sort("_id", 1).limit(BATCH))
             self._publish(pending)
             self._mark_published(force=True)
             done.update(r["_id"] for r in pending)
@@ -342,9 +349,7 @@ class OutboxRelay:
         relay's hand-over (a backlog older than LEFTOVER_AFTER_SECONDS) are left to it: taken
         here too, they went out twice."""
         cutoff = utc_now() - timedelta(seconds=LEFTOVER_AFTER_SECONDS)
-        query = {"published_at": None, "created_at": {"$lt": cutoff}}
-        if alive := self.other_relays_alive():
-            query["relay"] = {"$nin": alive}
+        query = {"published_at": None, "created_at": {"$lt": cutoff}, **self._not_live_relays()}
         if after is not None:
             query["_id"] = {"$gt": after}
         pending = list(self.outbox.find(query).sort("_id", 1).limit(BATCH))
@@ -354,6 +359,13 @@ class OutboxRelay:
             held = {record["_id"] for record in self._committed}
         self._publish([record for record in pending if record["_id"] not in held])
         return pending[-1]["_id"] if len(pending) == BATCH else None
+
+    def _not_live_relays(self) -> dict:
+        """The filter leaving other live replicas' records to their relays, for a while."""
+        if not (alive := self.other_relays_alive()):
+            return {}
+        grace = utc_now() - timedelta(seconds=LIVE_RELAY_GRACE_SECONDS)
+        return {"$or": [{"relay": {"$nin": alive}}, {"created_at": {"$lt": grace}}]}
 
     def _publish(self, records: list[dict]) -> None:
         if not records:

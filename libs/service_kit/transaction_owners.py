@@ -17,8 +17,10 @@ Sync PyMongo: the nameko services call it in place, the gateway through a thread
 
 import logging
 import threading
+import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections import OrderedDict
+from datetime import datetime, timezone
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +35,26 @@ def heartbeat_seconds_from(config) -> float:
 
 
 class TransactionOwners:
-    def __init__(self, db, heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS, owner: str | None = None):
+    """Each process's record: `sessions` (lsid documents), `beats` (a counter its heartbeat
+    raises), `heartbeat_seconds` (its own interval) and `heartbeat_at` (for operators only).
+
+    A process is gone when its counter has not moved for 4 of its own intervals, as another
+    process observes it on its own monotonic clock: no two clocks are compared, and what was
+    observed before a failed heartbeat (the database away) is forgotten, so an outage that
+    stopped every heartbeat does not make every process look dead when it ends. Every replica
+    on a database must log in as the same database user: killSessions ends only the caller's
+    own user's sessions (another's need the killAnySession privilege)."""
+
+    def __init__(self, db, heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS, owner: str | None = None,
+                 clock=time.monotonic):
         self.collection = db[COLLECTION]
         self.admin = db.client.admin
         self.owner = owner or uuid.uuid4().hex
         self.heartbeat_seconds = heartbeat_seconds
-        self.stale_after = timedelta(seconds=heartbeat_seconds * STALE_AFTER_HEARTBEATS)
-        self._sessions: dict[bytes, dict] = {}  # session id bytes -> the lsid document
+        self._clock = clock
+        # Most recently used last: the bound drops a session unused the longest.
+        self._sessions: OrderedDict[bytes, dict] = OrderedDict()
+        self._seen: dict[str, tuple[int, float]] = {}  # owner -> (its beats, when they last moved here)
         self._lock = threading.Lock()
 
     def session_started(self, session) -> None:
@@ -55,45 +70,71 @@ class TransactionOwners:
         key = bytes(lsid["id"])
         with self._lock:
             if key in self._sessions:
+                self._sessions.move_to_end(key)
                 return None
             if len(self._sessions) >= MAX_SESSIONS_RECORDED:
-                self._sessions.pop(next(iter(self._sessions)))
+                self._sessions.popitem(last=False)
             self._sessions[key] = lsid
         return lsid
 
     def record(self, lsid: dict) -> None:
-        self.collection.update_one({"_id": self.owner},
-                                   {"$addToSet": {"sessions": lsid}, "$set": {"heartbeat_at": _now()}},
+        self.collection.update_one({"_id": self.owner}, {"$addToSet": {"sessions": lsid}, **self._heartbeat()},
                                    upsert=True)
+
+    def _heartbeat(self) -> dict:
+        return {"$inc": {"beats": 1},
+                "$set": {"heartbeat_at": datetime.now(timezone.utc), "heartbeat_seconds": self.heartbeat_seconds}}
 
     def beat(self) -> int:
         """Renew this process's heartbeat (with every session it has used) and end the sessions
-        of processes whose heartbeat is stale; how many such processes it found."""
-        now = _now()
+        of processes seen silent for 4 of their heartbeats; how many such processes it found."""
         with self._lock:
             sessions = list(self._sessions.values())
-        if sessions:
-            self.collection.update_one({"_id": self.owner},
-                                       {"$set": {"heartbeat_at": now, "sessions": sessions}}, upsert=True)
-        gone = list(self.collection.find({"heartbeat_at": {"$lt": now - self.stale_after}}))
+        try:
+            if sessions:
+                heartbeat = self._heartbeat()
+                heartbeat["$set"]["sessions"] = sessions
+                self.collection.update_one({"_id": self.owner}, heartbeat, upsert=True)
+            others = list(self.collection.find({"_id": {"$ne": self.owner}}))
+        except Exception:
+            with self._lock:
+                self._seen.clear()  # silence observed across a failed heartbeat proves nothing
+            raise
+        now = self._clock()
+        with self._lock:
+            self._seen = {record["_id"]: self._seen[record["_id"]]
+                          if self._seen.get(record["_id"], (None,))[0] == record.get("beats")
+                          else (record.get("beats"), now) for record in others}
+            gone = [record for record in others if self._is_stale(record, now)]
         for record in gone:
-            if record.get("sessions"):
-                self.admin.command("killSessions", record["sessions"])
-            # Only the record as read: an owner that was merely slow and has beaten since stays.
-            self.collection.delete_one({"_id": record["_id"], "heartbeat_at": record["heartbeat_at"]})
-            log.warning("ended the %d database sessions of a process not heard from since %s "
+            try:
+                if record.get("sessions"):
+                    self.admin.command("killSessions", record["sessions"])
+                # Only the record as read: an owner that was merely slow and has beaten since stays.
+                self.collection.delete_one({"_id": record["_id"], "beats": record.get("beats")})
+            except Exception:  # noqa: BLE001 - the others are still ended; this one at the next beat
+                log.warning("could not end the database sessions of process %s", record["_id"], exc_info=True)
+                continue
+            log.warning("ended the %d database sessions of process %s, silent for %d heartbeats "
                         "(their open transactions are aborted, not left to expire)",
-                        len(record.get("sessions", [])), record["heartbeat_at"].isoformat())
+                        len(record.get("sessions", [])), record["_id"], STALE_AFTER_HEARTBEATS)
         return len(gone)
 
+    def _is_stale(self, record: dict, now: float) -> bool:
+        seen = self._seen.get(record["_id"])
+        interval = float(record.get("heartbeat_seconds") or self.heartbeat_seconds)
+        return seen is not None and seen[0] == record.get("beats") and now - seen[1] >= STALE_AFTER_HEARTBEATS * interval
+
     def others_alive(self) -> list[str]:
-        """The other processes on this database whose heartbeat is not stale."""
-        fresh = _now() - self.stale_after
-        return [record["_id"] for record in self.collection.find(
-            {"heartbeat_at": {"$gte": fresh}, "_id": {"$ne": self.owner}}, {"_id": 1})]
+        """The other processes on this database not seen silent for 4 of their heartbeats."""
+        others = list(self.collection.find({"_id": {"$ne": self.owner}}, {"beats": 1, "heartbeat_seconds": 1}))
+        now = self._clock()
+        with self._lock:
+            return [record["_id"] for record in others if not self._is_stale(record, now)]
 
     def leave(self) -> None:
-        """On a clean stop: the driver ends its sessions itself; the record goes."""
+        """On a clean stop, once the heartbeat has stopped: the driver ends its sessions itself;
+        the record goes."""
         self.collection.delete_one({"_id": self.owner})
 
     def run(self, stopped: threading.Event) -> None:
@@ -105,7 +146,3 @@ class TransactionOwners:
             except Exception:  # noqa: BLE001 - the loop outlives a database outage
                 log.warning("transaction owners heartbeat failed; trying again", exc_info=True)
             stopped.wait(self.heartbeat_seconds)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)

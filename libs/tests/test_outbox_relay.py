@@ -14,7 +14,7 @@ from prometheus_client import generate_latest
 
 from platform_contracts.envelope import CloudEvent
 from platform_testing import metric_value, rabbit_vhost, wait_for
-from service_kit.outbox import LEFTOVER_AFTER_SECONDS, OutboxRelay, outbox_record
+from service_kit.outbox import LEFTOVER_AFTER_SECONDS, LIVE_RELAY_GRACE_SECONDS, OutboxRelay, outbox_record
 from service_kit.store import Store, utc_now
 from service_kit.transaction_owners import TransactionOwners
 
@@ -150,12 +150,36 @@ def test_another_replicas_backlog_is_left_to_it_while_it_lives_and_taken_once_it
                 relay.publish_leftovers()
                 assert drain() == []  # alive: its relay's to publish
                 beating.set()
-                wait_for(lambda: other.owner not in this.others_alive(), timeout=10,
-                         what="the other replica silent for four heartbeats")
+                wait_for(lambda: this.beat() == 1, timeout=10, interval=0.2,
+                         what="the other replica seen silent for four heartbeats")
+                assert other.owner not in this.others_alive()
                 relay.publish_leftovers()
                 assert drain() == [e.id for e in events]
         finally:
             beating.set()
+            relay.publisher.close()
+            store.close()
+
+
+def test_a_live_replicas_records_are_anyones_after_the_grace_its_relay_had(mongodb_uri):
+    """A relay cut off from the broker while its process lives on must not hold its events back
+    for as long as that lasts."""
+    with rabbit_vhost() as amqp_uri:
+        relay, store = relay_and_store(mongodb_uri, amqp_uri)
+        other = TransactionOwners(store.db, heartbeat_seconds=0.2)
+        with store.client.start_session() as session:
+            other.session_started(session)
+        relay.other_relays_alive = lambda: [other.owner]  # alive throughout
+        old = utc_now() - timedelta(seconds=LIVE_RELAY_GRACE_SECONDS + 1)
+        young = utc_now() - timedelta(seconds=LEFTOVER_AFTER_SECONDS + 1)
+        held, stuck = (CloudEvent(source=store.source, type="unit.updated", subject=s, data={}) for s in "hs")
+        store.db.outbox.insert_many([outbox_record(ObjectId(), held.type, held.to_json_dict(), young, other.owner),
+                                     outbox_record(ObjectId(), stuck.type, stuck.to_json_dict(), old, other.owner)])
+        try:
+            with listening(amqp_uri, store.source) as drain:
+                relay.publish_leftovers()
+                assert drain() == [stuck.id]
+        finally:
             relay.publisher.close()
             store.close()
 

@@ -104,3 +104,27 @@ def test_a_service_takes_its_heartbeat_from_the_environment(monkeypatch):
     monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1/")
     monkeypatch.setenv("TRANSACTION_OWNER_HEARTBEAT_SECONDS", "1")
     assert heartbeat_seconds_from(env_config("organization", 8081)) == 1.0
+
+
+def test_silence_is_judged_on_the_observers_clock_and_not_across_its_own_failed_heartbeat(db):
+    """No two clocks are compared, and a database outage that stopped every heartbeat does not
+    make every process look gone when it ends (the review of the first version found both)."""
+    now = [1_000.0]
+    observer = TransactionOwners(db, heartbeat_seconds=HEARTBEAT, clock=lambda: now[0])
+    other = TransactionOwners(db, heartbeat_seconds=HEARTBEAT)
+    with db.client.start_session() as session:
+        other.session_started(session)
+    assert observer.beat() == 0  # first seen: not judged yet
+    now[0] += 60  # far past 4 heartbeats, with the other silent...
+    reachable = observer.collection
+    unreachable = pymongo.MongoClient("mongodb://127.0.0.1:1/", serverSelectionTimeoutMS=100)
+    observer.collection = unreachable[db.name][COLLECTION]
+    with pytest.raises(pymongo.errors.PyMongoError):
+        observer.beat()  # ...but the observer's own heartbeat failed meanwhile
+    observer.collection = reachable
+    unreachable.close()
+    assert observer.beat() == 0 and other.owner in observer.others_alive()
+    now[0] += 4 * HEARTBEAT  # silent for 4 heartbeats seen from here: gone
+    assert other.owner not in observer.others_alive()
+    assert observer.beat() == 1
+    assert db[COLLECTION].count_documents({"_id": other.owner}) == 0

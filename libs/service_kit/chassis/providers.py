@@ -41,13 +41,14 @@ class StoreProvider(DependencyProvider):
         self.store.ensure_indexes(float(self.container.config.get("COMMAND_LOG_RETENTION_HOURS", 168)))
         self.relay.start(partial(self.container.spawn_managed_thread, identifier="outbox_relay"))
         self.heartbeat_stopped.clear()
-        self.container.spawn_managed_thread(partial(self.store.owners.run, self.heartbeat_stopped),
-                                            identifier="transaction_owners")
+        self.heartbeat = self.container.spawn_managed_thread(
+            partial(self.store.owners.run, self.heartbeat_stopped), identifier="transaction_owners")
 
     def stop(self):
         # The container's workers have finished: nothing commits any more.
         self.relay.stop()
         self.heartbeat_stopped.set()
+        self.heartbeat.wait()  # a beat under way would put the record back after it is removed
         try:
             self.store.owners.leave()
         except Exception:  # noqa: BLE001 - the record only goes stale, and another replica clears it

@@ -93,7 +93,9 @@ def create_app(settings: Settings) -> FastAPI:
         relay_mongo = MongoClient(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
         owners = TransactionOwners(relay_mongo[settings.mongodb_database], settings.transaction_heartbeat_seconds)
         heartbeat_stopped = threading.Event()
-        threading.Thread(target=owners.run, args=(heartbeat_stopped,), name="transaction-owners", daemon=True).start()
+        heartbeat = threading.Thread(target=owners.run, args=(heartbeat_stopped,), name="transaction-owners",
+                                     daemon=True)
+        heartbeat.start()
         event_log = EventLog(db, owners)
         broadcaster = Broadcaster(event_log)
         await broadcaster.start()
@@ -121,6 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
             await consumer.stop()
             await asyncio.to_thread(relay.stop)  # marks what it has published
             heartbeat_stopped.set()
+            await asyncio.to_thread(heartbeat.join, 5)  # a beat under way would put the record back
             with contextlib.suppress(Exception):  # left behind, the record goes stale and a replica clears it
                 await asyncio.to_thread(owners.leave)
             relay_mongo.close()
