@@ -56,6 +56,34 @@ class TransactionOwners:
         self._sessions: OrderedDict[bytes, dict] = OrderedDict()
         self._seen: dict[str, tuple[int, float]] = {}  # owner -> (its beats, when they last moved here)
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._finished = threading.Event()
+
+    def start(self, spawn) -> None:
+        """`spawn` runs the heartbeat in a thread of its own (a green thread in the services),
+        as the outbox relay's."""
+        self._stopped.clear()
+        self._finished.clear()
+        spawn(self._run_until_stopped)
+
+    def stop(self, timeout: float = 5.0, leave: bool = True) -> None:
+        """The heartbeat ends (a beat under way first, or it would put the record back); on a
+        clean stop (`leave`) the record goes, the driver ending the sessions itself. Without,
+        the record stays for another process to find silent and end what is left open."""
+        self._stopped.set()
+        self._finished.wait(timeout)
+        if not leave:
+            return
+        try:
+            self.leave()
+        except Exception:  # noqa: BLE001 - left behind, the record is seen silent and another clears it
+            log.warning("could not remove this process's transaction owner record", exc_info=True)
+
+    def _run_until_stopped(self) -> None:
+        try:
+            self.run(self._stopped)
+        finally:
+            self._finished.set()
 
     def session_started(self, session) -> None:
         """Call before a transaction starts under `session` (outside it): records the session
@@ -133,8 +161,7 @@ class TransactionOwners:
             return [record["_id"] for record in others if not self._is_stale(record, now)]
 
     def leave(self) -> None:
-        """On a clean stop, once the heartbeat has stopped: the driver ends its sessions itself;
-        the record goes."""
+        """This process's record removed (`stop` does it once the heartbeat has ended)."""
         self.collection.delete_one({"_id": self.owner})
 
     def run(self, stopped: threading.Event) -> None:

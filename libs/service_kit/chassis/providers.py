@@ -2,7 +2,6 @@
 it), the check of its callers' signed actors, and, where it holds personal data, its field
 cipher; a service that calls another signs the actors it passes with `ActorSigning`."""
 
-import threading
 from functools import partial
 
 from nameko.extensions import DependencyProvider
@@ -35,31 +34,23 @@ class StoreProvider(DependencyProvider):
         )
         self.relay.outbox = self.store.db.outbox
         self.relay.other_relays_alive = self.store.owners.others_alive
-        self.heartbeat_stopped = threading.Event()
 
     def start(self):
         self.store.ensure_indexes(float(self.container.config.get("COMMAND_LOG_RETENTION_HOURS", 168)))
         self.relay.start(partial(self.container.spawn_managed_thread, identifier="outbox_relay"))
-        self.heartbeat_stopped.clear()
-        self.heartbeat = self.container.spawn_managed_thread(
-            partial(self.store.owners.run, self.heartbeat_stopped), identifier="transaction_owners")
+        self.store.owners.start(partial(self.container.spawn_managed_thread, identifier="transaction_owners"))
 
     def stop(self):
         # The container's workers have finished: nothing commits any more.
         self.relay.stop()
-        self.heartbeat_stopped.set()
-        self.heartbeat.wait()  # a beat under way would put the record back after it is removed
-        try:
-            self.store.owners.leave()
-        except Exception:  # noqa: BLE001 - the record only goes stale, and another replica clears it
-            pass
+        self.store.owners.stop()
         # Closing the client also ends its monitors, which at the interpreter's exit pymongo
         # would otherwise wait for, a second each, while they sit in a socket read.
         self.store.close()
 
     def kill(self):
         self.relay.stop()
-        self.heartbeat_stopped.set()
+        self.store.owners.stop(timeout=0, leave=False)
         self.store.close()
 
     def get_dependency(self, worker_ctx):

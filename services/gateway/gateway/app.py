@@ -92,10 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
         # their own with a client of their own.
         relay_mongo = MongoClient(settings.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
         owners = TransactionOwners(relay_mongo[settings.mongodb_database], settings.transaction_heartbeat_seconds)
-        heartbeat_stopped = threading.Event()
-        heartbeat = threading.Thread(target=owners.run, args=(heartbeat_stopped,), name="transaction-owners",
-                                     daemon=True)
-        heartbeat.start()
+        owners.start(lambda run: threading.Thread(target=run, name="transaction-owners", daemon=True).start())
         event_log = EventLog(db, owners)
         broadcaster = Broadcaster(event_log)
         await broadcaster.start()
@@ -122,10 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
             purger.cancel()
             await consumer.stop()
             await asyncio.to_thread(relay.stop)  # marks what it has published
-            heartbeat_stopped.set()
-            await asyncio.to_thread(heartbeat.join, 5)  # a beat under way would put the record back
-            with contextlib.suppress(Exception):  # left behind, the record goes stale and a replica clears it
-                await asyncio.to_thread(owners.leave)
+            await asyncio.to_thread(owners.stop)
             relay_mongo.close()
             await broadcaster.stop()
             await rpc.close()
